@@ -1,0 +1,145 @@
+"""Settings, built once at the edge (the CLI) and handed down.
+
+Precedence, lowest to highest: defaults, the TOML file (``--config``),
+environment variables ``STRATUM_PROXY_*`` (``__`` separates nested keys, e.g.
+``STRATUM_PROXY_STORE__URL``), then command-line flags.
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from stratum_proxy.errors import ConfigError
+from stratum_proxy.store.settings import StoreSettings
+
+
+class LimitSettings(BaseModel):
+    """Protection against bad or hostile peers; every limit has a sane default."""
+
+    # The longest real SV1 line is a notify with a large coinbase and merkle
+    # branch (a few KiB); 64 KiB leaves room while stopping a 1 MB junk line.
+    max_line_bytes: int = Field(default=64 * 1024, ge=1024)
+    max_connections: int = Field(default=10_000, ge=1, description="Concurrent miner connections")
+    idle_timeout_s: float = Field(default=600.0, gt=0, description="Close a miner silent this long")
+    submit_timeout_s: float = Field(default=30.0, gt=0, description="No pool answer by then: no_response")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="Pool TCP connect timeout")
+    pool_retry_s: float = Field(default=30.0, gt=0, description="Skip a failed pool this long")
+    max_jobs_per_connection: int = Field(default=64, ge=4, description="Jobs kept to judge late shares")
+    shutdown_grace_s: float = Field(default=5.0, ge=0, description="Wait for pool answers on stop")
+
+
+class LogSettings(BaseModel):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["auto", "json", "console"] = "auto"
+    summary_interval_s: float = Field(default=60.0, gt=0)
+
+
+class ApiSettings(BaseModel):
+    """The local HTTP endpoint: /metrics, /api/query (used by ``stratum-proxy query``)."""
+
+    listen: str = Field(default="127.0.0.1:8081", description="host:port; empty to disable")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="STRATUM_PROXY_",
+        env_nested_delimiter="__",
+        extra="forbid",
+    )
+
+    proxy_id: str = Field(default_factory=socket.gethostname)
+    listen: list[str] = Field(default_factory=lambda: ["0.0.0.0:3333"])
+    pools: list[str] = Field(
+        default_factory=list,
+        description="Upstream URLs in failover order: stratum+tcp://host:port or name=URL",
+    )
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @field_validator("listen", "pools", mode="before")
+    @classmethod
+    def _split_strings(cls, value: Any) -> Any:
+        # Env vars carry lists as "a,b" (or JSON, which pydantic handles first).
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if _toml_path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_toml_path))
+        return tuple(sources)
+
+
+_toml_path: Path | None = None
+
+
+def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings from the file, the environment and flag overrides.
+
+    ``overrides`` are flag values; ``None`` means "flag not given".  Nested keys
+    use dotted names, e.g. ``{"store.url": "chdb:///x"}``.
+    """
+    global _toml_path
+    if config is not None and not config.is_file():
+        raise ConfigError(f"config file {config} does not exist")
+    init: dict[str, Any] = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        target = init
+        *parents, leaf = key.split(".")
+        for parent in parents:
+            target = target.setdefault(parent, {})
+        target[leaf] = value
+    _toml_path = config
+    try:
+        return _merge_init(init)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+    except ValueError as exc:  # TOML syntax errors
+        raise ConfigError(f"cannot read {config}: {exc}") from None
+    finally:
+        _toml_path = None
+
+
+def _merge_init(init: dict[str, Any]) -> Settings:
+    # Init kwargs replace nested models wholesale; merge them over what the
+    # other sources give so "--store URL" keeps the file's [store] batch sizes.
+    if not any(isinstance(v, dict) for v in init.values()):
+        return Settings(**init)
+    base = Settings().model_dump()
+    for key, value in init.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key].update(value)
+        else:
+            base[key] = value
+    return Settings(**base)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        lines.append(f"setting {where}: {err['msg']} (got {err.get('input')!r})")
+    return "invalid settings:\n  " + "\n  ".join(lines)

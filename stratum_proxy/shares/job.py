@@ -1,0 +1,117 @@
+"""A mining job as the miner sees it, and the per-share computation on it.
+
+The fast path: for each submit the only work is the coinbase hash and merkle
+fold (cached per extranonce2, since miners resubmit on the same extranonce2
+with new nonces) plus one 80-byte header hash.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+from hashlib import sha256
+
+from stratum_proxy.shares.math import (
+    DIFF1_TARGET,
+    difficulty_from_target,
+    nbits_to_target,
+)
+
+# Merkle roots kept per job.  A miner rolls extranonce2 slowly (one value covers
+# 2**32 nonces times the version/ntime space), so a handful of entries per job
+# already catches every repeat; the bound keeps a hostile miner from growing it.
+_ROOT_CACHE_SIZE = 64
+_MAX_HASH = (1 << 256) - 1
+_pack_tail = struct.Struct("<III").pack
+
+
+@dataclass(slots=True, frozen=True)
+class ShareResult:
+    """What one share's header hashes to."""
+
+    hash_int: int  # sha256d(header) read as a little-endian integer
+    hash_hex: str  # block-explorer order (reversed digest) hex
+    difficulty: float
+    is_block: bool
+
+    def meets(self, target: int) -> bool:
+        """Exact (integer) comparison against a target: doubles can round."""
+        return self.hash_int <= target
+
+
+@dataclass(slots=True, eq=False)
+class Job:
+    """One mining.notify (or an SV2 extended job rendered the same way).
+
+    ``prevhash`` is in header byte order (already word-swapped from stratum's
+    form); ``merkle_branch`` entries are raw 32-byte nodes; ``version``,
+    ``nbits`` and ``ntime`` are the integers of their big-endian hex.
+    ``extranonce1`` and ``pool_difficulty`` are captured from the connection when
+    the job arrived: both apply to jobs sent after they changed.
+    """
+
+    job_id: str
+    prevhash: bytes
+    coinb1: bytes
+    coinb2: bytes
+    merkle_branch: tuple[bytes, ...]
+    version: int
+    nbits: int
+    ntime: int
+    clean_jobs: bool
+    extranonce1: bytes
+    pool_difficulty: float
+    network_target: int = field(init=False)
+    network_difficulty: float = field(init=False)
+    _roots: dict[bytes, bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.network_target = nbits_to_target(self.nbits)
+        self.network_difficulty = difficulty_from_target(self.network_target)
+        self._roots = {}
+
+    def merkle_root(self, extranonce2: bytes) -> bytes:
+        """Merkle root for this job and extranonce2 (cached)."""
+        root = self._roots.get(extranonce2)
+        if root is None:
+            coinbase = self.coinb1 + self.extranonce1 + extranonce2 + self.coinb2
+            root = sha256(sha256(coinbase).digest()).digest()
+            for node in self.merkle_branch:
+                root = sha256(sha256(root + node).digest()).digest()
+            if len(self._roots) >= _ROOT_CACHE_SIZE:
+                self._roots.pop(next(iter(self._roots)))
+            self._roots[extranonce2] = root
+        return root
+
+    def header(self, extranonce2: bytes, ntime: int, nonce: int, version: int) -> bytes:
+        """The 80-byte block header for a share on this job."""
+        return (
+            struct.pack("<I", version)
+            + self.prevhash
+            + self.merkle_root(extranonce2)
+            + _pack_tail(ntime, self.nbits, nonce)
+        )
+
+
+def rolled_version(job_version: int, mask: int, version_bits: int | None) -> int:
+    """BIP310: nVersion = (job & ~mask) | (bits & mask); no bits means no rolling."""
+    if version_bits is None:
+        return job_version
+    return (job_version & ~mask & 0xFFFFFFFF) | (version_bits & mask)
+
+
+def compute_share(
+    job: Job, extranonce2: bytes, ntime: int, nonce: int, version: int
+) -> ShareResult:
+    """Rebuild the header of a share and judge it.
+
+    ``version`` is the final header version (see ``rolled_version``).
+    """
+    digest = sha256(sha256(job.header(extranonce2, ntime, nonce, version)).digest()).digest()
+    hash_int = int.from_bytes(digest, "little")
+    return ShareResult(
+        hash_int=hash_int,
+        hash_hex=digest[::-1].hex(),
+        difficulty=DIFF1_TARGET / (hash_int or _MAX_HASH),
+        is_block=hash_int <= job.network_target,
+    )

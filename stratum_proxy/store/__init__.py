@@ -1,0 +1,1 @@
+"""Getting share records into ClickHouse: record, schema, backends, queue, spool, writer."""

@@ -1,0 +1,57 @@
+"""The share record: one row of ``mining.shares`` per share a miner submitted.
+
+This is the contract between the protocol side (which builds records) and the
+store side (which writes them).  Field order is the column order of the table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple, dataclass, fields
+
+STATUS_ACCEPTED = "accepted"
+STATUS_REJECTED = "rejected"
+STATUS_NO_RESPONSE = "no_response"
+
+
+@dataclass(slots=True)
+class ShareRecord:
+    """One submitted share, whatever happened to it.
+
+    ``ts`` is the proxy's receive time of the submit, as Unix seconds (float,
+    millisecond precision is kept by the store).  ``version`` is the final header
+    version (after BIP310 rolling).  ``share_hash`` is block-explorer order hex,
+    '' and ``share_difficulty`` 0.0 when the share could not be rebuilt (unknown
+    job, malformed fields).
+    """
+
+    ts: float
+    proxy_id: str
+    upstream: str
+    protocol: str  # 'sv1' or 'sv2' on the miner side
+    channel_id: int
+    worker: str
+    miner_addr: str
+    job_id: str
+    extranonce2: str
+    ntime: str
+    nonce: str
+    version: int
+    share_hash: str
+    share_difficulty: float
+    pool_difficulty: float
+    network_difficulty: float
+    status: str
+    reject_reason: str
+    is_block: bool
+    response_ms: float
+    # Columns beyond the DESIGN.md contract.
+    version_bits: str = ""  # the 6th submit param as sent ('' when absent)
+    extranonce1: str = ""  # the connection's extranonce1 for this job
+
+
+COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(ShareRecord))
+
+
+def record_values(record: ShareRecord) -> tuple[object, ...]:
+    """The record as a tuple in ``COLUMNS`` order."""
+    return astuple(record)

@@ -1,0 +1,29 @@
+"""Settings of the share pipeline (the ``[store]`` section)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+
+class StoreSettings(BaseModel):
+    """Where share rows go and how they get there."""
+
+    url: str = Field(
+        default="chdb://./data/db",
+        description="chdb:///path (embedded engine) or clickhouse://user:pass@host:9000/mining",
+    )
+    spool_dir: Path | None = Field(
+        default=None,
+        description="Durable backup spool; default: <data dir of the store>/spool or ./data/spool",
+    )
+    queue_size: int = Field(default=100_000, ge=1, description="Rows held in memory before spilling to the spool")
+    batch_rows: int = Field(default=10_000, ge=1, description="Flush a batch at this many rows")
+    linger_s: float = Field(default=1.0, gt=0, description="...or when the oldest row waited this long")
+    fsync_interval_s: float = Field(default=0.2, gt=0, description="Grouped fsync of the spool")
+    spool_max_bytes: int = Field(default=10 * 1024**3, ge=1024 * 1024, description="Disk cap of the spool")
+    retention_days: int = Field(default=30, ge=1, description="TTL of mining.shares")
+    aggregate_retention_days: int = Field(default=400, ge=1, description="TTL of the per-minute stats")
+    cluster: str = Field(default="", description="ClickHouse cluster name: ON CLUSTER DDL, replicated tables")
+    shutdown_timeout_s: float = Field(default=10.0, gt=0, description="Time to flush on a clean stop")

@@ -1,0 +1,170 @@
+"""The ``stratum-proxy`` command: run, query, stats, cleanup, spool, keys, demo."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from stratum_proxy import __version__
+from stratum_proxy.errors import ConfigError, StoreBusyError, StratumProxyError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, help="TOML settings file (see config/stratum-proxy.toml)")
+
+
+def _store_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--store", help="chdb:///path or clickhouse://user:pass@host:9000/mining")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="stratum-proxy",
+        description="Stratum mining proxy that records every share into ClickHouse.",
+    )
+    parser.add_argument("--version", action="version", version=f"stratum-proxy {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the proxy daemon")
+    _common(run)
+    run.add_argument("--listen", action="append", help="host:port for miners (repeatable)")
+    run.add_argument("--pool", action="append", help="pool URL, in failover order (repeatable)")
+    _store_flags(run)
+    run.add_argument("--spool-dir", type=Path, help="durable backup spool directory")
+    run.add_argument("--proxy-id", help="this instance's name in the share rows")
+    run.add_argument("--api-listen", help="host:port of the local HTTP API ('' disables it)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument("--log-format", choices=["auto", "json", "console"])
+
+    query = sub.add_parser("query", help="run SQL on the share store, print ClickHouse's output")
+    _common(query)
+    _store_flags(query)
+    query.add_argument("sql", help='e.g. "SELECT count() FROM mining.shares"')
+
+    stats = sub.add_parser("stats", help="per-worker summary of the last hours")
+    _common(stats)
+    _store_flags(stats)
+    stats.add_argument("--hours", type=float, default=24.0)
+    stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    cleanup = sub.add_parser("cleanup", help="delete share rows older than N days, now")
+    _common(cleanup)
+    _store_flags(cleanup)
+    cleanup.add_argument("--days", type=int, required=True)
+
+    spool = sub.add_parser("spool", help="inspect or drain the backup spool")
+    spool_sub = spool.add_subparsers(dest="spool_command", required=True)
+    status = spool_sub.add_parser("status", help="what the spool holds")
+    _common(status)
+    status.add_argument("--spool-dir", type=Path)
+    drain = spool_sub.add_parser("drain", help="write the spool into a store, then trim it")
+    _common(drain)
+    drain.add_argument("--spool-dir", type=Path)
+    _store_flags(drain)
+
+    keys = sub.add_parser("keys", help="Stratum V2 authority keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    keys_sub.add_parser("generate", help="a new authority key pair (base58check)")
+    show = keys_sub.add_parser("show", help="the public key of a secret key")
+    show.add_argument("secret")
+
+    demo = sub.add_parser("demo", help="test pool + simulated CPU miners + the proxy, live table")
+    demo.add_argument("--miners", type=int, default=4)
+    demo.add_argument("--seconds", type=float, default=20.0)
+    demo.add_argument("--store", help="default: a temporary embedded store")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except StoreBusyError as exc:
+        print(f"stratum-proxy: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except ConfigError as exc:
+        print(f"stratum-proxy: configuration error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except StratumProxyError as exc:
+        print(f"stratum-proxy: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
+    from stratum_proxy.settings import load_settings
+
+    return load_settings(getattr(args, "config", None), **overrides)
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    command = args.command
+    if command == "run":
+        from stratum_proxy.daemon import run_daemon
+
+        settings = _settings(
+            args,
+            listen=args.listen,
+            pools=args.pool,
+            proxy_id=args.proxy_id,
+            **{
+                "store.url": args.store,
+                "store.spool_dir": args.spool_dir,
+                "api.listen": args.api_listen,
+                "log.level": args.log_level,
+                "log.format": args.log_format,
+            },
+        )
+        if not settings.pools:
+            raise ConfigError("no pool configured: give --pool stratum+tcp://host:port (or pools in --config)")
+        return run_daemon(settings)
+    if command == "query":
+        from stratum_proxy.commands import run_query
+
+        settings = _settings(args, **{"store.url": args.store})
+        sys.stdout.buffer.write(run_query(settings, args.sql))
+        sys.stdout.flush()
+        return EXIT_OK
+    if command == "stats":
+        from stratum_proxy.commands import run_stats
+
+        settings = _settings(args, **{"store.url": args.store})
+        print(run_stats(settings, args.hours, as_json=args.json), end="")
+        return EXIT_OK
+    if command == "cleanup":
+        from stratum_proxy.commands import run_cleanup
+
+        settings = _settings(args, **{"store.url": args.store})
+        print(run_cleanup(settings, args.days))
+        return EXIT_OK
+    if command == "spool":
+        from stratum_proxy.commands import run_spool
+
+        overrides: dict[str, Any] = {"store.spool_dir": args.spool_dir}
+        if args.spool_command == "drain":
+            overrides["store.url"] = args.store
+        settings = _settings(args, **overrides)
+        print(run_spool(settings, args.spool_command), end="")
+        return EXIT_OK
+    if command == "keys":
+        from stratum_proxy.commands import run_keys
+
+        print(run_keys(args.keys_command, getattr(args, "secret", None)))
+        return EXIT_OK
+    if command == "demo":
+        from stratum_proxy.demo import run_demo_command
+
+        return run_demo_command(miners=args.miners, seconds=args.seconds, store=args.store)
+    raise ConfigError(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

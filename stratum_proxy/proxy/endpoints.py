@@ -1,0 +1,69 @@
+"""Pool URLs and listen addresses as the operator writes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from stratum_proxy.errors import ConfigError
+
+_SV1_SCHEMES = {"stratum+tcp", "stratum", "tcp"}
+_SV2_SCHEMES = {"stratum2+tcp"}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolEndpoint:
+    """One configured upstream.  ``name`` is what the share rows call it."""
+
+    name: str
+    host: str
+    port: int
+    protocol: str  # "sv1" or "sv2"
+    authority_key: str = ""  # SV2 only: base58check authority public key
+
+    @property
+    def address(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+def parse_pool(text: str) -> PoolEndpoint:
+    """Parse ``[name=]stratum+tcp://host:port`` or ``[name=]stratum2+tcp://host:port/KEY``."""
+    raw = text.strip()
+    name = ""
+    if "=" in raw.split("://", 1)[0]:
+        name, raw = raw.split("=", 1)
+        name = name.strip()
+    parts = urlsplit(raw)
+    scheme = parts.scheme.lower()
+    if scheme not in _SV1_SCHEMES | _SV2_SCHEMES:
+        raise ConfigError(
+            f"pool {text!r}: unsupported scheme {parts.scheme!r}; use stratum+tcp://host:port "
+            "or stratum2+tcp://host:port/AUTHORITY_PUBKEY"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None:
+        raise ConfigError(f"pool {text!r}: needs a host and a port, e.g. stratum+tcp://pool:3333")
+    protocol = "sv2" if scheme in _SV2_SCHEMES else "sv1"
+    key = parts.path.strip("/") if protocol == "sv2" else ""
+    if protocol == "sv2" and not key:
+        raise ConfigError(
+            f"pool {text!r}: a Stratum V2 pool needs its authority public key: "
+            "stratum2+tcp://host:port/AUTHORITY_PUBKEY"
+        )
+    host = parts.hostname
+    return PoolEndpoint(
+        name=name or f"{host}:{port}", host=host, port=port, protocol=protocol, authority_key=key
+    )
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Parse ``host:port`` (``[::1]:3333`` for IPv6, ``:3333`` for all interfaces)."""
+    raw = text.strip()
+    host, sep, port_text = raw.rpartition(":")
+    if not sep or not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+        raise ConfigError(f"listen address {text!r}: expected host:port, e.g. 0.0.0.0:3333")
+    host = host.strip("[]") or "0.0.0.0"
+    return host, int(port_text)

@@ -1,0 +1,267 @@
+"""Passthrough mode: one pool connection per miner connection, bytes untouched.
+
+Forward first, analyse after: every chunk read from one side is written to the
+other side before the SV1 tracker looks at it, so share math never delays a
+message.  The tracker (sans-I/O) turns the observed lines into share records.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from stratum_proxy.errors import RemoteProtocolError
+from stratum_proxy.proxy.endpoints import PoolEndpoint
+from stratum_proxy.sv1 import events as ev
+from stratum_proxy.sv1.tracker import ShareContext, Sv1Tracker
+
+if TYPE_CHECKING:
+    from stratum_proxy.proxy.server import ProxyServer
+
+# Bytes a miner may send before its pool connection is up (subscribe, configure,
+# authorize are a few hundred bytes; this only stops a peer from filling memory).
+_PRECONNECT_BUFFER = 256 * 1024
+# Once the miner left, how long the pool connection stays open to hear the
+# verdicts of shares already submitted.
+_DRAIN_AFTER_MINER_LEFT_S = 2.0
+# Skipped-line warnings per connection before they are only counted.
+_SKIP_WARNINGS = 5
+
+
+class MinerSide(asyncio.Protocol):
+    """The miner's TCP connection."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self.relay: PassthroughRelay | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.relay = self.server.admit_miner(transport)
+
+    def data_received(self, data: bytes) -> None:
+        if self.relay is not None:
+            self.relay.from_miner(data)
+
+    def eof_received(self) -> bool:
+        return False  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.relay is not None:
+            self.relay.miner_closed(exc)
+
+    def pause_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.pause_pool()
+
+    def resume_writing(self) -> None:
+        if self.relay is not None:
+            self.relay.resume_pool()
+
+
+class PoolSide(asyncio.Protocol):
+    """Our TCP connection to the pool, on behalf of one miner."""
+
+    def __init__(self, relay: PassthroughRelay) -> None:
+        self.relay = relay
+
+    def data_received(self, data: bytes) -> None:
+        self.relay.from_pool(data)
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.relay.pool_closed(exc)
+
+    def pause_writing(self) -> None:
+        self.relay.pause_miner()
+
+    def resume_writing(self) -> None:
+        self.relay.resume_miner()
+
+
+class PassthroughRelay:
+    """One miner ↔ pool pair: the byte relay plus its SV1 tracker."""
+
+    def __init__(
+        self, server: ProxyServer, miner: asyncio.Transport, channel_id: int, miner_addr: str
+    ) -> None:
+        self.server = server
+        self.miner = miner
+        self.channel_id = channel_id
+        self.miner_addr = miner_addr
+        self.pool: asyncio.Transport | None = None
+        self.endpoint: PoolEndpoint | None = None
+        self.log = server.log.bind(channel_id=channel_id, miner=miner_addr)
+        limits = server.settings.limits
+        self.tracker = Sv1Tracker(
+            context=ShareContext(
+                proxy_id=server.settings.proxy_id,
+                upstream="",
+                channel_id=channel_id,
+                miner_addr=miner_addr,
+            ),
+            max_line_bytes=limits.max_line_bytes,
+            submit_timeout_s=limits.submit_timeout_s,
+            max_jobs=limits.max_jobs_per_connection,
+        )
+        self.last_miner_rx = time.monotonic()
+        self.closed = False
+        self.miner_gone = False
+        self.drain_deadline: float | None = None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._skipped = 0
+        self.connect_task: asyncio.Task[None] | None = None
+
+    # -- connecting -------------------------------------------------------
+
+    async def connect_pool(self) -> None:
+        try:
+            endpoint, transport, _ = await self.server.selector.connect(
+                lambda _pool: PoolSide(self), self.log
+            )
+        except ConnectionError as exc:
+            self.log.error("no_pool_available", error=str(exc))
+            self.close()
+            return
+        if self.closed:
+            transport.close()
+            return
+        self.endpoint, self.pool = endpoint, transport
+        self.tracker.set_upstream(endpoint.name)
+        self.log = self.log.bind(pool=endpoint.name)
+        self.log.info("miner_connected")
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            self.pool.write(chunk)
+        for chunk in pending:
+            if not self._observe(self.tracker.miner_data, chunk, "miner"):
+                return
+
+    # -- data -------------------------------------------------------------
+
+    def from_miner(self, data: bytes) -> None:
+        self.last_miner_rx = time.monotonic()
+        if self.pool is None:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._pending_bytes > _PRECONNECT_BUFFER:
+                self.log.warning("miner_flood_before_pool", bytes=self._pending_bytes)
+                self.close()
+            return
+        self.pool.write(data)
+        self._observe(self.tracker.miner_data, data, "miner")
+
+    def from_pool(self, data: bytes) -> None:
+        if not self.miner_gone:
+            self.miner.write(data)
+        self._observe(self.tracker.pool_data, data, "pool")
+
+    def _observe(self, feed: Any, data: bytes, side: str) -> bool:
+        try:
+            events = feed(data, time.time())
+        except RemoteProtocolError as exc:
+            self.log.warning("connection_closed_bad_input", side=side, error=str(exc))
+            self.close()
+            return False
+        if events:
+            self._handle(events)
+        return True
+
+    def _handle(self, events: list[Any]) -> None:
+        server = self.server
+        for event in events:
+            if isinstance(event, ev.ShareResolved):
+                server.record_share(event.record, self.log)
+            elif isinstance(event, ev.LineSkipped):
+                self._skipped += 1
+                server.count("lines_skipped")
+                if self._skipped <= _SKIP_WARNINGS:
+                    self.log.warning(
+                        "line_skipped", side=event.side, reason=event.reason, line=event.excerpt
+                    )
+            elif isinstance(event, ev.WorkerAuthorized):
+                self.log.info("worker_authorized", worker=event.worker, accepted=event.accepted)
+            elif isinstance(event, ev.PoolReconnectRequested):
+                self.log.info(
+                    "pool_requested_reconnect", host=event.host, port=event.port, wait_s=event.wait_s
+                )
+            elif isinstance(event, ev.PoolMessage):
+                self.log.info("pool_message", text=event.text)
+            elif isinstance(event, ev.DifficultySet):
+                self.log.debug("difficulty_set", difficulty=event.difficulty)
+
+    # -- timers (driven by the server's sweeper) ---------------------------
+
+    def tick(self, now_wall: float, now_mono: float) -> None:
+        deadline = self.tracker.get_timer()
+        if deadline is not None and deadline <= now_wall:
+            self._handle(self.tracker.handle_timer(now_wall))
+        if self.closed:
+            return
+        if self.drain_deadline is not None:
+            if now_mono >= self.drain_deadline or self.tracker.get_timer() is None:
+                self.close()
+        elif now_mono - self.last_miner_rx > self.server.settings.limits.idle_timeout_s:
+            self.log.info("miner_idle_timeout")
+            self.close()
+
+    def has_pending(self) -> bool:
+        return self.tracker.get_timer() is not None
+
+    # -- flow control -----------------------------------------------------
+
+    def pause_pool(self) -> None:
+        if self.pool is not None:
+            self.pool.pause_reading()
+
+    def resume_pool(self) -> None:
+        if self.pool is not None and not self.pool.is_closing():
+            self.pool.resume_reading()
+
+    def pause_miner(self) -> None:
+        self.miner.pause_reading()
+
+    def resume_miner(self) -> None:
+        if not self.miner.is_closing():
+            self.miner.resume_reading()
+
+    def stop_reading_miner(self) -> None:
+        """Shutdown: no new submits; the pool may still answer the pending ones."""
+        if not self.miner.is_closing():
+            self.miner.pause_reading()
+
+    # -- closing ----------------------------------------------------------
+
+    def miner_closed(self, exc: Exception | None) -> None:
+        self.miner_gone = True
+        if self.closed:
+            return
+        if self.pool is not None and self.has_pending():
+            # Keep listening for the verdicts of shares already submitted.
+            self.drain_deadline = time.monotonic() + _DRAIN_AFTER_MINER_LEFT_S
+            return
+        self.close()
+
+    def pool_closed(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.log.info("pool_closed_connection", error=str(exc) if exc else None)
+            self.close()
+
+    def close(self) -> None:
+        """Close both sides; every pending submit becomes a no_response row."""
+        if self.closed:
+            return
+        self.closed = True
+        self._handle(self.tracker.connection_lost(time.time()))
+        if self.pool is not None:
+            self.pool.close()
+        if not self.miner.is_closing():
+            self.miner.close()
+        task = self.connect_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        self.server.forget(self)

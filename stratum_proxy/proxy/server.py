@@ -1,0 +1,219 @@
+"""The proxy daemon: listeners, the set of live relays, timers, summaries, shutdown.
+
+Shutdown order (STYLE 6): stop accepting, stop reading from miners (no new
+submits), wait up to ``shutdown_grace_s`` for the pool's answers to the
+submits already forwarded, close every connection (what is still unanswered
+becomes a ``no_response`` row), then the caller closes the share pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import resource
+import socket
+import time
+from collections import Counter
+from typing import Any, Protocol
+
+from stratum_proxy.proxy.endpoints import parse_listen, parse_pool
+from stratum_proxy.proxy.failover import PoolSelector
+from stratum_proxy.proxy.passthrough import MinerSide, PassthroughRelay
+from stratum_proxy.proxy.stats import WorkerStats
+from stratum_proxy.settings import Settings
+from stratum_proxy.store.record import STATUS_REJECTED, ShareRecord
+
+_SWEEP_INTERVAL_S = 0.5
+_BACKLOG = 1024
+
+
+class ShareSink(Protocol):
+    def put(self, record: ShareRecord) -> None: ...
+
+
+class ProxyServer:
+    def __init__(self, settings: Settings, sink: ShareSink, log: Any) -> None:
+        self.settings = settings
+        self.sink = sink
+        self.log = log
+        pools = [parse_pool(p) for p in settings.pools]
+        self.selector = PoolSelector(
+            pools,
+            connect_timeout_s=settings.limits.connect_timeout_s,
+            retry_s=settings.limits.pool_retry_s,
+        )
+        self.listen = [parse_listen(a) for a in settings.listen]
+        self.relays: set[PassthroughRelay] = set()
+        self.workers = WorkerStats()
+        self.counters: Counter[str] = Counter()
+        self.started_at = time.time()
+        self._channel_ids = itertools.count(1)
+        self._servers: list[asyncio.Server] = []
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = False
+        self._rejected_logged_at = 0.0
+        self._debug = settings.log.level == "debug"
+
+    # -- lifecycle --------------------------------------------------------
+
+    async def start(self) -> None:
+        raise_file_limit(self.log)
+        loop = asyncio.get_running_loop()
+        for host, port in self.listen:
+            server = await loop.create_server(
+                lambda: MinerSide(self), host, port, backlog=_BACKLOG, reuse_address=True
+            )
+            self._servers.append(server)
+            for sock in server.sockets:
+                self.log.info("listening", address=format_sockname(sock.getsockname()))
+        self._accepting = True
+        self._spawn(self._sweep())
+        self._spawn(self._summaries())
+
+    @property
+    def addresses(self) -> list[tuple[str, int]]:
+        return [s.sockets[0].getsockname()[:2] for s in self._servers if s.sockets]
+
+    async def shutdown(self) -> None:
+        self._accepting = False
+        for server in self._servers:
+            server.close()
+        for relay in list(self.relays):
+            relay.stop_reading_miner()
+        grace = self.settings.limits.shutdown_grace_s
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and any(r.has_pending() for r in self.relays):
+            await asyncio.sleep(0.05)
+        for relay in list(self.relays):
+            relay.close()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server in self._servers:
+            await server.wait_closed()
+        self._log_summaries(final=True)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- relays -----------------------------------------------------------
+
+    def admit_miner(self, transport: asyncio.Transport) -> PassthroughRelay | None:
+        peer = transport.get_extra_info("peername")
+        addr = format_sockname(peer) if peer else "?"
+        limit = self.settings.limits.max_connections
+        if not self._accepting or len(self.relays) >= limit:
+            self.counters["connections_refused"] += 1
+            now = time.monotonic()
+            if now - self._rejected_logged_at > 10.0:
+                self._rejected_logged_at = now
+                self.log.warning(
+                    "miner_refused",
+                    miner=addr,
+                    reason="shutting down" if not self._accepting else f"max_connections={limit}",
+                    refused_total=self.counters["connections_refused"],
+                )
+            transport.abort()
+            return None
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        relay = PassthroughRelay(self, transport, next(self._channel_ids) & 0xFFFFFFFF, addr)
+        self.relays.add(relay)
+        self.counters["connections_accepted"] += 1
+        relay.connect_task = self._spawn(relay.connect_pool())
+        return relay
+
+    def forget(self, relay: PassthroughRelay) -> None:
+        self.relays.discard(relay)
+
+    # -- shares -----------------------------------------------------------
+
+    def record_share(self, record: ShareRecord, log: Any) -> None:
+        record.upstream = record.upstream or "?"
+        self.sink.put(record)
+        self.workers.add(record)
+        self.counters["shares_" + record.status] += 1
+        if record.status == STATUS_REJECTED:
+            log.warning(
+                "share_rejected",
+                worker=record.worker,
+                job_id=record.job_id,
+                reason=record.reject_reason,
+                share_difficulty=record.share_difficulty,
+                pool_difficulty=record.pool_difficulty,
+            )
+        if record.is_block:
+            self.counters["block_candidates"] += 1
+            log.warning(
+                "block_candidate",
+                worker=record.worker,
+                hash=record.share_hash,
+                status=record.status,
+                network_difficulty=record.network_difficulty,
+            )
+        if self._debug:
+            log.debug(
+                "share",
+                worker=record.worker,
+                job_id=record.job_id,
+                status=record.status,
+                share_difficulty=record.share_difficulty,
+                pool_difficulty=record.pool_difficulty,
+                response_ms=record.response_ms,
+                hash=record.share_hash,
+            )
+
+    def count(self, name: str) -> None:
+        self.counters[name] += 1
+
+    # -- periodic work ----------------------------------------------------
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(_SWEEP_INTERVAL_S)
+            now_wall, now_mono = time.time(), time.monotonic()
+            for relay in list(self.relays):
+                relay.tick(now_wall, now_mono)
+
+    async def _summaries(self) -> None:
+        interval = self.settings.log.summary_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self._log_summaries()
+
+    def _log_summaries(self, final: bool = False) -> None:
+        seconds = self.settings.log.summary_interval_s
+        for worker, counters in sorted(self.workers.take_interval().items()):
+            if counters.shares:
+                self.log.info("worker_summary", worker=worker, seconds=seconds, **counters.summary(seconds))
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "connections": len(self.relays),
+            "uptime_s": time.time() - self.started_at,
+            **dict(self.counters),
+            "pools": self.selector.statistics(),
+        }
+
+
+def format_sockname(name: Any) -> str:
+    host, port = name[0], name[1]
+    return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
+
+
+def raise_file_limit(log: Any) -> None:
+    """Each miner costs two sockets: lift the soft open-files limit to the hard one."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot_raise_file_limit", soft=soft, hard=hard, error=str(exc))
+            return
+        soft = hard
+    log.debug("open_files_limit", limit=soft)

@@ -1,0 +1,77 @@
+"""Settings precedence: defaults < TOML file < environment < flags; clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from stratum_proxy.errors import ConfigError
+from stratum_proxy.settings import load_settings
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "stratum-proxy.toml"
+
+
+def test_example_config_loads() -> None:
+    settings = load_settings(EXAMPLE)
+    assert settings.proxy_id == "farm-a-proxy-1"
+    assert settings.pools[0].startswith("main=stratum+tcp://")
+    assert settings.store.batch_rows == 10_000
+    assert settings.limits.submit_timeout_s == 30
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "s.toml"
+    cfg.write_text(
+        'pools = ["stratum+tcp://file:1"]\n[store]\nurl = "chdb:///file"\nbatch_rows = 5\n'
+        "[limits]\nidle_timeout_s = 11\n"
+    )
+    settings = load_settings(cfg)
+    assert settings.store.url == "chdb:///file"
+    assert settings.store.batch_rows == 5
+
+    monkeypatch.setenv("STRATUM_PROXY_STORE__URL", "chdb:///env")
+    monkeypatch.setenv("STRATUM_PROXY_LIMITS__IDLE_TIMEOUT_S", "22")
+    settings = load_settings(cfg)
+    assert settings.store.url == "chdb:///env"
+    assert settings.limits.idle_timeout_s == 22
+    assert settings.store.batch_rows == 5  # the file's value survives a sibling override
+
+    settings = load_settings(cfg, **{"store.url": "chdb:///flag", "pools": ["stratum+tcp://flag:2"]})
+    assert settings.store.url == "chdb:///flag"
+    assert settings.pools == ["stratum+tcp://flag:2"]
+    assert settings.store.batch_rows == 5
+    assert settings.limits.idle_timeout_s == 22
+
+
+def test_env_list_as_commas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATUM_PROXY_POOLS", '["stratum+tcp://a:1","stratum+tcp://b:2"]')
+    assert load_settings().pools == ["stratum+tcp://a:1", "stratum+tcp://b:2"]
+
+
+def test_none_flags_are_ignored() -> None:
+    settings = load_settings(None, **{"store.url": None, "listen": None})
+    assert settings.listen == ["0.0.0.0:3333"]
+
+
+def test_bad_values_name_the_setting(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[limits]\nmax_line_bytes = -1\n")
+    with pytest.raises(ConfigError, match=r"limits\.max_line_bytes"):
+        load_settings(cfg)
+
+
+def test_unknown_key_rejected(tmp_path: Path) -> None:
+    cfg = tmp_path / "typo.toml"
+    cfg.write_text("listn = ['0.0.0.0:1']\n")
+    with pytest.raises(ConfigError, match="listn"):
+        load_settings(cfg)
+
+
+def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
+    cfg = tmp_path / "broken.toml"
+    cfg.write_text("[store\nurl=")
+    with pytest.raises(ConfigError, match="broken.toml"):
+        load_settings(cfg)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml")

@@ -61,6 +61,17 @@ def generate_secret(rng: Rng) -> bytes:
             return sk
 
 
+def is_valid_xonly(xonly: bytes) -> bool:
+    """True when the 32 bytes are the x coordinate of a secp256k1 point (BIP340 lift_x)."""
+    if len(xonly) != XONLY_SIZE:
+        return False
+    try:
+        PublicKeyXOnly(xonly)
+    except ValueError:
+        return False
+    return True
+
+
 def xonly_pubkey(sk: bytes) -> bytes:
     """BIP340 x-only public key (32 bytes) of a secret key."""
     if not is_valid_secret(sk):

@@ -137,5 +137,6 @@ class NoiseTransport:
 
     @property
     def buffered(self) -> int:
-        """Received bytes not yet part of a complete frame."""
-        return len(self._buffer)
+        """Received wire bytes not yet returned in a frame (non-zero at EOF: cut frame)."""
+        pending_header = 0 if self._header is None else ENCRYPTED_HEADER_SIZE
+        return len(self._buffer) + pending_header

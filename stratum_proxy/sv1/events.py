@@ -1,0 +1,98 @@
+"""Events the SV1 tracker reports: what the session logs, counts and records.
+
+The tracker observes a passthrough connection, so events describe what
+happened between miner and pool; none of them asks the session to send bytes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+from stratum_proxy.store.record import ShareRecord
+
+Side: TypeAlias = Literal["miner", "pool"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShareResolved:
+    """A submitted share got its verdict (or never will): one row to store."""
+
+    record: ShareRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LineSkipped:
+    """A line could not be understood; it was forwarded anyway, then ignored."""
+
+    side: Side
+    reason: str
+    excerpt: str  # repr of the first bytes of the line, safe to log
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerAuthorized:
+    """The pool answered a ``mining.authorize``."""
+
+    worker: str
+    accepted: bool
+    reason: str = ""  # the pool's text when refused
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Subscribed:
+    """The pool answered ``mining.subscribe`` with the connection's extranonce."""
+
+    extranonce1: str
+    extranonce2_size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ExtranonceChanged:
+    """``mining.set_extranonce``: applies to jobs notified from now on."""
+
+    extranonce1: str
+    extranonce2_size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DifficultySet:
+    """``mining.set_difficulty``: applies to jobs notified from now on."""
+
+    difficulty: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class VersionMaskSet:
+    """The BIP310 mask in force changed (configure result or set_version_mask)."""
+
+    mask: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolReconnectRequested:
+    """``client.reconnect``: host/port None mean "the same pool"."""
+
+    host: str | None
+    port: int | None
+    wait_s: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolMessage:
+    """``client.show_message``: text the pool wants the operator to see."""
+
+    text: str
+
+
+Event: TypeAlias = (
+    ShareResolved
+    | LineSkipped
+    | WorkerAuthorized
+    | Subscribed
+    | ExtranonceChanged
+    | DifficultySet
+    | VersionMaskSet
+    | PoolReconnectRequested
+    | PoolMessage
+)

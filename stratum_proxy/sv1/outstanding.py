@@ -1,0 +1,136 @@
+"""Miner requests waiting for the pool's answer, matched the way pools answer.
+
+Stratum V1 ids are not unique: cpuminer sends every submit with id 4 (see
+tests/data/captures/*/stratum_transcript.log), bmminer uses string ids.  A pool
+answers requests in the order it read them, so a response with id X belongs
+to the *oldest* outstanding request with id X: one FIFO per id.  Ids compare
+as JSON values (4 and "4" differ; 4 and 4.0 are the same number).
+
+Every request is kept, not just submits, because an unanswered subscribe with
+id 4 would otherwise steal the answer of a later submit with id 4.  The table
+is bounded twice: by time (each entry has a deadline) and by count (the
+oldest is evicted), so a miner that floods requests the pool never answers
+cannot grow memory.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+
+from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.sv1.messages import RpcId
+
+# Far above any honest miner: a farm ASIC submits a few shares per second and
+# a pool answers within a second; 1024 unanswered requests means the pool is
+# gone or the miner is hostile.
+DEFAULT_MAX_OUTSTANDING = 1024
+
+
+class PendingRequest:
+    """One request the miner sent and the pool has not answered yet."""
+
+    __slots__ = (
+        "deadline",
+        "key",
+        "method",
+        "record",
+        "requested_mask",
+        "sent_at",
+        "seq",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: RpcId,
+        method: str,
+        sent_at: float,
+        deadline: float,
+        record: ShareRecord | None = None,
+        worker: str = "",
+        requested_mask: int | None = None,
+    ) -> None:
+        self.seq = 0  # set by OutstandingRequests.add
+        self.key = key
+        self.method = method
+        self.sent_at = sent_at
+        self.deadline = deadline
+        self.record = record  # the share row being built (submits only)
+        self.worker = worker  # mining.authorize: the worker being authorized
+        self.requested_mask = requested_mask  # mining.configure: the miner's mask
+
+
+class OutstandingRequests:
+    """Per-id FIFOs plus one arrival-ordered index for expiry and eviction."""
+
+    __slots__ = ("_by_id", "_limit", "_next_seq", "_order")
+
+    def __init__(self, limit: int = DEFAULT_MAX_OUTSTANDING) -> None:
+        if limit < 1:
+            raise ValueError(f"the outstanding-request limit must be positive, got {limit}")
+        self._limit = limit
+        self._by_id: dict[RpcId, deque[PendingRequest]] = {}
+        self._order: OrderedDict[int, PendingRequest] = OrderedDict()
+        self._next_seq = 0
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    def add(self, entry: PendingRequest) -> PendingRequest | None:
+        """Track ``entry``; return the oldest entry if it had to be evicted."""
+        entry.seq = self._next_seq
+        self._next_seq += 1
+        queue = self._by_id.get(entry.key)
+        if queue is None:
+            self._by_id[entry.key] = deque((entry,))
+        else:
+            queue.append(entry)
+        self._order[entry.seq] = entry
+        if len(self._order) > self._limit:
+            return self._pop_oldest()
+        return None
+
+    def pop_answered(self, key: RpcId) -> PendingRequest | None:
+        """The oldest outstanding request with this id, removed; None if none."""
+        queue = self._by_id.get(key)
+        if queue is None:
+            return None
+        entry = queue.popleft()
+        if not queue:
+            del self._by_id[key]
+        del self._order[entry.seq]
+        return entry
+
+    def next_deadline(self) -> float | None:
+        """Deadline of the oldest entry.
+
+        Entries share one timeout, so arrival order is deadline order (up to a
+        wall clock stepping back, which only delays expiry a little).
+        """
+        if not self._order:
+            return None
+        return next(iter(self._order.values())).deadline
+
+    def pop_expired(self, now: float) -> list[PendingRequest]:
+        """Every entry whose deadline has passed, oldest first."""
+        expired: list[PendingRequest] = []
+        while self._order and next(iter(self._order.values())).deadline <= now:
+            expired.append(self._pop_oldest())
+        return expired
+
+    def pop_all(self) -> list[PendingRequest]:
+        """Everything, oldest first (the connection is gone)."""
+        entries = list(self._order.values())
+        self._order.clear()
+        self._by_id.clear()
+        return entries
+
+    def _pop_oldest(self) -> PendingRequest:
+        _, entry = self._order.popitem(last=False)
+        # The globally oldest entry is also the oldest of its own id.
+        queue = self._by_id[entry.key]
+        queue.popleft()
+        if not queue:
+            del self._by_id[entry.key]
+        return entry

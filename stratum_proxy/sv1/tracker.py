@@ -1,0 +1,326 @@
+"""Passthrough observer of one miner↔pool Stratum V1 connection pair (sans-I/O).
+
+The session forwards every byte first, then hands the same bytes to
+``Sv1Tracker``; the tracker never produces bytes.  It follows the connection
+state (extranonce, difficulty, version mask, jobs), rebuilds every submitted
+share and pairs it with the pool's verdict, yielding one ``ShareResolved`` per
+submit, whatever happens to it.
+
+Rules (each is a decision the records depend on):
+
+* **Pool difficulty of a share.**  Slush's Stratum documentation says of
+  ``mining.set_difficulty``: "The miner should begin enforcing the new
+  difficulty on the next job received", and ckpool judges a share by the
+  difficulty in force when its job was generated.  So each job captures the
+  difficulty (and the extranonce1) at notify time; a share's pool_difficulty is
+  its job's, or the difficulty in force now when the job is unknown.  Before
+  any ``set_difficulty`` the difficulty is 1, Stratum's default.
+* **Version rolling (BIP310).**  The mask is the last one the pool sent, in
+  the ``mining.configure`` result or a ``mining.set_version_mask`` ("valid
+  immediately", BIP310), applied at submit time.  Header version =
+  (job & ~mask) | (bits & mask).  With no mask negotiated the mask is 0: BIP310
+  forbids bits outside the mask, so a 6th param then changes nothing; it is
+  still stored as ``version_bits``.
+* **Jobs and answers.**  Bounded job table, clean_jobs drops nothing, unknown
+  job → row with share_hash '' (see ``state``); per-id FIFO of every miner
+  request, bounded by time and count, unanswered submit → no_response (see
+  ``outstanding``).  ESP-Miner's ``{"method": "pong"}`` answers a ping in
+  request form and is not tracked: the pool never answers it.
+
+Framing failures (a line over ``max_line_bytes``) raise a fatal
+``RemoteProtocolError``; events of the lines before it are kept and returned
+by the next call (normally ``connection_lost``).  A bad line is a
+``LineSkipped`` event and never stops the stream.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_REJECTED
+from stratum_proxy.sv1 import messages as m
+from stratum_proxy.sv1.codec import LineBuffer, LineTooLongError
+from stratum_proxy.sv1.events import (
+    Event,
+    LineSkipped,
+    ShareResolved,
+    Side,
+    WorkerAuthorized,
+)
+from stratum_proxy.sv1.outstanding import (
+    DEFAULT_MAX_OUTSTANDING,
+    OutstandingRequests,
+    PendingRequest,
+)
+from stratum_proxy.sv1.params import maybe_mask
+from stratum_proxy.sv1.parser import parse_line
+from stratum_proxy.sv1.records import ShareContext, salvage_submit, share_record
+from stratum_proxy.sv1.state import ConnectionState
+from stratum_proxy.sv1.verdict import verdict
+
+_Handler = Callable[[Any, float, list[Event]], None]
+_EXCERPT_BYTES = 80
+# Answers that change the connection state (see ConnectionState.apply_result).
+_STATE_RESULTS = frozenset(("mining.subscribe", "mining.configure"))
+_STAT_KEYS = (
+    "lines_from_miner", "lines_from_pool", "skipped_from_miner", "skipped_from_pool",
+    "submits", "accepted", "rejected", "no_response", "blocks", "uncomputable_shares",
+    "unknown_job_shares", "jobs", "unmatched_responses", "unanswered_requests",
+    "evicted_requests", "unknown_methods", "unexpected_messages", "framing_errors",
+)  # fmt: skip
+
+
+class Sv1Tracker:
+    """One per miner↔pool connection pair; feed it both directions."""
+
+    def __init__(
+        self,
+        *,
+        context: ShareContext,
+        max_line_bytes: int = 65536,
+        submit_timeout_s: float = 30.0,
+        max_jobs: int = 64,
+        max_outstanding: int = DEFAULT_MAX_OUTSTANDING,
+    ) -> None:
+        if submit_timeout_s <= 0:
+            raise ValueError(f"submit_timeout_s must be positive, got {submit_timeout_s}")
+        self._context = context
+        self._upstream = context.upstream
+        self._timeout = submit_timeout_s
+        self._miner_buffer = LineBuffer(max_line_bytes)
+        self._pool_buffer = LineBuffer(max_line_bytes)
+        self._outstanding = OutstandingRequests(max_outstanding)
+        self._state = ConnectionState(max_jobs)
+        self._stats = dict.fromkeys(_STAT_KEYS, 0)
+        self._stashed: list[Event] = []
+        self._miner_handlers: dict[type, _Handler] = {
+            m.Submit: self._on_submit,
+            m.Authorize: self._on_authorize,
+            m.Configure: self._on_configure,
+            m.UnknownMethod: self._on_miner_unknown,
+            m.Response: self._ignore,  # the miner answering client.get_version
+        }
+        for request in (m.Subscribe, m.SuggestDifficulty, m.ExtranonceSubscribe):
+            self._miner_handlers[request] = self._on_request
+        self._pool_handlers: dict[type, _Handler] = {
+            m.Response: self._on_response,
+            m.Ping: self._ignore,
+            m.GetVersion: self._ignore,
+            m.UnknownMethod: self._on_pool_unknown,
+        }
+        for notification in ConnectionState.NOTIFICATIONS:
+            self._pool_handlers[notification] = self._on_pool_notification
+
+    # -- public API ----------------------------------------------------------------
+
+    def miner_data(self, data: bytes, now: float) -> list[Event]:
+        """Bytes the miner sent (already forwarded to the pool)."""
+        return self._feed("miner", self._miner_buffer, self._miner_handlers, data, now)
+
+    def pool_data(self, data: bytes, now: float) -> list[Event]:
+        """Bytes the pool sent (already forwarded to the miner)."""
+        return self._feed("pool", self._pool_buffer, self._pool_handlers, data, now)
+
+    def get_timer(self) -> float | None:
+        """When ``handle_timer`` must next be called (oldest request's deadline)."""
+        return self._outstanding.next_deadline()
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Requests past their deadline: unanswered submits become no_response."""
+        events = self._take_stashed()
+        reason = f"no answer from the pool within {self._timeout:g} s"
+        for entry in self._outstanding.pop_expired(now):
+            self._give_up(entry, reason, events)
+        return events
+
+    def connection_lost(self, now: float) -> list[Event]:
+        """Either side closed: every outstanding submit becomes no_response."""
+        events = self._take_stashed()
+        for entry in self._outstanding.pop_all():
+            self._give_up(entry, "connection closed before the pool answered", events)
+        return events
+
+    def set_upstream(self, name: str) -> None:
+        """The session now talks to another pool; later shares carry its name."""
+        self._upstream = name
+
+    def statistics(self) -> dict[str, int]:
+        """Counters since the connection opened."""
+        stats = dict(self._stats)
+        stats["outstanding_requests"] = len(self._outstanding)
+        stats["jobs_known"] = len(self._state.jobs)
+        return stats
+
+    # -- line loop -----------------------------------------------------------------
+
+    def _take_stashed(self) -> list[Event]:
+        events, self._stashed = self._stashed, []
+        return events
+
+    def _feed(
+        self,
+        side: Side,
+        buffer: LineBuffer,
+        handlers: dict[type, _Handler],
+        data: bytes,
+        now: float,
+    ) -> list[Event]:
+        events = self._take_stashed()
+        try:
+            lines = buffer.feed(data)
+        except LineTooLongError as exc:
+            self._stats["framing_errors"] += 1
+            self._handle_lines(side, handlers, exc.lines_before, now, events)
+            self._stashed = events
+            raise
+        self._handle_lines(side, handlers, lines, now, events)
+        return events
+
+    def _handle_lines(
+        self,
+        side: Side,
+        handlers: dict[type, _Handler],
+        lines: list[bytes],
+        now: float,
+        events: list[Event],
+    ) -> None:
+        stats = self._stats
+        stats["lines_from_" + side] += len(lines)
+        for line in lines:
+            try:
+                msg = parse_line(line)
+            except m.InvalidMessage as exc:
+                self._skip(side, repr(line[:_EXCERPT_BYTES]), str(exc), events)
+                if side == "miner":
+                    self._track_invalid(exc, now, events)
+                continue
+            handler = handlers.get(type(msg))
+            if handler is None:
+                stats["unexpected_messages"] += 1  # e.g. a notify sent by a miner
+            else:
+                handler(msg, now, events)
+
+    def _skip(self, side: Side, excerpt: str, reason: str, events: list[Event]) -> None:
+        self._stats["skipped_from_" + side] += 1
+        events.append(LineSkipped(side=side, reason=reason, excerpt=excerpt))
+
+    # -- miner → pool ----------------------------------------------------------------
+
+    def _track(self, entry: PendingRequest, now: float, events: list[Event]) -> None:
+        evicted = self._outstanding.add(entry)
+        if evicted is not None:
+            self._stats["evicted_requests"] += 1
+            self._give_up(evicted, "evicted: too many requests without an answer", events)
+
+    def _pending(self, key: m.RpcId, method: str, now: float) -> PendingRequest:
+        return PendingRequest(key=key, method=method, sent_at=now, deadline=now + self._timeout)
+
+    def _on_request(self, msg: Any, now: float, events: list[Event]) -> None:
+        self._track(self._pending(msg.id, msg.method, now), now, events)
+
+    def _on_submit(self, msg: m.Submit, now: float, events: list[Event]) -> None:
+        state = self._state
+        job = state.jobs.get(msg.job_id)
+        record = share_record(
+            msg,
+            job,
+            context=self._context,
+            upstream=self._upstream,
+            mask=state.mask,
+            difficulty_now=state.difficulty,
+            now=now,
+        )
+        stats = self._stats
+        stats["submits"] += 1
+        if job is None:
+            stats["unknown_job_shares"] += 1
+        if not record.share_hash:
+            stats["uncomputable_shares"] += 1
+        entry = self._pending(msg.id, "mining.submit", now)
+        entry.record = record
+        self._track(entry, now, events)
+
+    def _track_invalid(self, exc: m.InvalidMessage, now: float, events: list[Event]) -> None:
+        # The pool still answers a request we could not validate: track it so
+        # the per-id FIFO stays aligned, and keep a malformed submit as a row.
+        if exc.method is None:
+            return
+        if exc.method == "mining.submit":
+            self._on_submit(salvage_submit(exc.msg_id, exc.params), now, events)
+        else:
+            self._track(self._pending(exc.msg_id, exc.method, now), now, events)
+
+    def _on_authorize(self, msg: m.Authorize, now: float, events: list[Event]) -> None:
+        entry = self._pending(msg.id, msg.method, now)
+        entry.worker = msg.worker
+        self._track(entry, now, events)
+
+    def _on_configure(self, msg: m.Configure, now: float, events: list[Event]) -> None:
+        entry = self._pending(msg.id, msg.method, now)
+        entry.requested_mask = maybe_mask(msg.parameters.get("version-rolling.mask"))
+        self._track(entry, now, events)
+
+    def _on_miner_unknown(self, msg: m.UnknownMethod, now: float, events: list[Event]) -> None:
+        self._stats["unknown_methods"] += 1
+        if msg.method != "pong":
+            self._on_request(msg, now, events)
+
+    # -- pool → miner ----------------------------------------------------------------
+
+    def _on_response(self, msg: m.Response, now: float, events: list[Event]) -> None:
+        entry = self._outstanding.pop_answered(msg.id)
+        if entry is None:
+            self._stats["unmatched_responses"] += 1
+            return
+        if entry.record is not None:
+            self._resolve_share(entry, msg, now, events)
+        elif entry.method == "mining.authorize":
+            accepted, reason = verdict(msg.result, msg.error, msg.reject_reason)
+            events.append(WorkerAuthorized(worker=entry.worker, accepted=accepted, reason=reason))
+        elif not msg.error and entry.method in _STATE_RESULTS:
+            try:
+                event = self._state.apply_result(entry.method, msg.result, entry.requested_mask)
+            except m.InvalidMessage as exc:
+                self._skip("pool", repr(msg.result)[:_EXCERPT_BYTES], str(exc), events)
+                return
+            if event is not None:
+                events.append(event)
+
+    def _resolve_share(
+        self, entry: PendingRequest, msg: m.Response, now: float, events: list[Event]
+    ) -> None:
+        record = entry.record
+        assert record is not None
+        accepted, reason = verdict(msg.result, msg.error, msg.reject_reason)
+        record.status = STATUS_ACCEPTED if accepted else STATUS_REJECTED
+        record.reject_reason = reason
+        record.response_ms = max(0.0, (now - entry.sent_at) * 1000.0)
+        self._stats["accepted" if accepted else "rejected"] += 1
+        if record.is_block:
+            self._stats["blocks"] += 1
+        events.append(ShareResolved(record=record))
+
+    def _give_up(self, entry: PendingRequest, reason: str, events: list[Event]) -> None:
+        record = entry.record
+        if record is None:
+            self._stats["unanswered_requests"] += 1
+            return
+        record.reject_reason = reason  # status stays no_response, response_ms 0
+        self._stats["no_response"] += 1
+        if record.is_block:
+            self._stats["blocks"] += 1
+        events.append(ShareResolved(record=record))
+
+    def _on_pool_notification(self, msg: Any, now: float, events: list[Event]) -> None:
+        event = self._state.apply(msg)
+        if event is not None:
+            events.append(event)
+        if type(msg) is m.Notify:
+            self._stats["jobs"] += 1
+
+    def _on_pool_unknown(self, msg: m.UnknownMethod, now: float, events: list[Event]) -> None:
+        self._stats["unknown_methods"] += 1
+
+    def _ignore(self, msg: Any, now: float, events: list[Event]) -> None:
+        pass  # nothing to learn from it

@@ -18,13 +18,22 @@ from __future__ import annotations
 from stratum_proxy.errors import LocalProtocolError
 from stratum_proxy.sv2.crypto import MAC_SIZE, MAX_NONCE, CipherState, CryptoError
 from stratum_proxy.sv2.errors import Sv2ProtocolError
+from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, MAX_PAYLOAD, Header
 
-HEADER_SIZE = 6  # ext U16 | msg_type U8 | msg_length U24 (spec §3.2)
+HEADER_SIZE = FRAME_HEADER_SIZE  # ext U16 | msg_type U8 | msg_length U24 (spec §3.2)
 ENCRYPTED_HEADER_SIZE = HEADER_SIZE + MAC_SIZE  # 22
 # SRI SV2_FRAME_CHUNK_SIZE: a ciphertext chunk never exceeds 65535 bytes.
 CHUNK_SIZE = 65535
 CHUNK_PLAINTEXT_SIZE = CHUNK_SIZE - MAC_SIZE  # 65519
-MAX_PAYLOAD = 2**24 - 1  # msg_length is a U24
+
+__all__ = [
+    "CHUNK_PLAINTEXT_SIZE",
+    "CHUNK_SIZE",
+    "ENCRYPTED_HEADER_SIZE",
+    "MAX_PAYLOAD",
+    "NoiseTransport",
+    "encrypted_payload_size",
+]
 
 
 def encrypted_payload_size(length: int) -> int:
@@ -34,7 +43,7 @@ def encrypted_payload_size(length: int) -> int:
 
 
 def payload_length(header: bytes) -> int:
-    return int.from_bytes(header[3:6], "little")
+    return Header.decode(header).msg_length
 
 
 class NoiseTransport:

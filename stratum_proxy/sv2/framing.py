@@ -27,9 +27,12 @@ EXTENSION_MASK = 0x7FFF
 CHANNEL_ID_SIZE = 4  # a channel message's payload starts with its U32 channel_id
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(frozen=True, slots=True)
 class Header:
-    """One frame header; ``extension_type`` excludes the channel_msg bit."""
+    """One frame header; ``extension_type`` excludes the channel_msg bit.
+
+    Not keyword-only: the transport layer builds headers positionally too.
+    """
 
     extension_type: int
     msg_type: int

@@ -382,4 +382,4 @@ def test_messages_are_frozen_slotted_kw_only() -> None:
         msg.channel_id = 2  # type: ignore[misc]
     assert not hasattr(msg, "__dict__")
     with pytest.raises(TypeError):
-        SetTarget(1, H32)  # type: ignore[misc]
+        SetTarget(1, H32)  # type: ignore[call-arg]

@@ -38,8 +38,6 @@ from stratum_proxy.sv2.messages.common import (
     SetupConnectionSuccess,
 )
 from stratum_proxy.sv2.messages.mining import (
-    MAX_USER_IDENTITY_TLV,
-    TLV_FIELD_USER_IDENTITY,
     CloseChannel,
     NewExtendedMiningJob,
     NewMiningJob,
@@ -59,10 +57,10 @@ from stratum_proxy.sv2.messages.mining import (
     SubmitSharesExtended,
     SubmitSharesStandard,
     SubmitSharesSuccess,
-    Tlv,
     UpdateChannel,
     UpdateChannelError,
 )
+from stratum_proxy.sv2.messages.tlv import MAX_USER_IDENTITY_TLV, TLV_FIELD_USER_IDENTITY, Tlv
 
 AnyMessage = Message | UnknownMessage
 

@@ -186,3 +186,12 @@ def test_truncate_utf8_never_splits_a_character() -> None:
     assert text.startswith(cut)
     assert truncate_utf8("short") == "short"
     assert truncate_utf8("ab€", 3) == "ab"
+
+
+def test_every_spec_type_has_a_pull_push_pair_and_a_wire_case() -> None:
+    # Generic helpers (option, seq0_*) take an item codec; the named ones are the spec types.
+    generic = {"bytes", "rest", "option", "seq0_255", "seq0_64k"}
+    pulls = {n[5:] for n in dir(Reader) if n.startswith("pull_")} - generic
+    pushes = {n[5:] for n in dir(Writer) if n.startswith("push_")} - generic
+    assert pulls == pushes
+    assert pulls == {kind for kind, _, _ in WIRE_CASES}

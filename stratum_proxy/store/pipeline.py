@@ -1,0 +1,339 @@
+"""SharePipeline: the proxy hands it records; it gets them into the store, durably.
+
+    event loop ── put() ──▶ memory queue (bounded) ─────────────┐
+                  │                                          writer thread ──▶ store
+                  └──────▶ spool.pending ─▶ flusher thread ─▶ spool segments ─┘
+                           (every row)      (grouped fsync)
+
+``put`` is O(1), takes no lock and never raises: a seq, two deque appends.
+Every row is journaled; the queue is only a fast path, so when it is full the
+row is simply not queued (the writer reads it back from the spool), and only
+when the spool is also at its disk cap is a row shed, counted and logged.
+
+Loss bounds (honest): a clean ``close`` loses nothing (rows are in the store or
+fsynced in the spool; only rows that found both the queue full *and* the spool
+at its cap are shed, counted).  A SIGKILL or power cut loses at most the rows
+received since the last grouped fsync (``fsync_interval_s``) that had not yet
+reached the store; a restart logs where the durable journal ended.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from stratum_proxy.errors import StoreError
+from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.store.row_source import Row, RowSource
+from stratum_proxy.store.settings import StoreSettings, resolve_spool_dir
+from stratum_proxy.store.spool import Recovery, Spool
+from stratum_proxy.store.spool_reader import CorruptionReport, SpoolReader
+from stratum_proxy.store.spool_state import save_state
+from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig
+
+
+class SharePipeline:
+    def __init__(
+        self,
+        settings: StoreSettings,
+        *,
+        proxy_id: str,
+        logger: Any = None,
+        store_factory: Callable[[], StoreLike] | None = None,
+        api_address: str | None = None,
+        encode: Encode | None = None,
+    ) -> None:
+        self.settings = settings
+        self.proxy_id = proxy_id
+        self.api_address = api_address
+        self.spool_dir = resolve_spool_dir(settings)
+        self._log = logger if logger is not None else structlog.get_logger("stratum_proxy.store")
+        self._store_factory = store_factory or self._default_store_factory
+        self._encode = encode
+        self._queue: deque[Row] = deque()
+        self._queue_size = settings.queue_size
+        self._pending_max = settings.queue_size  # the journal's in-memory buffer is bounded too
+        self._spill = False  # the queue overflowed: rows go to the spool only until caught up
+        self._seq = 0
+        self._closed = False
+        self.rows_put = 0
+        self.rows_shed = 0  # shed by put (spool full or its buffer full, or after close)
+        self.rows_corrupt = 0
+        segment_bytes = min(
+            settings.spool_segment_bytes, max(64 * 1024, settings.spool_max_bytes // 4)
+        )
+        self._spool = Spool(
+            self.spool_dir, segment_bytes=segment_bytes, max_bytes=settings.spool_max_bytes
+        )
+        self._writer: StoreWriter | None = None
+        self._flusher: _Flusher | None = None
+
+    @property
+    def display_url(self) -> str:
+        from stratum_proxy.store.url import redact_url
+
+        return redact_url(self.settings.url)
+
+    # -- start -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Open the spool (StoreBusyError if another process uses it), start the threads.
+
+        The store is opened by the writer thread, retrying while it is down.
+        """
+        recovery = self._spool.open()
+        state = recovery.state
+        inflight_last = state.inflight.last_seq if state.inflight else 0
+        floor = max(state.seq_hwm, recovery.last_seq, state.acked_seq, inflight_last)
+        # Seqs never repeat, even after a crash or a deleted spool: a repeated
+        # seq would repeat a dedup token, and ClickHouse would drop the new rows.
+        self._seq = max(floor + 1, time.time_ns() // 1000)
+        self._report_recovery(recovery)
+        state.proxy_id, state.clean = self.proxy_id, False
+        save_state(self.spool_dir, state, sync=True)
+        reader = SpoolReader(
+            self.spool_dir,
+            lambda: [(s.first_seq, s.size) for s in self._spool.segments()],
+            self._on_corruption,
+            self._spool.note_rows,
+        )
+        source = RowSource(self._queue, self._spool, reader, next_seq=state.acked_seq + 1)
+        cfg = self.settings
+        self._writer = StoreWriter(
+            config=WriterConfig(
+                proxy_id=self.proxy_id,
+                batch_rows=cfg.batch_rows,
+                linger_s=cfg.linger_s,
+                retry_initial_s=cfg.retry_initial_s,
+                retry_max_s=cfg.retry_max_s,
+            ),
+            spool=self._spool,
+            source=source,
+            state=state,
+            store_factory=self._store_factory,
+            encode=self._encode or _default_encode,
+            log=self._log,
+            on_idle=self._maybe_end_spill,
+        )
+        self._flusher = _Flusher(self)
+        self._flusher.thread.start()
+        self._writer.thread.start()
+
+    def _report_recovery(self, recovery: Recovery) -> None:
+        if recovery.segments == 0:
+            return
+        unclean = not recovery.state.clean
+        log = self._log.warning if unclean or recovery.torn_bytes else self._log.info
+        log(
+            "spool_replay" if not unclean else "spool_replay_after_crash",
+            spool_dir=str(self.spool_dir),
+            segments=recovery.segments,
+            bytes=recovery.bytes,
+            rows_estimate=recovery.rows_estimate,
+            acked_seq=recovery.state.acked_seq,
+            durable_through_seq=recovery.last_seq,
+            torn_bytes=recovery.torn_bytes,
+            note=(
+                "previous run did not stop cleanly: rows received after the last durable "
+                f"seq (at most {self.settings.fsync_interval_s}s of traffic) and not yet in "
+                "the store were lost"
+            )
+            if unclean
+            else None,
+        )
+
+    def _on_corruption(self, report: CorruptionReport) -> None:
+        self.rows_corrupt += report.rows_lost
+        self._log.error(
+            "spool_corrupt_record_skipped",
+            segment=str(report.path),
+            offset=report.offset,
+            bytes=report.length,
+            reason=report.reason,
+            rows_lost=report.rows_lost,
+            exact=report.exact,
+        )
+
+    def _maybe_end_spill(self) -> None:
+        if self._spill and self._writer is not None and self._writer.source.caught_up():
+            self._spill = False
+
+    def _default_store_factory(self) -> StoreLike:
+        from stratum_proxy.store.backend import open_store
+
+        return open_store(self.settings.url, self.settings, api_address=self.api_address)
+
+    # -- the event loop side ---------------------------------------------------------------
+
+    def put(self, record: ShareRecord) -> None:
+        """Hand over one row: O(1), no lock, no I/O, never raises."""
+        spool = self._spool
+        pending = spool.pending
+        if self._closed:
+            self.rows_shed += 1
+            return
+        seq = self._seq
+        if self._spill or len(self._queue) >= self._queue_size:
+            if spool.full or len(pending) >= self._pending_max:
+                self.rows_shed += 1
+                return
+            self._seq = seq + 1
+            self._spill = True
+            pending.append((seq, record, False))
+        else:
+            self._seq = seq + 1
+            if len(pending) < self._pending_max:
+                pending.append((seq, record, True))
+            else:
+                spool.unjournaled.append(seq)
+            self._queue.append((seq, record))
+        self.rows_put += 1
+
+    # -- queries, statistics, stop -----------------------------------------------------------
+
+    def query(self, sql: str, timeout_s: float = 30.0) -> bytes:
+        """Run SQL on the store from the writer thread (it owns the client)."""
+        writer = self._writer
+        if writer is None or not writer.thread.is_alive():
+            raise StoreError("the share pipeline is not running", retryable=True)
+        future = writer.submit_query(sql)
+        try:
+            return future.result(timeout=timeout_s)
+        except TimeoutError:
+            future.cancel()
+            raise StoreError(
+                f"query timed out after {timeout_s}s: the store writer is busy "
+                f"({writer.counters.last_error or 'inserting'})",
+                retryable=True,
+            ) from None
+
+    def statistics(self) -> dict[str, int | float | None]:
+        writer = self._writer
+        counters = writer.counters if writer is not None else None
+        acked = writer.state.acked_seq if writer is not None else 0
+        spool = self._spool
+        started = counters.insert_started if counters else None
+        return {
+            "rows_put": self.rows_put,
+            "queue_depth": len(self._queue),
+            "spill": int(self._spill),
+            "spool_bytes": spool.bytes_on_disk,
+            "spool_rows": spool.unacked_rows(acked),
+            "spool_pending": len(spool.pending),
+            "spool_durable_seq": spool.durable_seq,
+            "batches_written": counters.batches_written if counters else 0,
+            "rows_written": counters.rows_written if counters else 0,
+            "retries": counters.retries if counters else 0,
+            "rows_shed": self.rows_shed + spool.rows_shed + spool.rows_unencodable,
+            "rows_unjournaled": len(spool.unjournaled),
+            "rows_corrupt": self.rows_corrupt,
+            "rows_dead_lettered": counters.rows_dead_lettered if counters else 0,
+            "last_write_ts": counters.last_write_ts if counters else None,
+            "store_up": int(counters.store_up) if counters else 0,
+            "insert_running_s": time.monotonic() - started if started is not None else None,
+        }
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Clean stop: every row ends in the store or fsynced in the spool."""
+        if self._closed:
+            return
+        self._closed = True
+        timeout = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
+        deadline = time.monotonic() + timeout
+        writer, flusher = self._writer, self._flusher
+        if writer is None or flusher is None:
+            return
+        flusher.flush_now()  # durable first, then try the store
+        writer.request_stop(deadline)
+        writer.thread.join(max(0.0, deadline - time.monotonic()))
+        if writer.thread.is_alive():
+            writer.abandoned = True
+            self._log.warning("store_writer_did_not_stop", note="rows are safe in the spool")
+        flusher.stop()
+        self._finish(writer)
+
+    def _finish(self, writer: StoreWriter) -> None:
+        spool, state = self._spool, writer.state
+        lost = [seq for seq in spool.unjournaled if seq > state.acked_seq]
+        if lost:
+            spool.rows_shed += len(lost)
+            self._log.error(
+                "rows_lost_on_stop",
+                rows=len(lost),
+                reason="spool at its disk cap and store unavailable",
+            )
+        state.seq_hwm, state.clean = self._seq - 1, True
+        save_state(self.spool_dir, state, sync=True)
+        spool.close(state.acked_seq)
+        self._log.info("share_pipeline_closed", **self.statistics())
+
+
+def _default_encode(records: Any, token: str) -> Any:
+    from stratum_proxy.store.backend import encode_batch
+
+    return encode_batch(records, token)
+
+
+class _Flusher:
+    """Writes and fsyncs the spool every ``fsync_interval_s``; also watches the writer."""
+
+    def __init__(self, pipeline: SharePipeline) -> None:
+        self.pipeline = pipeline
+        self._stop = threading.Event()
+        self._last_warning = 0.0
+        self._last_stats = time.monotonic()
+        self._reported_shed = 0
+        self._stall_reported = False
+        self.thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
+
+    def _run(self) -> None:
+        interval = self.pipeline.settings.fsync_interval_s
+        while not self._stop.wait(interval):
+            self.flush_now()
+            self._watch()
+
+    def flush_now(self) -> None:
+        try:
+            self.pipeline._spool.write_pending(sync=True)
+        except OSError as exc:
+            self._warn("spool_write_failed", error=str(exc), spool_dir=str(self.pipeline.spool_dir))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join()
+        self.flush_now()
+
+    def _watch(self) -> None:
+        stats = self.pipeline.statistics()
+        shed = int(stats["rows_shed"] or 0)
+        if shed > self._reported_shed:
+            self._warn(
+                "rows_shed",
+                rows=shed - self._reported_shed,
+                total=shed,
+                reason="memory queue full and spool at its disk cap",
+            )
+            self._reported_shed = shed
+        running = stats["insert_running_s"]
+        stall = self.pipeline.settings.stall_warning_s
+        if running is not None and running > stall and not self._stall_reported:
+            self.pipeline._log.warning("store_insert_stalled", seconds=round(running, 1))
+            self._stall_reported = True
+        elif running is None:
+            self._stall_reported = False
+        now = time.monotonic()
+        if now - self._last_stats >= self.pipeline.settings.stats_log_interval_s:
+            self._last_stats = now
+            self.pipeline._log.info("share_pipeline", **stats)
+
+    def _warn(self, event: str, **fields: Any) -> None:
+        # At most one such line every 10 s: a full disk must not flood the log.
+        now = time.monotonic()
+        if now - self._last_warning >= 10.0:
+            self._last_warning = now
+            self.pipeline._log.warning(event, **fields)

@@ -1,0 +1,333 @@
+"""The durable spool: an append-only journal of every share row, on disk.
+
+Every row the pipeline accepts is appended here (write-ahead), not only the rows
+that overflow the memory queue: that is what bounds a crash's loss to the rows
+received since the last grouped fsync.  The event loop only appends to
+``pending`` (a deque, no lock, no I/O); the flusher thread encodes, writes and
+fsyncs the pending rows every ``fsync_interval_s``.  Segments are deleted once
+the store acknowledged all their rows (``trim``), so on a healthy store the
+spool stays around one segment.
+
+Disk cap: a row that would take the spool past ``max_bytes`` is not written.
+If it is also in the memory queue it is merely not journaled (its seq is kept
+in ``unjournaled``: a crash before it reaches the store would lose it);
+otherwise it is shed and counted in ``rows_shed``.  ``full`` tells the event
+loop to shed such rows before they even queue up here.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.store.spool_format import (
+    FILE_HEADER,
+    encode_payload,
+    encode_record,
+    list_segments,
+    parse_records,
+    segment_name,
+)
+from stratum_proxy.store.spool_state import (
+    SpoolState,
+    load_state,
+    lock_directory,
+    sync_directory,
+    unlock_directory,
+)
+
+_WRITE_CHUNK = 1024 * 1024  # write in pieces so a large backlog does not build one huge buffer
+_DEFAULT_ROW_BYTES = 400  # estimate for segments not yet read back
+
+
+@dataclass(slots=True)
+class Segment:
+    first_seq: int
+    path: Path
+    size: int
+    rows: int  # exact for segments written or read by this process, else an estimate
+    last_seq: int | None
+
+
+@dataclass(slots=True, kw_only=True)
+class Recovery:
+    """What ``Spool.open`` found from the previous run."""
+
+    state: SpoolState
+    segments: int
+    bytes: int
+    rows_estimate: int
+    last_seq: int  # the last seq journaled before (0: empty spool)
+    torn_bytes: int  # an unfinished record at the end, cut off (a crash while writing)
+
+
+class Spool:
+    """The journal of one spool directory; one writer process at a time (flock)."""
+
+    def __init__(self, directory: Path, *, segment_bytes: int, max_bytes: int) -> None:
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        self.max_bytes = max_bytes
+        # Event-loop side: (seq, record, also_in_memory_queue); drained by write_pending.
+        self.pending: deque[tuple[int, ShareRecord, bool]] = deque()
+        self.full = False
+        self.rows_shed = 0
+        # Seqs of rows only in the memory queue (spool full or failing): a stop
+        # with the store down would lose them, so they are tracked until acked.
+        self.unjournaled: deque[int] = deque()
+        self.rows_unencodable = 0
+        self.last_error: str | None = None
+        self.written_seq = 0  # the last seq written to a segment file
+        self.durable_seq = 0  # the last seq fsynced
+        self._lock = threading.Lock()
+        self._segments: list[Segment] = []
+        self._fd: int | None = None  # the active (last) segment, open for appending
+        self._dirty = False
+        self._lock_fd: int | None = None
+        self._bytes = 0  # sum of segment sizes, kept current: checked for every row
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    def open(self) -> Recovery:
+        """Lock the directory and take stock of what a previous run left behind."""
+        self._lock_fd = lock_directory(self.directory)
+        state = load_state(self.directory)
+        torn = 0
+        for first, path in list_segments(self.directory):
+            self._segments.append(Segment(first, path, path.stat().st_size, 0, None))
+        if self._segments:
+            torn = self._repair_last()
+        self._bytes = sum(s.size for s in self._segments)
+        known = [s for s in self._segments if s.rows]
+        avg = sum(s.size for s in known) // max(1, sum(s.rows for s in known)) or _DEFAULT_ROW_BYTES
+        for seg in self._segments:
+            if seg.last_seq is None:
+                seg.rows = max(0, seg.size - len(FILE_HEADER)) // avg
+        last_seq = next((s.last_seq for s in reversed(self._segments) if s.last_seq), 0)
+        self.written_seq = self.durable_seq = last_seq
+        return Recovery(
+            state=state,
+            segments=len(self._segments),
+            bytes=self.bytes_on_disk,
+            rows_estimate=sum(s.rows for s in self._segments),
+            last_seq=last_seq,
+            torn_bytes=torn,
+        )
+
+    def _repair_last(self) -> int:
+        """Read the last segment whole; cut a torn tail; drop it if it holds no row."""
+        seg = self._segments[-1]
+        data = seg.path.read_bytes()
+        parsed = parse_records(data, len(FILE_HEADER))
+        if not parsed.records:
+            seg.path.unlink()
+            self._segments.pop()
+            return max(0, len(data) - len(FILE_HEADER))
+        seg.rows, seg.last_seq = len(parsed.records), parsed.records[-1][0]
+        tail = parsed.corruptions[-1] if parsed.corruptions else None
+        if tail is None or tail.offset + tail.length < len(data):
+            return 0
+        os.truncate(seg.path, tail.offset)
+        seg.size = tail.offset
+        return tail.length
+
+    def close(self, acked_seq: int | None = None) -> None:
+        """Seal the active segment, delete what ``acked_seq`` covers, unlock."""
+        with self._lock:
+            self._seal()
+        if acked_seq is not None:
+            self.trim(acked_seq)
+        with self._lock:
+            if self._lock_fd is not None:
+                unlock_directory(self._lock_fd)
+                self._lock_fd = None
+
+    # -- writing (flusher thread, or the writer when it needs rows on disk now) ------
+
+    def write_pending(self, *, sync: bool) -> int:
+        """Write every pending row; fsync when ``sync``.  Returns rows written.
+
+        On a disk error (full disk, I/O error) the rows of this round are
+        counted as lost (``rows_shed``) or, if the memory queue holds them too,
+        as unjournaled; the segment is cut back to its last whole record and the
+        OSError is raised for the caller to log.
+        """
+        with self._lock:
+            items = [self.pending.popleft() for _ in range(len(self.pending))]
+            try:
+                written = self._write_items(items)
+            except OSError as exc:
+                self._recover_from_write_error(items, exc)
+                raise
+            if sync and self._dirty and self._fd is not None:
+                os.fsync(self._fd)
+                self._dirty = False
+                self.durable_seq = self.written_seq
+            return written
+
+    def _write_items(self, items: list[tuple[int, ShareRecord, bool]]) -> int:
+        buf, count, last, total = bytearray(), 0, 0, 0
+        for seq, record, queued in items:
+            entry = self._encode(seq, record, queued, len(buf))
+            if entry is None:
+                continue
+            if self._needs_new_segment(len(buf) + len(entry)):
+                self._write(buf, count, last)
+                buf, count = bytearray(), 0
+                self._rotate(seq)
+            buf += entry
+            count, last, total = count + 1, seq, total + 1
+            if len(buf) >= _WRITE_CHUNK:
+                self._write(buf, count, last)
+                buf, count = bytearray(), 0
+        self._write(buf, count, last)
+        return total
+
+    def _recover_from_write_error(
+        self, items: list[tuple[int, ShareRecord, bool]], exc: OSError
+    ) -> None:
+        for seq, _record, queued in items:
+            if seq <= self.written_seq:
+                continue
+            if queued:
+                self.unjournaled.append(seq)
+            else:
+                self.rows_shed += 1
+        self.last_error = f"spool write failed: {exc}"
+        if self._fd is not None:
+            try:
+                os.ftruncate(self._fd, self._segments[-1].size)
+            except OSError:
+                self._seal_quietly()
+
+    def _seal_quietly(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def _encode(self, seq: int, record: ShareRecord, queued: bool, buffered: int) -> bytes | None:
+        try:
+            entry = encode_record(seq, encode_payload(record))
+        except (TypeError, ValueError) as exc:  # e.g. an int beyond 64 bits
+            self.rows_unencodable += 1
+            self.last_error = f"row seq {seq} cannot be spooled: {exc}"
+            return None
+        if self._bytes + buffered + len(entry) > self.max_bytes:
+            self.full = True
+            if queued:
+                self.unjournaled.append(seq)
+            else:
+                self.rows_shed += 1
+            return None
+        return entry
+
+    def _needs_new_segment(self, extra: int) -> bool:
+        if self._fd is None:
+            return True
+        seg = self._segments[-1]
+        return seg.size + extra > self.segment_bytes and seg.rows > 0
+
+    def _write(self, buf: bytearray, count: int, last_seq: int) -> None:
+        if not buf or self._fd is None:
+            return
+        view = memoryview(buf)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        seg = self._segments[-1]
+        seg.size += len(buf)
+        seg.rows += count
+        seg.last_seq = last_seq
+        self._bytes += len(buf)
+        self.written_seq = last_seq
+        self._dirty = True
+
+    def _rotate(self, first_seq: int) -> None:
+        self._seal()
+        path = self.directory / segment_name(first_seq)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        os.write(self._fd, FILE_HEADER)
+        self._segments.append(Segment(first_seq, path, len(FILE_HEADER), 0, None))
+        self._bytes += len(FILE_HEADER)
+        sync_directory(self.directory)
+
+    def _seal(self) -> None:
+        if self._fd is None:
+            return
+        os.fsync(self._fd)
+        os.close(self._fd)
+        self._fd = None
+        self._dirty = False
+        self.durable_seq = self.written_seq
+
+    # -- reading and trimming (writer thread) ------------------------------------------
+
+    def segments(self) -> list[Segment]:
+        """A snapshot of the segments, oldest first."""
+        with self._lock:
+            return [
+                Segment(s.first_seq, s.path, s.size, s.rows, s.last_seq) for s in self._segments
+            ]
+
+    def readable_size(self, first_seq: int) -> int | None:
+        """Bytes of a segment that hold whole records (None: the segment is gone)."""
+        with self._lock:
+            for seg in self._segments:
+                if seg.first_seq == first_seq:
+                    return seg.size
+            return None
+
+    def note_rows(self, first_seq: int, rows: int, last_seq: int) -> None:
+        """The reader counted a recovered segment exactly: replace the estimate."""
+        with self._lock:
+            for seg in self._segments:
+                if seg.first_seq == first_seq and seg.last_seq is None:
+                    seg.rows, seg.last_seq = rows, last_seq
+
+    def trim(self, acked_seq: int) -> int:
+        """Delete sealed segments whose rows are all acknowledged; returns how many."""
+        with self._lock:
+            removed = 0
+            doomed = []
+            while len(self._segments) > 1 and self._segments[1].first_seq <= acked_seq + 1:
+                doomed.append(self._segments.pop(0))
+            if self._fd is None and self._segments and self._all_acked(acked_seq):
+                doomed.append(self._segments.pop())
+            for seg in doomed:
+                seg.path.unlink(missing_ok=True)
+                self._bytes -= seg.size
+                removed += 1
+            if removed and self._bytes < self.max_bytes:
+                self.full = False
+            return removed
+
+    def _all_acked(self, acked_seq: int) -> bool:
+        last = self._segments[-1].last_seq
+        return last is not None and last <= acked_seq
+
+    def unacked_rows(self, acked_seq: int) -> int:
+        """Rows in the spool not yet acknowledged (estimated for unread old segments)."""
+        total = 0
+        for seg in self.segments():
+            if seg.last_seq is None:
+                total += seg.rows
+            elif seg.last_seq > acked_seq:
+                total += min(seg.rows, seg.last_seq - max(acked_seq, seg.first_seq - 1))
+        return total
+
+    @property
+    def bytes_on_disk(self) -> int:
+        return self._bytes
+
+    def statistics(self) -> dict[str, Any]:
+        return {
+            "spool_bytes": self.bytes_on_disk,
+            "spool_segments": len(self._segments),
+            "spool_pending": len(self.pending),
+            "spool_durable_seq": self.durable_seq,
+            "spool_full": self.full,
+        }

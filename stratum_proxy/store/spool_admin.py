@@ -1,0 +1,146 @@
+"""Backends of ``stratum-proxy spool status`` and ``spool drain``.
+
+``spool_status`` only reads (it works while the daemon runs).  ``drain_spool``
+takes the spool's lock (so not while a daemon uses that spool), writes every
+unacknowledged row into any store with the same batching rules and tokens as
+the daemon (the batch a crashed daemon left in flight is resent first, with its
+token), and deletes what the store acknowledged.  Interrupted, it resumes where
+it stopped when run again.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from stratum_proxy.store.deadletter import read_dead_letters
+from stratum_proxy.store.row_source import RowSource
+from stratum_proxy.store.spool import Spool
+from stratum_proxy.store.spool_format import list_segments
+from stratum_proxy.store.spool_reader import CorruptionReport, SpoolReader, directory_segments
+from stratum_proxy.store.spool_state import load_state, save_state
+from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig
+
+_READ_ROWS = 50_000
+
+
+def spool_status(spool_dir: Path) -> dict[str, Any]:
+    """What the spool holds: segments, unacknowledged rows, bytes, time span, damage."""
+    if not spool_dir.is_dir():
+        return {"spool_dir": str(spool_dir), "exists": False, "segments": 0, "rows": 0, "bytes": 0}
+    state = load_state(spool_dir)
+    damage: list[CorruptionReport] = []
+    segment_rows: dict[int, int] = {}
+    reader = SpoolReader(
+        spool_dir,
+        directory_segments(spool_dir),
+        damage.append,
+        lambda first, rows, _last: segment_rows.__setitem__(first, rows),
+    )
+    rows, oldest, newest = 0, None, None
+    while True:
+        chunk = reader.read(state.acked_seq + 1, _READ_ROWS)
+        for _seq, record in chunk:
+            rows += 1
+            oldest = record.ts if oldest is None else min(oldest, record.ts)
+            newest = record.ts if newest is None else max(newest, record.ts)
+        if reader.exhausted:
+            break
+    reader.finish()
+    segments = list_segments(spool_dir)
+    letters = read_dead_letters(spool_dir)
+    return {
+        "spool_dir": str(spool_dir),
+        "exists": True,
+        "segments": len(segments),
+        "bytes": sum(path.stat().st_size for _, path in segments),
+        "rows": rows,
+        "oldest_ts": oldest,
+        "newest_ts": newest,
+        "acked_seq": state.acked_seq,
+        "inflight": None if state.inflight is None else state.inflight.token,
+        "proxy_id": state.proxy_id,
+        "clean_stop": state.clean,
+        "corrupt_records": len(damage),
+        "rows_corrupt": sum(d.rows_lost for d in damage),
+        "damage": [
+            {"segment": d.path.name, "offset": d.offset, "bytes": d.length, "reason": d.reason}
+            for d in damage
+        ],
+        "dead_letter_batches": len(letters),
+        "dead_letter_rows": sum(len(entry.get("rows", ())) for entry in letters),
+    }
+
+
+def drain_spool(
+    spool_dir: Path,
+    store: StoreLike,
+    *,
+    batch_rows: int = 10_000,
+    patience_s: float = 60.0,
+    encode: Encode | None = None,
+    log: Any = None,
+) -> int:
+    """Write the spool's unacknowledged rows into ``store``; returns rows written.
+
+    Raises StoreBusyError when a daemon holds the spool, StoreError when the
+    store stays unavailable for ``patience_s`` (run it again to resume).
+    """
+    log = log if log is not None else structlog.get_logger("stratum_proxy.spool")
+    spool = Spool(spool_dir, segment_bytes=1 << 40, max_bytes=1 << 62)
+    recovery = spool.open()
+    try:
+        state = recovery.state
+
+        def on_corruption(report: CorruptionReport) -> None:
+            log.error(
+                "spool_corrupt_record_skipped",
+                segment=str(report.path),
+                offset=report.offset,
+                bytes=report.length,
+                reason=report.reason,
+                rows_lost=report.rows_lost,
+            )
+
+        reader = SpoolReader(
+            spool_dir,
+            lambda: [(s.first_seq, s.size) for s in spool.segments()],
+            on_corruption,
+            spool.note_rows,
+        )
+        source = RowSource(deque(), spool, reader, next_seq=state.acked_seq + 1)
+        writer = StoreWriter(
+            config=WriterConfig(
+                proxy_id=state.proxy_id or "spool-drain",
+                batch_rows=batch_rows,
+                linger_s=0.001,
+                retry_initial_s=0.2,
+                retry_max_s=5.0,
+            ),
+            spool=spool,
+            source=source,
+            state=state,
+            store_factory=lambda: store,
+            encode=encode or _default_encode,
+            log=log,
+            on_idle=lambda: None,
+        )
+        store.ensure_schema()
+        try:
+            written = writer.drain(store, patience_s=patience_s)
+        finally:
+            save_state(spool_dir, writer.state, sync=True)
+        reader.finish()
+        log.info("spool_drained", rows=written, dead_lettered=writer.counters.rows_dead_lettered)
+        return written
+    finally:
+        spool.close(load_state(spool_dir).acked_seq)
+
+
+def _default_encode(records: Any, token: str) -> Any:
+    from stratum_proxy.store.backend import encode_batch
+
+    return encode_batch(records, token)

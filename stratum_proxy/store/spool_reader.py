@@ -1,0 +1,195 @@
+"""Reading share rows back from spool segments, oldest first.
+
+Used by the writer thread (replay after a restart, rows that overflowed the
+memory queue) and by ``spool drain``/``spool status``.  The reader never reads
+past the bytes the spool reports as written, so a record being appended is
+never mistaken for a torn one.  Segments vanish under it when the store
+acknowledged them; it then seeks to the segment holding the next wanted seq.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.store.spool_format import (
+    FILE_HEADER,
+    MAX_PAYLOAD,
+    RECORD_HEADER_SIZE,
+    Corruption,
+    decode_payload,
+    list_segments,
+    parse_records,
+    segment_name,
+)
+
+# Read in pieces of at least this much; a piece always holds a whole record.
+_MIN_CHUNK = 2 * (MAX_PAYLOAD + RECORD_HEADER_SIZE)
+_ROW_BYTES_GUESS = 400
+
+Segments = Callable[[], list[tuple[int, int]]]  # (first seq, readable bytes), oldest first
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CorruptionReport:
+    """A damaged stretch of a segment that was skipped."""
+
+    path: Path
+    offset: int
+    length: int
+    reason: str
+    rows_lost: int
+    exact: bool  # False: estimated from the bytes (the damage ran to the segment's end)
+
+
+def directory_segments(directory: Path) -> Segments:
+    """Segments of a spool nobody is writing to (drain, status): every byte is final."""
+
+    def segments() -> list[tuple[int, int]]:
+        found = []
+        for first, path in list_segments(directory):
+            try:
+                found.append((first, path.stat().st_size))
+            except FileNotFoundError:
+                continue
+        return found
+
+    return segments
+
+
+class SpoolReader:
+    def __init__(
+        self,
+        directory: Path,
+        segments: Segments,
+        on_corruption: Callable[[CorruptionReport], None],
+        on_segment_done: Callable[[int, int, int], None] | None = None,
+    ) -> None:
+        self.directory = directory
+        self._segments = segments
+        self._on_corruption = on_corruption
+        self._on_segment_done = on_segment_done
+        self._seg: int | None = None  # first seq of the segment being read
+        self._offset = 0
+        self._last_seen = 0
+        self._seg_rows = 0
+        self._damage: list[tuple[int, int, str]] = []  # corruption awaiting its row count
+        self.exhausted = False  # the last read reached the end of the spool
+        self.rows_corrupt = 0
+
+    def read(self, min_seq: int, max_rows: int) -> list[tuple[int, ShareRecord]]:
+        """Up to ``max_rows`` rows with seq >= ``min_seq``, in order."""
+        out: list[tuple[int, ShareRecord]] = []
+        self.exhausted = False
+        while len(out) < max_rows:
+            segs = self._segments()
+            if not self._position(segs, min_seq):
+                self.exhausted = True
+                break
+            assert self._seg is not None
+            size = dict(segs)[self._seg]
+            if self._offset >= size:
+                if not self._advance(segs):
+                    self.exhausted = True
+                    break
+                continue
+            self._read_piece(size, min_seq, max_rows - len(out), out)
+        return out
+
+    def _position(self, segs: list[tuple[int, int]], min_seq: int) -> bool:
+        if not segs:
+            return False
+        firsts = [first for first, _ in segs]
+        target = firsts[0]
+        for first in firsts:
+            if first <= min_seq:
+                target = first
+        if self._seg is None or self._seg not in firsts or self._seg < target:
+            self._start_segment(target)
+        return True
+
+    def _start_segment(self, first: int) -> None:
+        self._seg, self._offset = first, len(FILE_HEADER)
+        self._last_seen, self._seg_rows, self._damage = first - 1, 0, []
+
+    def _advance(self, segs: list[tuple[int, int]]) -> bool:
+        later = [first for first, _ in segs if self._seg is not None and first > self._seg]
+        if not later:
+            return False
+        self._finish_segment()
+        self._start_segment(later[0])
+        return True
+
+    def _finish_segment(self) -> None:
+        if self._seg is None:
+            return
+        for offset, length, reason in self._damage:
+            # The damage ran to the end: no later seq tells how many rows it held.
+            self._report(offset, length, reason, max(1, length // _ROW_BYTES_GUESS), exact=False)
+        self._damage = []
+        if self._on_segment_done is not None and self._seg_rows:
+            self._on_segment_done(self._seg, self._seg_rows, self._last_seen)
+
+    def _read_piece(
+        self, size: int, min_seq: int, want: int, out: list[tuple[int, ShareRecord]]
+    ) -> None:
+        assert self._seg is not None
+        path = self.directory / segment_name(self._seg)
+        length = min(size - self._offset, max(_MIN_CHUNK, want * _ROW_BYTES_GUESS))
+        try:
+            with open(path, "rb") as f:
+                data = os.pread(f.fileno(), length, self._offset)
+        except FileNotFoundError:
+            self._seg = None  # trimmed under us: seek again
+            return
+        parsed = parse_records(data, 0, limit=want)
+        end = parsed.end
+        cut = parsed.corruptions[-1] if parsed.corruptions else None
+        if cut and cut.offset + cut.length == len(data) and self._offset + len(data) < size:
+            # The piece ended there, not the segment: a record may have been cut.
+            parsed.corruptions.pop()
+            if cut.offset > 0:
+                end = cut.offset  # read it again, whole, next time
+            else:
+                # Damage fills the piece: skip it, but keep the room where a
+                # record cut by the piece could start.
+                end = len(data) - (MAX_PAYLOAD + RECORD_HEADER_SIZE)
+                parsed.corruptions.append(Corruption(offset=0, length=end, reason=cut.reason))
+        for c in parsed.corruptions:
+            self._damage.append((self._offset + c.offset, c.length, c.reason))
+        for seq, payload in parsed.records:
+            self._take(seq, payload, min_seq, out)
+        self._offset += end
+
+    def _take(
+        self, seq: int, payload: bytes, min_seq: int, out: list[tuple[int, ShareRecord]]
+    ) -> None:
+        if self._damage:
+            gap = max(0, seq - self._last_seen - 1)
+            for i, (offset, length, reason) in enumerate(self._damage):
+                self._report(offset, length, reason, gap if i == 0 else 0, exact=True)
+            self._damage = []
+        self._last_seen = seq
+        self._seg_rows += 1
+        if seq < min_seq:
+            return
+        try:
+            out.append((seq, decode_payload(payload)))
+        except (ValueError, TypeError) as exc:
+            self._report(self._offset, len(payload), f"undecodable row: {exc}", 1, exact=True)
+
+    def _report(self, offset: int, length: int, reason: str, rows: int, *, exact: bool) -> None:
+        self.rows_corrupt += rows
+        path = self.directory / segment_name(self._seg or 0)
+        self._on_corruption(
+            CorruptionReport(
+                path=path, offset=offset, length=length, reason=reason, rows_lost=rows, exact=exact
+            )
+        )
+
+    def finish(self) -> None:
+        """Report damage pending at the end of the last segment (offline readers)."""
+        self._finish_segment()

@@ -1,0 +1,239 @@
+"""The ``Store`` contract used by the single writer thread, and batch encoding.
+
+A batch is encoded once, as ClickHouse ``RowBinary`` (the fastest exact input
+format measured by ``scripts/bench_store.py``: no text escaping, floats sent as
+their IEEE bits).  ``encode_batch`` is deterministic: the same records and
+token give the same bytes, so a retried batch is the same batch.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from stratum_proxy.errors import ConfigError, StoreError
+from stratum_proxy.store.record import COLUMNS, ShareRecord
+from stratum_proxy.store.schema import SchemaConfig
+from stratum_proxy.store.settings import StoreSettings
+
+# RowBinary layouts (little-endian, no padding) of the fixed-width column runs.
+# DateTime64(3) travels as Int64 milliseconds; Bool as one byte.
+_TS = struct.Struct("<q")
+_UINT32 = struct.Struct("<I")
+_FLOATS = struct.Struct("<ddd")  # share, pool, network difficulty
+_TAIL = struct.Struct("<?f")  # is_block, response_ms (Float32)
+_MAX_UINT32 = 0xFFFFFFFF
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EncodedBatch:
+    """A batch ready to insert: ``rows`` RowBinary rows in ``COLUMNS`` order.
+
+    Backends that cannot send the bytes as they are (clickhouse-driver builds
+    Native blocks) decode them with ``decode_columns``, so both backends store
+    exactly the same values.
+    """
+
+    token: str
+    rows: int
+    payload: bytes
+
+
+class Store(Protocol):
+    """What the writer needs from a ClickHouse backend.  Not thread-safe: one owner."""
+
+    url: str  # as given, password included: never log it
+    display_url: str  # password masked
+
+    def ensure_schema(self) -> None:
+        """Create the schema if missing and migrate it forward; idempotent."""
+
+    def insert(self, batch: EncodedBatch) -> None:
+        """Insert with ``insert_deduplication_token=batch.token``; StoreError(retryable=...)."""
+
+    def query(self, sql: str) -> bytes:
+        """ClickHouse's own output for ``sql`` (TabSeparated unless it says FORMAT)."""
+
+    def close(self) -> None:
+        """Release the connection (and the embedded store's lock)."""
+
+
+def _varuint(n: int) -> bytes:
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+# Most strings are short: precomputed single-byte lengths avoid a call per field.
+_LEN1 = [bytes([n]) for n in range(0x80)]
+
+
+def _string(value: str) -> bytes:
+    # surrogatepass: a lone surrogate a miner sent in JSON ("\\ud800") is kept
+    # as its bytes instead of failing the whole batch; String columns hold bytes.
+    data = value.encode("utf-8", "surrogatepass")
+    n = len(data)
+    return (_LEN1[n] if n < 0x80 else _varuint(n)) + data
+
+
+def _ts_millis(ts: float) -> int:
+    if not math.isfinite(ts):
+        raise StoreError(f"share ts {ts!r} is not a finite time", retryable=False)
+    return round(ts * 1000)
+
+
+def _uint32(value: int, name: str) -> bytes:
+    if not 0 <= value <= _MAX_UINT32:
+        raise StoreError(f"share {name}={value} does not fit UInt32", retryable=False)
+    return _UINT32.pack(value)
+
+
+# Encoded forms of the strings that repeat across shares (names, addresses,
+# job ids, statuses).  Bounded: cleared when full, which only costs speed.
+_REPEATS: dict[str, bytes] = {}
+_MAX_REPEATS = 65_536
+
+
+def _repeat(value: str) -> bytes:
+    data = _REPEATS.get(value)
+    if data is None:
+        data = _string(value)
+        if len(_REPEATS) >= _MAX_REPEATS:
+            _REPEATS.clear()
+        _REPEATS[value] = data
+    return data
+
+
+def encode_record(r: ShareRecord) -> bytes:
+    """One record as a RowBinary row (``COLUMNS`` order)."""
+    s, c = _string, _repeat  # c: values that repeat across shares
+    return b"".join(
+        (
+            _TS.pack(_ts_millis(r.ts)),
+            c(r.proxy_id),
+            c(r.upstream),
+            c(r.protocol),
+            _uint32(r.channel_id, "channel_id"),
+            c(r.worker),
+            c(r.miner_addr),
+            c(r.job_id),
+            s(r.extranonce2),
+            c(r.ntime),
+            s(r.nonce),
+            _uint32(r.version, "version"),
+            s(r.share_hash),
+            _FLOATS.pack(r.share_difficulty, r.pool_difficulty, r.network_difficulty),
+            c(r.status),
+            c(r.reject_reason),
+            _TAIL.pack(bool(r.is_block), r.response_ms),
+            c(r.version_bits),
+            c(r.extranonce1),
+        )
+    )
+
+
+def encode_batch(records: Sequence[ShareRecord], token: str) -> EncodedBatch:
+    """Encode ``records`` for one insert carrying ``token``.
+
+    Raises StoreError(retryable=False) for a record no ClickHouse column can
+    hold (non-finite ts, out-of-range UInt32): retrying could never succeed.
+    """
+    if not token:
+        raise ValueError("a batch needs a non-empty deduplication token")
+    try:
+        payload = b"".join([encode_record(r) for r in records])
+    except (struct.error, TypeError, AttributeError, OverflowError) as exc:
+        raise StoreError(f"cannot encode share record: {exc}", retryable=False) from exc
+    return EncodedBatch(token=token, rows=len(records), payload=payload)
+
+
+def insert_columns_sql(table: str) -> str:
+    """``INSERT INTO table (c1, ..., cN)`` in ``COLUMNS`` order."""
+    return f"INSERT INTO {table} ({', '.join(COLUMNS)})"
+
+
+def _pull_string(buf: bytes, pos: int) -> tuple[bytes, int]:
+    n = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        n |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            break
+        shift += 7
+    end = pos + n
+    if end > len(buf):
+        raise ValueError("string runs past the end of the payload")
+    return buf[pos:end], end
+
+
+def decode_columns(batch: EncodedBatch) -> list[list[object]]:
+    """The payload back as one list per column (strings as UTF-8 bytes).
+
+    The inverse of ``encode_batch``; used by the server backend and by tests.
+    """
+    cols: list[list[object]] = [[] for _ in COLUMNS]
+    buf, pos = batch.payload, 0
+    for _ in range(batch.rows):
+        values: list[object] = [_TS.unpack_from(buf, pos)[0]]
+        pos += _TS.size
+        for _ in range(3):  # proxy_id, upstream, protocol
+            value, pos = _pull_string(buf, pos)
+            values.append(value)
+        values.append(_UINT32.unpack_from(buf, pos)[0])
+        pos += _UINT32.size
+        for _ in range(6):  # worker .. nonce
+            value, pos = _pull_string(buf, pos)
+            values.append(value)
+        values.append(_UINT32.unpack_from(buf, pos)[0])
+        pos += _UINT32.size
+        share_hash, pos = _pull_string(buf, pos)
+        values.append(share_hash)
+        values.extend(_FLOATS.unpack_from(buf, pos))
+        pos += _FLOATS.size
+        for _ in range(2):  # status, reject_reason
+            value, pos = _pull_string(buf, pos)
+            values.append(value)
+        values.extend(_TAIL.unpack_from(buf, pos))
+        pos += _TAIL.size
+        for _ in range(2):  # version_bits, extranonce1
+            value, pos = _pull_string(buf, pos)
+            values.append(value)
+        for col, item in zip(cols, values, strict=True):
+            col.append(item)
+    if pos != len(buf):
+        raise ValueError(f"payload has {len(buf) - pos} bytes after {batch.rows} rows")
+    return cols
+
+
+def open_store(url: str, settings: StoreSettings, *, api_address: str | None = None) -> Store:
+    """Open the store ``url`` names (not ``settings.url``: the CLI may override it).
+
+    ``api_address`` is written into an embedded store's lock file so that other
+    processes can send their queries to this one.  Raises ConfigError for a bad
+    URL, StoreBusyError when an embedded path is held, StoreError otherwise.
+    """
+    from stratum_proxy.store.url import ChdbUrl, parse_store_url
+
+    parsed = parse_store_url(url)
+    schema = SchemaConfig(
+        database="mining" if isinstance(parsed, ChdbUrl) else parsed.database,
+        retention_days=settings.retention_days,
+        aggregate_retention_days=settings.aggregate_retention_days,
+        cluster=settings.cluster,
+    )
+    if isinstance(parsed, ChdbUrl):
+        if settings.cluster:
+            raise ConfigError("store.cluster is set but the store is embedded (chdb://); unset it")
+        from stratum_proxy.store.chdb_store import ChdbStore
+
+        return ChdbStore(parsed.path, schema, api_address=api_address)
+    from stratum_proxy.store.clickhouse_store import ClickHouseStore
+
+    return ClickHouseStore(url, parsed, schema)

@@ -1,0 +1,205 @@
+"""The read-side commands: ``stratum-proxy stats`` and ``stratum-proxy cleanup``.
+
+Both take any ``Store`` and speak plain SQL, so they work the same on the
+embedded engine and on a server.
+
+Hashrate (DESIGN.md): sum(pool_difficulty of accepted shares) * 2^32 / seconds,
+never the share's own difficulty (biased: a lucky share is not more work).
+``seconds`` runs from the worker's first share in the window (or the window
+start, whichever is later) to ``now``: a worker that joined ten minutes ago is
+averaged over ten minutes, one that stopped an hour ago is diluted by that hour.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from stratum_proxy.store.backend import Store
+from stratum_proxy.store.schema import SchemaConfig
+
+HASHES_PER_DIFFICULTY = 2**32
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WorkerStats:
+    worker: str
+    shares: int
+    accepted: int
+    rejected: int
+    no_response: int
+    acceptance_pct: float  # accepted / (accepted + rejected); no answer is not a verdict
+    best_share: float
+    avg_pool_difficulty: float
+    avg_share_difficulty: float  # of the shares whose hash could be computed
+    blocks: int
+    hashrate: float  # hashes per second
+    first_ts: float
+    last_ts: float
+
+
+def _ms(ts: float) -> int:
+    return round(ts * 1000)
+
+
+def worker_stats(
+    store: Store, hours: float, now: float, *, schema: SchemaConfig | None = None
+) -> list[WorkerStats]:
+    """Per-worker numbers over the last ``hours`` before ``now`` (Unix seconds)."""
+    cfg = schema or SchemaConfig()
+    start = now - hours * 3600
+    sql = f"""
+SELECT worker,
+    count() AS shares,
+    countIf(status = 'accepted') AS accepted,
+    countIf(status = 'rejected') AS rejected,
+    countIf(status = 'no_response') AS no_response,
+    max(share_difficulty) AS best_share,
+    avg(pool_difficulty) AS avg_pool_difficulty,
+    avgIf(share_difficulty, share_hash != '') AS avg_share_difficulty,
+    countIf(is_block) AS blocks,
+    sumIf(pool_difficulty, status = 'accepted') AS accepted_difficulty,
+    toUnixTimestamp64Milli(min(ts)) AS first_ms,
+    toUnixTimestamp64Milli(max(ts)) AS last_ms
+FROM {cfg.table("shares")}
+WHERE ts >= fromUnixTimestamp64Milli({_ms(start)}, 'UTC')
+  AND ts <= fromUnixTimestamp64Milli({_ms(now)}, 'UTC')
+GROUP BY worker
+ORDER BY worker
+FORMAT JSONEachRow
+SETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_denormals = 1"""
+    return [
+        _worker_row(orjson.loads(line), start, now)
+        for line in store.query(sql).splitlines()
+        if line
+    ]
+
+
+def _worker_row(row: dict[str, object], start: float, now: float) -> WorkerStats:
+    accepted, rejected = int(str(row["accepted"])), int(str(row["rejected"]))
+    first_ts = int(str(row["first_ms"])) / 1000
+    seconds = max(1.0, now - max(start, first_ts))
+    verdicts = accepted + rejected
+    return WorkerStats(
+        worker=str(row["worker"]),
+        shares=int(str(row["shares"])),
+        accepted=accepted,
+        rejected=rejected,
+        no_response=int(str(row["no_response"])),
+        acceptance_pct=100.0 * accepted / verdicts if verdicts else 0.0,
+        best_share=_float(row["best_share"]),
+        avg_pool_difficulty=_float(row["avg_pool_difficulty"]),
+        avg_share_difficulty=_float(row["avg_share_difficulty"]),
+        blocks=int(str(row["blocks"])),
+        hashrate=_float(row["accepted_difficulty"]) * HASHES_PER_DIFFICULTY / seconds,
+        first_ts=first_ts,
+        last_ts=int(str(row["last_ms"])) / 1000,
+    )
+
+
+def _float(value: object) -> float:
+    # avgIf over no rows is nan, which ClickHouse quotes in JSON.
+    result = float(str(value))
+    return result if math.isfinite(result) else 0.0
+
+
+def stats_report(
+    store: Store,
+    hours: float,
+    now: float,
+    *,
+    as_json: bool = False,
+    schema: SchemaConfig | None = None,
+) -> str:
+    """``stratum-proxy stats``: a table per worker (or JSON lines) over the last ``hours``."""
+    rows = worker_stats(store, hours, now, schema=schema)
+    if as_json:
+        return "".join(orjson.dumps(asdict(r)).decode() + "\n" for r in rows)
+    return render_table(rows, hours, now)
+
+
+def render_table(rows: list[WorkerStats], hours: float, now: float) -> str:
+    since = datetime.fromtimestamp(now - hours * 3600, UTC).strftime("%Y-%m-%d %H:%M:%S")
+    header = (
+        "worker",
+        "shares",
+        "accepted",
+        "rejected",
+        "accept %",
+        "best share",
+        "avg pool diff",
+        "hashrate",
+    )
+    lines = [
+        (
+            r.worker,
+            str(r.shares),
+            str(r.accepted),
+            str(r.rejected),
+            f"{r.acceptance_pct:.2f}",
+            si(r.best_share),
+            si(r.avg_pool_difficulty),
+            si(r.hashrate, "H/s"),
+        )
+        for r in rows
+    ]
+    if not lines:
+        return f"no shares since {since} UTC ({hours:g} h)\n"
+    widths = [max(len(row[i]) for row in [header, *lines]) for i in range(len(header))]
+
+    def fmt(row: tuple[str, ...]) -> str:
+        first = row[0].ljust(widths[0])
+        return "  ".join(
+            [first] + [cell.rjust(w) for cell, w in zip(row[1:], widths[1:], strict=True)]
+        )
+
+    total = sum(r.hashrate for r in rows)
+    out = [f"shares since {since} UTC ({hours:g} h), {len(rows)} workers", fmt(header)]
+    out += [fmt(row) for row in lines]
+    out.append(f"total hashrate {si(total, 'H/s')}")
+    return "\n".join(out) + "\n"
+
+
+_PREFIXES = ("", "k", "M", "G", "T", "P", "E", "Z")
+
+
+def si(value: float, unit: str = "") -> str:
+    """3 significant digits with an SI prefix: 1234567 -> '1.23M'."""
+    if value == 0 or not math.isfinite(value):
+        return f"0{' ' + unit if unit else ''}"
+    exponent = min(int(math.log10(abs(value)) // 3), len(_PREFIXES) - 1) if abs(value) >= 1 else 0
+    scaled = value / 1000**exponent
+    number = f"{scaled:.3g}" if abs(scaled) < 1000 else f"{scaled:.0f}"
+    return f"{number}{' ' if unit else ''}{_PREFIXES[exponent]}{unit}"
+
+
+def cleanup(store: Store, days: float, now: float, *, schema: SchemaConfig | None = None) -> int:
+    """Delete ``shares`` rows older than ``days`` before ``now``; returns how many.
+
+    Whole days older than the cutoff go with ``DROP PARTITION`` (instant, frees
+    the disk at once); the rest of the cutoff day with ``ALTER TABLE ... DELETE``
+    (a mutation rewriting that one partition, waited for).  The aggregates keep
+    their own, longer, TTL and are not touched.
+    """
+    cfg = schema or SchemaConfig()
+    cutoff = f"fromUnixTimestamp64Milli({_ms(now - days * 86400)}, 'UTC')"
+    shares = cfg.table("shares")
+    count = int(store.query(f"SELECT count() FROM {shares} WHERE ts < {cutoff}").strip() or 0)
+    if count == 0:
+        return 0
+    whole_days = store.query(
+        f"SELECT DISTINCT toYYYYMMDD(ts) FROM {shares} "
+        f"WHERE ts < {cutoff} AND toDate(ts) < toDate({cutoff}) ORDER BY 1"
+    ).split()
+    for day in whole_days:
+        store.query(
+            f"ALTER TABLE {cfg.local('shares')}{cfg.on_cluster} DROP PARTITION ID '{int(day)}'"
+        )
+    store.query(
+        f"ALTER TABLE {cfg.local('shares')}{cfg.on_cluster} DELETE WHERE ts < {cutoff} "
+        "SETTINGS mutations_sync = 2"
+    )
+    return count

@@ -1,0 +1,357 @@
+"""The ClickHouse schema of the share store, and its forward migrations.
+
+The same DDL runs on the embedded engine (chdb) and on a server.
+
+Tables (database ``mining`` unless the URL names another):
+
+* ``shares`` — one row per submitted share, every ``ShareRecord`` field in
+  ``COLUMNS`` order.  Partitioned by day so retention drops whole parts;
+  ``ORDER BY (worker, ts)`` because the questions asked are "this worker over
+  this time range".  TTL ``retention_days`` with ``ttl_only_drop_parts=1``.
+* ``mv_hash_rate_stats`` — the per-minute aggregate, keyed by
+  ``(period_start, proxy_id, upstream, worker, channel_id)``.  It keeps the name
+  and columns of the original design (``period_start``, ``channel_id``,
+  ``share_count``, ``total_hashes``, ``min_timestamp``, ``max_timestamp``) so the
+  DESIGN.md hashrate query runs as written, and adds what the per-worker
+  dashboard needs (accepted/rejected/block counts, best share).  It is an
+  ``AggregatingMergeTree`` of ``SimpleAggregateFunction`` columns whose ORDER BY
+  equals the view's GROUP BY: a SummingMergeTree would sum the min/max
+  timestamps on merge.  ``share_count`` counts every submitted share;
+  ``total_hashes`` is sum(pool_difficulty) * 2^32 over *accepted* shares only:
+  the expected work behind a share is its target difficulty times 2^32, while
+  the share's own (computed) difficulty would bias the estimate upwards.
+  Readers must aggregate (sum/min/max) since rows of one key merge lazily.
+* ``schema_version`` — one row per applied migration.
+
+The view ``mv_hash_rate_stats_feed`` fills the aggregate from every insert
+into ``shares``.
+
+Exactly once: every table, the view targets included, has
+``non_replicated_deduplication_window`` (``replicated_deduplication_window`` in
+a cluster), and inserts carry ``insert_deduplication_token`` with
+``deduplicate_blocks_in_dependent_materialized_views=1``, so a retried batch
+counts once in ``shares`` and once in each aggregate.
+
+Late rows (a long outage replayed from the spool): each table keeps a row iff
+the row is within *that table's* retention.  A row older than
+``retention_days`` is dropped by ``shares``' TTL (its part expires at once and
+is removed by the next TTL merge, which the engine schedules right away), but
+it is still counted by the aggregates as long as it is younger than
+``aggregate_retention_days``: the aggregates exist to keep history longer than
+the raw rows, and a replayed share is real history.  Rows older than the
+aggregate retention are removed by the aggregates' own TTL, which works row by
+row (``ttl_only_drop_parts=0``; the aggregates are small).
+
+Cluster (``settings.cluster`` set): all DDL is ``ON CLUSTER``, data lives in
+``*_local`` Replicated tables, and ``shares`` and ``mv_hash_rate_stats`` are
+``Distributed`` tables over them, so queries keep their
+names.  The writer inserts into ``shares_local`` on the node it is connected
+to, not into the Distributed table: an acknowledged insert is then committed
+in a replicated part (a Distributed insert may be acknowledged while still
+queued on the node), and the dedup token is checked by the replicated block-id
+mechanism across the shard's replicas.  Spread proxies over shards to spread
+the load.
+
+Migrations are numbered; ``ensure_schema`` applies the ones above the recorded
+version, each statement idempotent (IF NOT EXISTS), so a crash mid-migration
+is repaired by the next start.  A view added by a migration only sees rows
+inserted after it exists: aggregates do not cover rows written before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from stratum_proxy.store.record import COLUMNS
+
+# Blocks whose hashes/tokens a table remembers.  One writer retries one batch
+# (a batch over a day boundary is two blocks); several proxies may share a
+# table, so keep far more than needed.
+DEDUP_WINDOW = 1000
+
+_SHARES_V1 = (
+    ("ts", "DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1))"),
+    ("proxy_id", "LowCardinality(String)"),
+    ("upstream", "LowCardinality(String)"),
+    ("protocol", "LowCardinality(String)"),
+    ("channel_id", "UInt32"),
+    ("worker", "LowCardinality(String)"),
+    ("miner_addr", "String CODEC(ZSTD(1))"),
+    ("job_id", "String CODEC(ZSTD(1))"),
+    ("extranonce2", "String CODEC(ZSTD(1))"),
+    ("ntime", "String CODEC(ZSTD(1))"),
+    ("nonce", "String CODEC(ZSTD(1))"),
+    ("version", "UInt32"),
+    ("share_hash", "String CODEC(ZSTD(1))"),
+    # Random per share: Gorilla cannot help.
+    ("share_difficulty", "Float64 CODEC(ZSTD(1))"),
+    # Constant for long runs: Gorilla stores a repeat in one bit.
+    ("pool_difficulty", "Float64 CODEC(Gorilla, ZSTD(1))"),
+    ("network_difficulty", "Float64 CODEC(Gorilla, ZSTD(1))"),
+    ("status", "LowCardinality(String)"),
+    ("reject_reason", "String CODEC(ZSTD(1))"),
+    ("is_block", "Bool"),
+    ("response_ms", "Float32 CODEC(ZSTD(1))"),
+)
+_SHARES_V2 = (
+    ("version_bits", "String CODEC(ZSTD(1))"),
+    ("extranonce1", "String CODEC(ZSTD(1))"),
+)
+SHARES_COLUMNS: tuple[tuple[str, str], ...] = _SHARES_V1 + _SHARES_V2
+assert tuple(name for name, _ in SHARES_COLUMNS) == COLUMNS, "schema and ShareRecord disagree"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SchemaConfig:
+    """What the DDL depends on."""
+
+    database: str = "mining"
+    retention_days: int = 30
+    aggregate_retention_days: int = 400
+    cluster: str = ""
+
+    def table(self, name: str) -> str:
+        """Fully qualified name of a table as queried (Distributed in a cluster)."""
+        return f"{self.database}.{name}"
+
+    def local(self, name: str) -> str:
+        """Fully qualified name of the table holding the data on this node."""
+        return f"{self.database}.{name}_local" if self.cluster else f"{self.database}.{name}"
+
+    @property
+    def insert_table(self) -> str:
+        """Where the writer inserts (see the module docstring for the cluster case)."""
+        return self.local("shares")
+
+    @property
+    def on_cluster(self) -> str:
+        return f" ON CLUSTER {quote_ident(self.cluster)}" if self.cluster else ""
+
+    def engine(self, family: str) -> str:
+        if not self.cluster:
+            return family
+        # Server macros: one replication path per shard and table.
+        path = "/clickhouse/tables/{shard}/{database}/{table}"
+        return f"Replicated{family}('{path}', '{{replica}}')"
+
+    @property
+    def dedup_setting(self) -> str:
+        name = "replicated" if self.cluster else "non_replicated"
+        return f"{name}_deduplication_window = {DEDUP_WINDOW}"
+
+
+def quote_ident(name: str) -> str:
+    """A backquoted identifier (cluster and database names come from settings)."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def insert_settings(token: str) -> dict[str, object]:
+    """Query settings every batch insert carries."""
+    return {
+        "insert_deduplicate": 1,
+        "insert_deduplication_token": token,
+        "deduplicate_blocks_in_dependent_materialized_views": 1,
+    }
+
+
+def shares_ttl(cfg: SchemaConfig) -> str:
+    return f"toDateTime(ts) + toIntervalDay({cfg.retention_days})"
+
+
+def aggregate_ttl(cfg: SchemaConfig) -> str:
+    return f"period_start + toIntervalDay({cfg.aggregate_retention_days})"
+
+
+def _column_list(columns: tuple[tuple[str, str], ...]) -> str:
+    return ",\n    ".join(f"{name} {ctype}" for name, ctype in columns)
+
+
+def _distributed(cfg: SchemaConfig, name: str, sharding_key: str) -> list[str]:
+    """The Distributed front of a ``*_local`` table (cluster only)."""
+    if not cfg.cluster:
+        return []
+    return [
+        f"CREATE TABLE IF NOT EXISTS {cfg.table(name)}{cfg.on_cluster} AS {cfg.local(name)}\n"
+        f"ENGINE = Distributed({quote_ident(cfg.cluster)}, {quote_ident(cfg.database)}, "
+        f"{quote_ident(name + '_local')}, {sharding_key})"
+    ]
+
+
+def _v1_shares(cfg: SchemaConfig) -> list[str]:
+    create = (
+        f"CREATE TABLE IF NOT EXISTS {cfg.local('shares')}{cfg.on_cluster} (\n"
+        f"    {_column_list(_SHARES_V1)}\n)\n"
+        f"ENGINE = {cfg.engine('MergeTree')}\n"
+        "PARTITION BY toDate(ts)\n"
+        "ORDER BY (worker, ts)\n"
+        f"TTL {shares_ttl(cfg)}\n"
+        f"SETTINGS ttl_only_drop_parts = 1, {cfg.dedup_setting}"
+    )
+    return [
+        f"CREATE DATABASE IF NOT EXISTS {quote_ident(cfg.database)}{cfg.on_cluster}",
+        _schema_version_table(cfg),
+        create,
+        *_distributed(cfg, "shares", "rand()"),
+    ]
+
+
+def _schema_version_table(cfg: SchemaConfig) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {cfg.database}.schema_version{cfg.on_cluster} (\n"
+        "    version UInt32,\n    description String,\n"
+        "    applied_at DateTime('UTC') DEFAULT now()\n)\n"
+        f"ENGINE = {cfg.engine('ReplacingMergeTree')}\nORDER BY version"
+    )
+
+
+def _v2_record_columns(cfg: SchemaConfig) -> list[str]:
+    tables = [cfg.local("shares")] + ([cfg.table("shares")] if cfg.cluster else [])
+    statements = []
+    for table in tables:
+        after = _SHARES_V1[-1][0]
+        for name, ctype in _SHARES_V2:
+            # A Distributed table takes no codecs.
+            col_type = ctype.split(" CODEC")[0] if table != cfg.local("shares") else ctype
+            statements.append(
+                f"ALTER TABLE {table}{cfg.on_cluster} "
+                f"ADD COLUMN IF NOT EXISTS {name} {col_type} AFTER {after}"
+            )
+            after = name
+    return statements
+
+
+def _aggregate_table(cfg: SchemaConfig, name: str, columns: str, order_by: str) -> str:
+    return (
+        f"CREATE TABLE IF NOT EXISTS {cfg.local(name)}{cfg.on_cluster} (\n    {columns}\n)\n"
+        f"ENGINE = {cfg.engine('AggregatingMergeTree')}\n"
+        "PARTITION BY toYYYYMM(period_start)\n"
+        f"ORDER BY ({order_by})\n"
+        f"TTL {aggregate_ttl(cfg)}\n"
+        f"SETTINGS ttl_only_drop_parts = 0, {cfg.dedup_setting}"
+    )
+
+
+_MINUTE = "toStartOfMinute(toDateTime(ts, 'UTC'))"
+_AGGREGATE_KEY = "period_start, proxy_id, upstream, worker, channel_id"
+_AGGREGATE_COLUMNS = (
+    "period_start DateTime('UTC') CODEC(Delta, ZSTD(1))",
+    "proxy_id LowCardinality(String)",
+    "upstream LowCardinality(String)",
+    "worker LowCardinality(String)",
+    "channel_id UInt32",
+    "share_count SimpleAggregateFunction(sum, UInt64)",
+    "accepted_count SimpleAggregateFunction(sum, UInt64)",
+    "rejected_count SimpleAggregateFunction(sum, UInt64)",
+    "block_count SimpleAggregateFunction(sum, UInt64)",
+    "total_hashes SimpleAggregateFunction(sum, Float64)",
+    "best_share SimpleAggregateFunction(max, Float64)",
+    "min_timestamp SimpleAggregateFunction(min, DateTime64(3, 'UTC'))",
+    "max_timestamp SimpleAggregateFunction(max, DateTime64(3, 'UTC'))",
+)
+# 4294967296 = 2^32 hashes per unit of difficulty; the product is exact in Float64.
+_AGGREGATE_SELECT = f"""SELECT {_MINUTE} AS period_start, proxy_id, upstream, worker, channel_id,
+    count() AS share_count,
+    countIf(status = 'accepted') AS accepted_count,
+    countIf(status = 'rejected') AS rejected_count,
+    countIf(is_block) AS block_count,
+    sumIf(pool_difficulty, status = 'accepted') * 4294967296 AS total_hashes,
+    max(share_difficulty) AS best_share,
+    min(ts) AS min_timestamp,
+    max(ts) AS max_timestamp"""
+
+
+def _v3_aggregates(cfg: SchemaConfig) -> list[str]:
+    # One aggregate serves both the DESIGN.md per-channel hashrate query and the
+    # per-worker dashboard: every view costs a part write per insert, and an SV1
+    # channel carries one worker, so the extra key columns add few rows.
+    select = f"{_AGGREGATE_SELECT}\nFROM {cfg.local('shares')}\nGROUP BY {_AGGREGATE_KEY}"
+    return [
+        _aggregate_table(
+            cfg, "mv_hash_rate_stats", ",\n    ".join(_AGGREGATE_COLUMNS), _AGGREGATE_KEY
+        ),
+        _view(cfg, "mv_hash_rate_stats", select),
+        *_distributed(cfg, "mv_hash_rate_stats", "rand()"),
+    ]
+
+
+def _view(cfg: SchemaConfig, target: str, select: str) -> str:
+    return (
+        f"CREATE MATERIALIZED VIEW IF NOT EXISTS {cfg.database}.{target}_feed{cfg.on_cluster}\n"
+        f"TO {cfg.local(target)} AS\n{select}"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: Callable[[SchemaConfig], list[str]]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "shares table with the DESIGN.md record columns", _v1_shares),
+    Migration(2, "shares: version_bits and extranonce1 columns", _v2_record_columns),
+    Migration(3, "per-minute aggregate mv_hash_rate_stats", _v3_aggregates),
+)
+LATEST_VERSION = MIGRATIONS[-1].version
+
+# Runs one statement and returns ClickHouse's TabSeparated output.
+Execute = Callable[[str], str]
+
+
+def all_statements(cfg: SchemaConfig) -> list[str]:
+    """Every DDL statement of the latest schema, in order (for review and tests)."""
+    return [stmt for m in MIGRATIONS for stmt in m.statements(cfg)]
+
+
+def current_version(execute: Execute, cfg: SchemaConfig) -> int:
+    """The highest applied migration; 0 when the store is empty."""
+    exists = execute(
+        "SELECT count() FROM system.tables "
+        f"WHERE database = {sql_string(cfg.database)} AND name = 'schema_version'"
+    )
+    if int(exists.strip() or 0) == 0:
+        return 0
+    return int(execute(f"SELECT max(version) FROM {cfg.database}.schema_version").strip() or 0)
+
+
+def ensure_schema(execute: Execute, cfg: SchemaConfig, *, target: int = LATEST_VERSION) -> int:
+    """Create or migrate the schema up to ``target``; idempotent.  Returns the version."""
+    version = current_version(execute, cfg)
+    for migration in MIGRATIONS:
+        if version < migration.version <= target:
+            for statement in migration.statements(cfg):
+                execute(statement)
+            execute(
+                f"INSERT INTO {cfg.database}.schema_version (version, description) "
+                f"VALUES ({migration.version}, {sql_string(migration.description)})"
+            )
+            version = migration.version
+    if version >= 1:
+        _sync_ttl(execute, cfg, "shares", shares_ttl(cfg))
+    if version >= 3:
+        _sync_ttl(execute, cfg, "mv_hash_rate_stats", aggregate_ttl(cfg))
+    return version
+
+
+def _sync_ttl(execute: Execute, cfg: SchemaConfig, name: str, ttl: str) -> None:
+    """Apply a changed retention setting to an existing table."""
+    table = cfg.local(name).split(".", 1)[1]
+    engine = execute(
+        "SELECT engine_full FROM system.tables "
+        f"WHERE database = {sql_string(cfg.database)} AND name = {sql_string(table)}"
+    )
+    if f"TTL {ttl}" in engine.replace("\\'", "'"):
+        return
+    # Not materialised now: rewriting every part would stall the writer; the
+    # new TTL applies as parts merge and to every new part.
+    execute(
+        f"ALTER TABLE {cfg.local(name)}{cfg.on_cluster} MODIFY TTL {ttl} "
+        "SETTINGS materialize_ttl_after_modify = 0"
+    )
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"

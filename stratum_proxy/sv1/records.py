@@ -52,8 +52,9 @@ def share_record(
     """The row for ``submit``, status not yet known (set when the pool answers).
 
     pool_difficulty is the job's (captured at notify time); for an unknown job
-    it is the difficulty in force now.  ``mask`` is the BIP310 mask in force
-    (0 when none was negotiated, so that version bits change nothing).
+    it is the difficulty in force now, and version / network_difficulty are 0.
+    ``mask`` is the BIP310 mask in force (0 when none was negotiated, so that
+    version bits change nothing).
     """
     record = ShareRecord(
         ts=now,

@@ -96,12 +96,11 @@ class Sv1Tracker:
         self._stashed: list[Event] = []
         self._miner_handlers: dict[type, _Handler] = {
             m.Submit: self._on_submit,
-            m.Authorize: self._on_authorize,
-            m.Configure: self._on_configure,
             m.UnknownMethod: self._on_miner_unknown,
             m.Response: self._ignore,  # the miner answering client.get_version
+            m.ExtranonceSubscribe: self._on_request,
         }
-        for request in (m.Subscribe, m.SuggestDifficulty, m.ExtranonceSubscribe):
+        for request in (m.Subscribe, m.Authorize, m.Configure, m.SuggestDifficulty):
             self._miner_handlers[request] = self._on_request
         self._pool_handlers: dict[type, _Handler] = {
             m.Response: self._on_response,
@@ -116,11 +115,11 @@ class Sv1Tracker:
 
     def miner_data(self, data: bytes, now: float) -> list[Event]:
         """Bytes the miner sent (already forwarded to the pool)."""
-        return self._feed("miner", self._miner_buffer, self._miner_handlers, data, now)
+        return self._feed("miner", data, now)
 
     def pool_data(self, data: bytes, now: float) -> list[Event]:
         """Bytes the pool sent (already forwarded to the miner)."""
-        return self._feed("pool", self._pool_buffer, self._pool_handlers, data, now)
+        return self._feed("pool", data, now)
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (oldest request's deadline)."""
@@ -158,33 +157,23 @@ class Sv1Tracker:
         events, self._stashed = self._stashed, []
         return events
 
-    def _feed(
-        self,
-        side: Side,
-        buffer: LineBuffer,
-        handlers: dict[type, _Handler],
-        data: bytes,
-        now: float,
-    ) -> list[Event]:
+    def _feed(self, side: Side, data: bytes, now: float) -> list[Event]:
         events = self._take_stashed()
+        buffer = self._miner_buffer if side == "miner" else self._pool_buffer
         try:
             lines = buffer.feed(data)
         except LineTooLongError as exc:
             self._stats["framing_errors"] += 1
-            self._handle_lines(side, handlers, exc.lines_before, now, events)
+            self._handle_lines(side, exc.lines_before, now, events)
             self._stashed = events
             raise
-        self._handle_lines(side, handlers, lines, now, events)
+        self._handle_lines(side, lines, now, events)
         return events
 
     def _handle_lines(
-        self,
-        side: Side,
-        handlers: dict[type, _Handler],
-        lines: list[bytes],
-        now: float,
-        events: list[Event],
+        self, side: Side, lines: list[bytes], now: float, events: list[Event]
     ) -> None:
+        handlers = self._miner_handlers if side == "miner" else self._pool_handlers
         stats = self._stats
         stats["lines_from_" + side] += len(lines)
         for line in lines:
@@ -207,7 +196,7 @@ class Sv1Tracker:
 
     # -- miner → pool ----------------------------------------------------------------
 
-    def _track(self, entry: PendingRequest, now: float, events: list[Event]) -> None:
+    def _track(self, entry: PendingRequest, events: list[Event]) -> None:
         evicted = self._outstanding.add(entry)
         if evicted is not None:
             self._stats["evicted_requests"] += 1
@@ -217,7 +206,12 @@ class Sv1Tracker:
         return PendingRequest(key=key, method=method, sent_at=now, deadline=now + self._timeout)
 
     def _on_request(self, msg: Any, now: float, events: list[Event]) -> None:
-        self._track(self._pending(msg.id, msg.method, now), now, events)
+        entry = self._pending(msg.id, msg.method, now)
+        if type(msg) is m.Authorize:
+            entry.worker = msg.worker  # reported with the pool's answer
+        elif type(msg) is m.Configure:
+            entry.requested_mask = maybe_mask(msg.parameters.get("version-rolling.mask"))
+        self._track(entry, events)
 
     def _on_submit(self, msg: m.Submit, now: float, events: list[Event]) -> None:
         state = self._state
@@ -239,7 +233,7 @@ class Sv1Tracker:
             stats["uncomputable_shares"] += 1
         entry = self._pending(msg.id, "mining.submit", now)
         entry.record = record
-        self._track(entry, now, events)
+        self._track(entry, events)
 
     def _track_invalid(self, exc: m.InvalidMessage, now: float, events: list[Event]) -> None:
         # The pool still answers a request we could not validate: track it so
@@ -249,17 +243,7 @@ class Sv1Tracker:
         if exc.method == "mining.submit":
             self._on_submit(salvage_submit(exc.msg_id, exc.params), now, events)
         else:
-            self._track(self._pending(exc.msg_id, exc.method, now), now, events)
-
-    def _on_authorize(self, msg: m.Authorize, now: float, events: list[Event]) -> None:
-        entry = self._pending(msg.id, msg.method, now)
-        entry.worker = msg.worker
-        self._track(entry, now, events)
-
-    def _on_configure(self, msg: m.Configure, now: float, events: list[Event]) -> None:
-        entry = self._pending(msg.id, msg.method, now)
-        entry.requested_mask = maybe_mask(msg.parameters.get("version-rolling.mask"))
-        self._track(entry, now, events)
+            self._track(self._pending(exc.msg_id, exc.method, now), events)
 
     def _on_miner_unknown(self, msg: m.UnknownMethod, now: float, events: list[Event]) -> None:
         self._stats["unknown_methods"] += 1

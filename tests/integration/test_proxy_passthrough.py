@@ -1,0 +1,189 @@
+"""Passthrough end to end over real loopback sockets.
+
+Test miners hash for real; the test pool rebuilds every header with its own
+code and is the oracle: every submit must be exactly one row carrying the
+pool's difficulty computation and the pool's verdict.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import pytest
+
+from stratum_proxy.sim.miner import MinerConfig, TestMiner
+from stratum_proxy.sim.pool import TestPool
+from stratum_proxy.sim.pool_config import ErrorShape, JudgedShare, PoolConfig
+
+
+def _key(worker: str, job_id: str, en2: str, ntime: str, nonce: str) -> tuple[str, ...]:
+    return (worker, job_id, en2, ntime, nonce)
+
+
+def _judged_key(j: JudgedShare) -> tuple[str, ...]:
+    return _key(j.worker, j.job_id, j.extranonce2, j.ntime, j.nonce)
+
+
+def _row_key(r: dict[str, Any]) -> tuple[str, ...]:
+    return _key(r["worker"], r["job_id"], r["extranonce2"], r["ntime"], r["nonce"])
+
+
+async def _mine(port: int, miners: list[TestMiner]) -> None:
+    async with asyncio.timeout(60):
+        await asyncio.gather(*(m.run("127.0.0.1", port) for m in miners))
+
+
+def _assert_rows_match_pool(rows: list[dict[str, Any]], judged: list[JudgedShare]) -> None:
+    by_key = {_row_key(r): r for r in rows}
+    assert len(by_key) == len(rows), "a share was recorded twice"
+    assert len(rows) == len(judged)
+    for j in judged:
+        row = by_key[_judged_key(j)]
+        assert row["share_hash"] == j.hash_hex
+        assert row["share_difficulty"] == pytest.approx(j.difficulty, rel=1e-12)
+        assert row["pool_difficulty"] == pytest.approx(j.pool_difficulty, rel=1e-12)
+        assert row["version"] == j.version
+        assert row["is_block"] == j.is_block
+        if j.accepted:
+            assert (row["status"], row["reject_reason"]) == ("accepted", "")
+        else:
+            assert row["status"] == "rejected"
+            assert j.reason in row["reject_reason"]
+
+
+@pytest.mark.parametrize("shape", list(ErrorShape))
+async def test_every_submit_is_one_row_with_the_pools_verdict(proxy_factory: Any, shape: ErrorShape) -> None:
+    pool = TestPool(PoolConfig(error_shape=shape))
+    await pool.start()
+    proxy = await proxy_factory([f"main=stratum+tcp://127.0.0.1:{pool.port}"])
+    miners = [
+        # BIP310 version rolling, two workers on one connection.
+        TestMiner(MinerConfig(workers=("farm.a1", "farm.a2"), version_rolling=True, max_submits=12,
+                              bad_share_every=4)),
+        # cpuminer: every submit has id 4.
+        TestMiner(MinerConfig(workers=("farm.cpu",), id_style="const", max_submits=10, bad_share_every=3)),
+        # bmminer-style string ids.
+        TestMiner(MinerConfig(workers=("farm.bm",), id_style="str", max_submits=10)),
+    ]
+    try:
+        await _mine(proxy.port, miners)
+    finally:
+        assert await proxy.shutdown() == 0
+        await pool.close()
+    rows = proxy.rows()
+    _assert_rows_match_pool(rows, pool.judged)
+    assert sum(len(m.submits) for m in miners) == len(rows) == 32
+    assert {r["upstream"] for r in rows} == {"main"}
+    assert {r["worker"] for r in rows} == {"farm.a1", "farm.a2", "farm.cpu", "farm.bm"}
+    assert any(r["status"] == "rejected" for r in rows)
+    assert any(r["version_bits"] not in ("", "00000000") for r in rows)
+    # The miner saw the pool's verdict, which is the verdict recorded.
+    seen = {
+        _key(s.worker, *s.params[1:5]): s.accepted for m in miners for s in m.submits
+    }
+    for row in rows:
+        assert seen[_row_key(row)] == (row["status"] == "accepted")
+        assert row["response_ms"] > 0
+
+
+async def test_difficulty_follows_the_job_it_was_notified_with(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig(difficulty=1e-6))
+    await pool.start()
+    proxy = await proxy_factory([f"stratum+tcp://127.0.0.1:{pool.port}"])
+    miner = TestMiner(MinerConfig(max_submits=40))
+    try:
+        task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+        await miner.wait_submits(10, timeout=30)
+        pool.set_difficulty(2e-6)  # applies to the job notified after it
+        await miner.wait_submits(25, timeout=30)
+        pool.set_difficulty(5e-7, notify=False)  # no new job yet: old difficulty stays
+        await asyncio.wait_for(task, 60)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    _assert_rows_match_pool(rows, pool.judged)
+    assert {r["pool_difficulty"] for r in rows} >= {1e-6, 2e-6}
+
+
+async def test_unanswered_submits_become_no_response(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig(drop_every=3))
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"stratum+tcp://127.0.0.1:{pool.port}"], **{"limits.submit_timeout_s": 0.5}
+    )
+    miner = TestMiner(MinerConfig(max_submits=9, answer_timeout=1.5))
+    try:
+        await _mine(proxy.port, [miner])
+        await asyncio.sleep(1.2)  # past the submit timeout
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    assert len(rows) == 9
+    dropped = {_judged_key(j) for j in pool.judged if not j.answered}
+    assert len(dropped) == 3
+    for row in rows:
+        expected = "no_response" if _row_key(row) in dropped else "accepted"
+        assert row["status"] == expected
+        if expected == "no_response":
+            assert row["response_ms"] == 0
+            assert row["share_difficulty"] > 0  # the share itself was still judged
+
+
+async def test_pool_closing_mid_submit(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig(close_after_submits=3))
+    await pool.start()
+    proxy = await proxy_factory([f"stratum+tcp://127.0.0.1:{pool.port}"])
+    miner = TestMiner(MinerConfig(max_submits=3, follow_reconnect=False, answer_timeout=1.0))
+    try:
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            await _mine(proxy.port, [miner])
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    assert [r["status"] for r in rows] == ["accepted", "accepted", "no_response"]
+    assert "closed" in rows[-1]["reject_reason"]
+
+
+async def test_failover_to_the_next_pool(proxy_factory: Any) -> None:
+    dead = TestPool()
+    await dead.start()
+    dead_port = dead.port
+    await dead.close()  # nothing listens there any more
+    live = TestPool()
+    await live.start()
+    proxy = await proxy_factory(
+        [f"first=stratum+tcp://127.0.0.1:{dead_port}", f"second=stratum+tcp://127.0.0.1:{live.port}"]
+    )
+    miners = [TestMiner(MinerConfig(workers=(f"w{i}",), max_submits=3)) for i in range(3)]
+    try:
+        await _mine(proxy.port, miners)
+        stats = proxy.server.selector.statistics()
+    finally:
+        await proxy.shutdown()
+        await live.close()
+    rows = proxy.rows()
+    assert len(rows) == 9
+    assert {r["upstream"] for r in rows} == {"second"}
+    assert stats["first"]["up"] is False and stats["second"]["up"] is True
+
+
+async def test_pool_garbage_is_forwarded_and_skipped(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig(garbage_every=2))
+    await pool.start()
+    proxy = await proxy_factory([f"stratum+tcp://127.0.0.1:{pool.port}"])
+    miner = TestMiner(MinerConfig(max_submits=6))
+    try:
+        await _mine(proxy.port, [miner])
+        skipped = proxy.server.counters["lines_skipped"]
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert miner.garbage_lines >= 2  # the miner saw exactly what the pool sent
+    assert skipped >= 2
+    rows = proxy.rows()
+    assert len(rows) == 6 and all(r["status"] == "accepted" for r in rows)

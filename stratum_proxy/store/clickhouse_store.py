@@ -39,12 +39,22 @@ QUERY_TIMEOUT_S = 300.0
 class ClickHouseStore:
     """``Store`` on a ClickHouse server.  Use from one thread (the writer)."""
 
-    def __init__(self, url: str, parsed: ClickHouseUrl, schema: SchemaConfig) -> None:
+    def __init__(
+        self,
+        url: str,
+        parsed: ClickHouseUrl,
+        schema: SchemaConfig,
+        *,
+        connect_timeout_s: float = CONNECT_TIMEOUT_S,
+        timeout_s: float = SEND_RECEIVE_TIMEOUT_S,
+        query_timeout_s: float = QUERY_TIMEOUT_S,
+    ) -> None:
         self.url = url
         self.display_url = parsed.display_url
         self.parsed = parsed
         self.schema = schema
-        self._client: Any = _make_client(parsed)
+        self._query_timeout_s = query_timeout_s
+        self._client: Any = _make_client(parsed, connect_timeout_s, timeout_s)
 
     def ensure_schema(self) -> None:
         ensure_schema(self._execute, self.schema)
@@ -79,7 +89,7 @@ class ClickHouseStore:
         )
         try:
             with urllib.request.urlopen(
-                request, timeout=QUERY_TIMEOUT_S, context=self._ssl_context()
+                request, timeout=self._query_timeout_s, context=self._ssl_context()
             ) as response:
                 return bytes(response.read())
         except urllib.error.HTTPError as exc:
@@ -122,7 +132,7 @@ class ClickHouseStore:
         return context
 
 
-def _make_client(parsed: ClickHouseUrl) -> Any:
+def _make_client(parsed: ClickHouseUrl, connect_timeout_s: float, timeout_s: float) -> Any:
     from clickhouse_driver import Client
 
     # Connected to "default": the store's own database may not exist until
@@ -135,8 +145,8 @@ def _make_client(parsed: ClickHouseUrl) -> Any:
         database="default",
         secure=parsed.secure,
         verify=parsed.verify,
-        connect_timeout=CONNECT_TIMEOUT_S,
-        send_receive_timeout=SEND_RECEIVE_TIMEOUT_S,
-        sync_request_timeout=CONNECT_TIMEOUT_S,
+        connect_timeout=connect_timeout_s,
+        send_receive_timeout=timeout_s,
+        sync_request_timeout=connect_timeout_s,
         client_name="stratum-proxy",
     )

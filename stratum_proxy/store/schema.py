@@ -34,8 +34,10 @@ counts once in ``shares`` and once in each aggregate.
 
 Late rows (a long outage replayed from the spool): each table keeps a row iff
 the row is within *that table's* retention.  A row older than
-``retention_days`` is dropped by ``shares``' TTL (its part expires at once and
-is removed by the next TTL merge, which the engine schedules right away), but
+``retention_days`` is dropped by ``shares``' TTL (its day's part expires at
+once and is removed by the next TTL merge, which the engine schedules right
+away; ``ttl_only_drop_parts`` means a row sharing a part with younger rows of
+its day waits until the whole day has expired), but
 it is still counted by the aggregates as long as it is younger than
 ``aggregate_retention_days``: the aggregates exist to keep history longer than
 the raw rows, and a replayed share is real history.  Rows older than the

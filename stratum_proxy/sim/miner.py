@@ -56,6 +56,7 @@ class SubmitRecord:
     _sent_perf: float = field(default_factory=time.perf_counter, repr=False)
     answer: dict[str, Any] | None = None
     rtt: float | None = None  # seconds
+    answered_at: float | None = None  # time.perf_counter() when the answer arrived
 
     @property
     def accepted(self) -> bool | None:
@@ -66,7 +67,8 @@ class SubmitRecord:
 
     def settle(self, answer: dict[str, Any]) -> None:
         self.answer = answer
-        self.rtt = time.perf_counter() - self._sent_perf
+        self.answered_at = time.perf_counter()
+        self.rtt = self.answered_at - self._sent_perf
 
 
 class TestMiner:

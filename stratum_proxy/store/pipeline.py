@@ -19,6 +19,8 @@ reached the store; a restart logs where the durable journal ended.
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import threading
 import time
 from collections import deque
@@ -57,7 +59,7 @@ class SharePipeline:
         self._encode = encode
         self._queue: deque[Row] = deque()
         self._queue_size = settings.queue_size
-        self._pending_max = settings.queue_size  # the journal's in-memory buffer is bounded too
+        self._pending_max = settings.spool_buffer_rows  # the journal's memory buffer is bounded too
         self._spill = False  # the queue overflowed: rows go to the spool only until caught up
         self._seq = 0
         self._closed = False
@@ -86,6 +88,7 @@ class SharePipeline:
 
         The store is opened by the writer thread, retrying while it is down.
         """
+        _preload_engine(self.settings.url)
         recovery = self._spool.open()
         state = recovery.state
         inflight_last = state.inflight.last_seq if state.inflight else 0
@@ -220,6 +223,7 @@ class SharePipeline:
         started = counters.insert_started if counters else None
         return {
             "rows_put": self.rows_put,
+            "next_seq": self._seq,
             "queue_depth": len(self._queue),
             "spill": int(self._spill),
             "spool_bytes": spool.bytes_on_disk,
@@ -249,7 +253,8 @@ class SharePipeline:
         if writer is None or flusher is None:
             return
         flusher.flush_now()  # durable first, then try the store
-        writer.request_stop(deadline)
+        # The writer gives up a little earlier so that it is seen to stop in time.
+        writer.request_stop(deadline - min(0.5, timeout / 4))
         writer.thread.join(max(0.0, deadline - time.monotonic()))
         if writer.thread.is_alive():
             writer.abandoned = True
@@ -271,6 +276,14 @@ class SharePipeline:
         save_state(self.spool_dir, state, sync=True)
         spool.close(state.acked_seq)
         self._log.info("share_pipeline_closed", **self.statistics())
+
+
+def _preload_engine(url: str) -> None:
+    # Loading chdb's large shared library holds the GIL for ~100 ms: do it now,
+    # before miners connect, rather than from the writer thread mid-traffic.
+    if url.startswith("chdb:"):
+        with contextlib.suppress(ImportError):
+            importlib.import_module("chdb.session")
 
 
 def _default_encode(records: Any, token: str) -> Any:

@@ -36,32 +36,37 @@ class RowSource:
         queue, ahead = self.queue, self._ahead
         limit = through if through is not None else 1 << 64
         while len(out) < max_rows:
-            while queue and queue[0][0] < self.next_seq:
-                queue.popleft()  # also read from the spool already
-            while ahead and ahead[0][0] < self.next_seq:
-                ahead.popleft()
             while queue and queue[0][0] == self.next_seq and self.next_seq <= limit:
                 out.append(queue.popleft())  # the fast path
                 self.next_seq += 1
                 if len(out) >= max_rows:
                     return out
+            self._drop_taken()
             if not ahead:
                 self._fill(max_rows - len(out))
-            row = self._oldest()
-            if row is None or row[0] > limit:
+                self._drop_taken()
+            source = self._oldest()
+            if source is None or source[0][0] > limit:
                 break
-            out.append(row)
-            self.next_seq = row[0] + 1
+            out.append(source.popleft())
+            self.next_seq = out[-1][0] + 1
         return out
 
-    def _oldest(self) -> Row | None:
+    def _drop_taken(self) -> None:
+        # A row can be in both the queue and the spool: the copy not taken goes.
+        queue, ahead = self.queue, self._ahead
+        while queue and queue[0][0] < self.next_seq:
+            queue.popleft()
+        while ahead and ahead[0][0] < self.next_seq:
+            ahead.popleft()
+
+    def _oldest(self) -> deque[Row] | None:
+        """The source (queue or spool read-ahead) whose head is the lowest seq."""
         q_seq = self.queue[0][0] if self.queue else None
         a_seq = self._ahead[0][0] if self._ahead else None
         if a_seq is not None and (q_seq is None or a_seq <= q_seq):
-            return self._ahead.popleft()
-        if q_seq is not None:
-            return self.queue.popleft()
-        return None
+            return self._ahead
+        return self.queue if q_seq is not None else None
 
     def _fill(self, want: int) -> None:
         rows = self.reader.read(self.next_seq, max(want, 1))

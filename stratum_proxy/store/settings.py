@@ -41,6 +41,9 @@ class StoreSettings(BaseModel):
     shutdown_timeout_s: float = Field(
         default=10.0, gt=0, description="Time to flush on a clean stop"
     )
+    spool_buffer_rows: int = Field(
+        default=100_000, ge=1, description="Rows waiting for the spool's next grouped write"
+    )
     spool_segment_bytes: int = Field(
         default=16 * 1024 * 1024,
         ge=64 * 1024,

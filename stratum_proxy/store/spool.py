@@ -176,7 +176,7 @@ class Spool:
             entry = self._encode(seq, record, queued, len(buf))
             if entry is None:
                 continue
-            if self._needs_new_segment(len(buf) + len(entry)):
+            if self._needs_new_segment(len(buf), len(entry)):
                 self._write(buf, count, last)
                 buf, count = bytearray(), 0
                 self._rotate(seq)
@@ -226,11 +226,12 @@ class Spool:
             return None
         return entry
 
-    def _needs_new_segment(self, extra: int) -> bool:
+    def _needs_new_segment(self, buffered: int, entry: int) -> bool:
         if self._fd is None:
             return True
         seg = self._segments[-1]
-        return seg.size + extra > self.segment_bytes and seg.rows > 0
+        has_rows = seg.rows > 0 or buffered > 0  # never seal an empty segment
+        return has_rows and seg.size + buffered + entry > self.segment_bytes
 
     def _write(self, buf: bytearray, count: int, last_seq: int) -> None:
         if not buf or self._fd is None:

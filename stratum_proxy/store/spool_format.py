@@ -95,6 +95,7 @@ class Corruption:
     offset: int
     length: int
     reason: str
+    index: int = 0  # how many records of the same parse came before it
 
 
 @dataclass(slots=True)
@@ -124,7 +125,8 @@ def parse_records(buf: bytes, start: int, *, limit: int | None = None) -> Parsed
             pos = body + length
             continue
         resume = _resync(buf, pos + 1)
-        out.corruptions.append(Corruption(offset=pos, length=resume - pos, reason=reason))
+        damage = Corruption(offset=pos, length=resume - pos, reason=reason, index=len(out.records))
+        out.corruptions.append(damage)
         pos = resume
     out.end = pos
     return out

@@ -10,6 +10,7 @@ acknowledged them; it then seeks to the segment holding the next wanted seq.
 from __future__ import annotations
 
 import os
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,11 +158,17 @@ class SpoolReader:
                 # Damage fills the piece: skip it, but keep the room where a
                 # record cut by the piece could start.
                 end = len(data) - (MAX_PAYLOAD + RECORD_HEADER_SIZE)
-                parsed.corruptions.append(Corruption(offset=0, length=end, reason=cut.reason))
-        for c in parsed.corruptions:
-            self._damage.append((self._offset + c.offset, c.length, c.reason))
-        for seq, payload in parsed.records:
+                parsed.corruptions.append(
+                    Corruption(offset=0, length=end, reason=cut.reason, index=cut.index)
+                )
+        damage = deque(parsed.corruptions)
+        for index, (seq, payload) in enumerate(parsed.records):
+            while damage and damage[0].index <= index:
+                c = damage.popleft()
+                self._damage.append((self._offset + c.offset, c.length, c.reason))
             self._take(seq, payload, min_seq, out)
+        for c in damage:
+            self._damage.append((self._offset + c.offset, c.length, c.reason))
         self._offset += end
 
     def _take(

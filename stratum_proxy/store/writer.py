@@ -156,8 +156,8 @@ class StoreWriter:
             self._log.exception("share_writer_crashed", error=str(exc))
         finally:
             self._fail_queries("the share writer has stopped")
-            if self._store is not None and not self.abandoned:
-                self._close_store()
+            if self._store is not None:
+                self._close_store()  # even when abandoned: this thread owns the client
 
     def _should_stop(self) -> bool:
         if self._stop_at is None:

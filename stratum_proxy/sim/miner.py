@@ -38,7 +38,11 @@ class MinerConfig:
     bad_share_every: int = 0  # every Nth submit is a nonce that misses the target
     pause: float = 0.0  # seconds to rest after each share
     wait_answers: bool = False  # closed loop: wait for each answer before hashing on
+    autosubmit: bool = True  # False: connect and authorize only; the test calls submit()
     chunk: int = 2048  # nonces hashed between yields to the event loop
+    # Nonces per work unit; each unit has its own extranonce2 and version bits, so a
+    # short run still shows many of both (at difficulty 1e-6: ~4 shares per unit).
+    nonce_range: int = 1 << 14
     follow_reconnect: bool = True
     answer_timeout: float = 5.0  # how long a finishing miner waits for outstanding answers
 
@@ -224,6 +228,11 @@ class TestMiner:
         """Give outstanding submits ``answer_timeout`` to be answered."""
         with contextlib.suppress(TimeoutError):
             await self._wait_for(lambda: self.outstanding() == 0, self.config.answer_timeout)
+
+    async def wait_stopped(self) -> None:
+        while not self._stopping:
+            self._changed.clear()
+            await self._changed.wait()
 
     def changed(self) -> None:
         self._changed.set()

@@ -147,6 +147,8 @@ class MinerLink:
     async def _mine(self, started: float) -> None:
         miner = self.miner
         workers = self.config.workers
+        if not self.config.autosubmit:
+            await miner.wait_stopped()
         while not miner.finished(started):
             job = miner.job
             if job is None:
@@ -171,14 +173,15 @@ class MinerLink:
         started: float,
         workers: tuple[str, ...],
     ) -> None:
-        """Hash one extranonce2 until the job changes, the nonces run out, or we finish."""
+        """Hash one work unit until the job changes, its nonces run out, or we finish."""
         miner = self.miner
         target = miner.target_for(job)
         nonce = 0
-        while nonce < 1 << 32 and miner.job is job and not miner.finished(started):
+        while nonce < self.config.nonce_range and miner.job is job and not miner.finished(started):
             every = self.config.bad_share_every
             bad = bool(every) and (len(miner.submits) + 1) % every == 0
-            found = hasher.search(header, target, nonce, self.config.chunk, want_valid=not bad)
+            count = min(self.config.chunk, self.config.nonce_range - nonce)
+            found = hasher.search(header, target, nonce, count, want_valid=not bad)
             if found is None:
                 nonce += self.config.chunk
                 await asyncio.sleep(0)

@@ -63,7 +63,9 @@ class FaultyStore:
         self.inner.close()
 
 
-def synthetic_record(index: int, *, proxy_id: str = "drill", ts: float | None = None) -> ShareRecord:
+def synthetic_record(
+    index: int, *, proxy_id: str = "drill", ts: float | None = None
+) -> ShareRecord:
     """A plausible share row whose ``nonce`` is ``index`` in hex (to find it again)."""
     return ShareRecord(
         ts=time.time() if ts is None else ts,

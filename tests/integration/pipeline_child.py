@@ -28,15 +28,23 @@ from stratum_proxy.store.settings import StoreSettings
 def main() -> int:
     spool_dir, url, rows, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     settings = StoreSettings(
-        url=url, spool_dir=Path(spool_dir), batch_rows=500, linger_s=0.05, fsync_interval_s=0.05,
-        retry_initial_s=0.05, retry_max_s=0.2, shutdown_timeout_s=5.0,
+        url=url,
+        spool_dir=Path(spool_dir),
+        batch_rows=500,
+        linger_s=0.05,
+        fsync_interval_s=0.05,
+        retry_initial_s=0.05,
+        retry_max_s=0.2,
+        shutdown_timeout_s=5.0,
     )
 
     def factory() -> FaultyStore:
         store = FaultyStore(open_store(url, settings))
         if mode.startswith("kill_after_ack="):
             limit = int(mode.split("=")[1])
-            store.after_insert = lambda n: os.kill(os.getpid(), signal.SIGKILL) if n >= limit else None
+            store.after_insert = lambda n: (
+                os.kill(os.getpid(), signal.SIGKILL) if n >= limit else None
+            )
         return store
 
     pipeline = SharePipeline(settings, proxy_id="child", store_factory=factory)

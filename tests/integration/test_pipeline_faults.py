@@ -35,7 +35,9 @@ def make_settings(tmp_path: Path, **overrides: Any) -> StoreSettings:
     return StoreSettings(**values)
 
 
-def faulty_factory(settings: StoreSettings, mode: str, holder: list[FaultyStore]) -> Callable[[], Any]:
+def faulty_factory(
+    settings: StoreSettings, mode: str, holder: list[FaultyStore]
+) -> Callable[[], Any]:
     def factory() -> FaultyStore:
         store = FaultyStore(open_store(settings.url, settings), mode)
         holder.append(store)
@@ -95,7 +97,9 @@ def test_rows_reach_the_store_exactly(tmp_path: Path) -> None:
 def test_retryable_errors_are_retried_and_nothing_is_doubled(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, queue_size=300)
     stores: list[FaultyStore] = []
-    pipeline = SharePipeline(settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores))
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores)
+    )
     pipeline.start()
     wait_for(lambda: pipeline.statistics()["store_up"] == 1)  # opened; inserts will fail
     worst = put_rows(pipeline, 0, 3000)  # ten times the queue: most rows go to the spool
@@ -113,7 +117,9 @@ def test_retryable_errors_are_retried_and_nothing_is_doubled(tmp_path: Path) -> 
 def test_non_retryable_errors_go_to_the_dead_letter_file(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     stores: list[FaultyStore] = []
-    pipeline = SharePipeline(settings, proxy_id="t", store_factory=faulty_factory(settings, FATAL, stores))
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, FATAL, stores)
+    )
     pipeline.start()
     put_rows(pipeline, 0, 700)
     wait_for(lambda: pipeline.statistics()["rows_dead_lettered"] == 700)
@@ -138,7 +144,9 @@ def entry_index(column: str) -> int:
 def test_hanging_store_does_not_block_put_or_close(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, queue_size=200)
     stores: list[FaultyStore] = []
-    pipeline = SharePipeline(settings, proxy_id="t", store_factory=faulty_factory(settings, HANG, stores))
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, HANG, stores)
+    )
     pipeline.start()
     put_rows(pipeline, 0, 100)
     wait_for(lambda: pipeline.statistics()["insert_running_s"] is not None)
@@ -156,7 +164,11 @@ def test_hanging_store_does_not_block_put_or_close(tmp_path: Path) -> None:
     wait_for(lambda: not stores[0].inner._session, timeout=5)
     restarted = SharePipeline(settings, proxy_id="t")
     restarted.start()
-    wait_for(lambda: restarted.statistics()["spool_rows"] == 0 and restarted.statistics()["queue_depth"] == 0)
+    wait_for(
+        lambda: (
+            restarted.statistics()["spool_rows"] == 0 and restarted.statistics()["queue_depth"] == 0
+        )
+    )
     restarted.close()
     assert store_counts(settings) == (1500, 1500)
 
@@ -164,7 +176,9 @@ def test_hanging_store_does_not_block_put_or_close(tmp_path: Path) -> None:
 def test_disk_cap_sheds_and_counts(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, queue_size=100, spool_max_bytes=1024 * 1024)
     stores: list[FaultyStore] = []
-    pipeline = SharePipeline(settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores))
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores)
+    )
     pipeline.start()
     total = 8000  # about 2.5 MB of spool at ~330 bytes a row: well past the 1 MiB cap
     for start in range(0, total, 1000):
@@ -176,7 +190,11 @@ def test_disk_cap_sheds_and_counts(tmp_path: Path) -> None:
     assert spool_status(settings.spool_dir or tmp_path)["bytes"] <= 1024 * 1024
     restarted = SharePipeline(settings, proxy_id="t")
     restarted.start()
-    wait_for(lambda: restarted.statistics()["spool_rows"] == 0 and restarted.statistics()["queue_depth"] == 0)
+    wait_for(
+        lambda: (
+            restarted.statistics()["spool_rows"] == 0 and restarted.statistics()["queue_depth"] == 0
+        )
+    )
     restarted.close()
     rows, distinct = store_counts(settings)
     assert rows == distinct
@@ -186,7 +204,9 @@ def test_disk_cap_sheds_and_counts(tmp_path: Path) -> None:
 def test_corrupt_segment_is_skipped_and_counted(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, spool_segment_bytes=64 * 1024)
     stores: list[FaultyStore] = []
-    pipeline = SharePipeline(settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores))
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores)
+    )
     pipeline.start()
     put_rows(pipeline, 0, 2000)
     pipeline.close(timeout_s=0.3)
@@ -202,7 +222,11 @@ def test_corrupt_segment_is_skipped_and_counted(tmp_path: Path) -> None:
     assert status["corrupt_records"] == 2
     restarted = SharePipeline(settings, proxy_id="t")
     restarted.start()
-    wait_for(lambda: restarted.statistics()["spool_rows"] == 0 and restarted.statistics()["queue_depth"] == 0)
+    wait_for(
+        lambda: (
+            restarted.statistics()["spool_rows"] == 0 and restarted.statistics()["queue_depth"] == 0
+        )
+    )
     lost = int(restarted.statistics()["rows_corrupt"] or 0)
     restarted.close()
     rows, distinct = store_counts(settings)
@@ -213,7 +237,9 @@ def test_corrupt_segment_is_skipped_and_counted(tmp_path: Path) -> None:
 def test_drain_into_another_store_is_idempotent(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
     stores: list[FaultyStore] = []
-    pipeline = SharePipeline(settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores))
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, RETRYABLE, stores)
+    )
     pipeline.start()
     put_rows(pipeline, 0, 1234)
     pipeline.close(timeout_s=0.3)

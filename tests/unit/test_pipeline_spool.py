@@ -1,0 +1,171 @@
+"""The spool on its own: record format, corruption, torn tails, trimming, the cap, the lock."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from stratum_proxy.errors import StoreBusyError
+from stratum_proxy.store.faults import synthetic_record
+from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.store.spool import Spool
+from stratum_proxy.store.spool_format import (
+    FILE_HEADER,
+    decode_payload,
+    encode_payload,
+    encode_record,
+    parse_records,
+)
+from stratum_proxy.store.spool_reader import CorruptionReport, SpoolReader, directory_segments
+from stratum_proxy.store.spool_state import Inflight, SpoolState, load_state, save_state
+
+
+def open_spool(path: Path, **kw: int) -> Spool:
+    spool = Spool(
+        path, segment_bytes=kw.get("segment_bytes", 1 << 20), max_bytes=kw.get("max_bytes", 1 << 30)
+    )
+    spool.open()
+    return spool
+
+
+def fill(spool: Spool, seqs: range, *, queued: bool = False) -> None:
+    for seq in seqs:
+        spool.pending.append((seq, synthetic_record(seq, ts=1.0), queued))
+    spool.write_pending(sync=True)
+
+
+def read_all(path: Path, min_seq: int = 0) -> tuple[list[int], list[CorruptionReport]]:
+    damage: list[CorruptionReport] = []
+    reader = SpoolReader(path, directory_segments(path), damage.append)
+    rows = reader.read(min_seq, 1 << 30)
+    reader.finish()
+    return [seq for seq, _ in rows], damage
+
+
+def test_payload_round_trip_is_exact() -> None:
+    record = synthetic_record(7)
+    record.worker = 'rig "7"\n\tünï\\code'
+    record.share_difficulty = 0.1 + 0.2
+    record.response_ms = math.nextafter(12.5, 13)
+    assert decode_payload(encode_payload(record)) == record
+
+
+def test_rows_from_an_older_release_get_default_trailing_columns() -> None:
+    record = synthetic_record(3)
+    values = list(encode_payload(record)[1:-1].split(b","))  # JSON array body
+    older = b"[" + b",".join(values[:-2]) + b"]"
+    back = decode_payload(older)
+    assert back.version_bits == "" and back.extranonce1 == "" and back.nonce == record.nonce
+
+
+def test_parse_resynchronises_after_a_damaged_record() -> None:
+    records = [encode_record(seq, encode_payload(synthetic_record(seq))) for seq in range(10, 20)]
+    buf = bytearray(b"".join(records))
+    start_of_third = len(records[0]) + len(records[1])
+    buf[start_of_third + 25] ^= 0x01  # inside the third record's payload
+    parsed = parse_records(bytes(buf), 0)
+    assert [seq for seq, _ in parsed.records] == [10, 11, *range(13, 20)]
+    assert len(parsed.corruptions) == 1 and parsed.corruptions[0].reason == "crc mismatch"
+    assert parsed.corruptions[0].offset == start_of_third
+
+
+def test_segments_rotate_and_trim_only_acknowledged(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path, segment_bytes=64 * 1024)
+    fill(spool, range(1, 1001))
+    segments = spool.segments()
+    assert len(segments) > 3
+    cut = segments[2].first_seq  # rows before it are in the first two segments
+    spool.trim(cut - 2)  # the second segment still holds an unacknowledged row
+    assert [s.first_seq for s in spool.segments()][0] == segments[1].first_seq
+    spool.trim(cut - 1)
+    assert spool.segments()[0].first_seq == cut
+    seqs, damage = read_all(tmp_path)
+    assert seqs == list(range(cut, 1001)) and damage == []
+    spool.close(acked_seq=1000)
+    assert list(tmp_path.glob("seg-*")) == []
+
+
+def test_torn_tail_is_cut_on_open(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    fill(spool, range(1, 101))
+    spool.close()
+    segment = next(tmp_path.glob("seg-*"))
+    whole = segment.stat().st_size
+    with open(segment, "ab") as f:  # a crash in the middle of appending a record
+        f.write(encode_record(101, encode_payload(synthetic_record(101)))[:40])
+    again = Spool(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 30)
+    recovery = again.open()
+    assert recovery.torn_bytes == 40 and recovery.last_seq == 100
+    assert segment.stat().st_size == whole
+    again.close()
+    assert read_all(tmp_path)[0] == list(range(1, 101))
+
+
+def test_damage_at_a_segment_start_counts_rows_from_the_seq_gap(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    fill(spool, range(1, 51))
+    spool.close()
+    segment = next(tmp_path.glob("seg-*"))
+    data = bytearray(segment.read_bytes())
+    data[len(FILE_HEADER) + 2] ^= 0xFF  # first record's length field
+    segment.write_bytes(bytes(data))
+    seqs, damage = read_all(tmp_path)
+    assert seqs == list(range(2, 51))
+    assert [(d.rows_lost, d.exact) for d in damage] == [(1, True)]
+
+
+def test_disk_cap_sheds_spool_only_rows_and_tracks_queued_ones(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path, max_bytes=64 * 1024, segment_bytes=16 * 1024)
+    fill(spool, range(1, 1001))
+    assert spool.full and spool.rows_shed > 0
+    assert spool.bytes_on_disk <= 64 * 1024
+    written = len(read_all(tmp_path)[0])
+    assert written + spool.rows_shed == 1000
+    fill(spool, range(1001, 1011), queued=True)
+    assert list(spool.unjournaled) == list(range(1001, 1011))
+    spool.trim(1000)  # everything acknowledged: space again
+    assert not spool.full
+    spool.close()
+
+
+def test_second_user_of_a_spool_is_refused(tmp_path: Path) -> None:
+    first = open_spool(tmp_path)
+    with pytest.raises(StoreBusyError, match="in use by pid"):
+        Spool(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 30).open()
+    first.close()
+    open_spool(tmp_path).close()
+
+
+def test_state_round_trip(tmp_path: Path) -> None:
+    state = SpoolState(
+        proxy_id="p", acked_seq=41, inflight=Inflight(first_seq=42, last_seq=50, token="p:42:50")
+    )
+    save_state(tmp_path, state, sync=True)
+    assert load_state(tmp_path) == state
+    assert load_state(tmp_path / "missing") == SpoolState()
+
+
+def test_unencodable_row_is_counted_not_fatal(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    bad = synthetic_record(1)
+    bad.channel_id = 1 << 70  # beyond 64 bits: orjson refuses it
+    spool.pending.append((1, bad, False))
+    fill(spool, range(2, 4))
+    assert spool.rows_unencodable == 1
+    assert read_all(tmp_path)[0] == [2, 3]
+    spool.close()
+
+
+def test_reader_keeps_up_with_a_growing_active_segment(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    reader = SpoolReader(tmp_path, lambda: [(s.first_seq, s.size) for s in spool.segments()], print)
+    fill(spool, range(1, 11))
+    assert [seq for seq, _ in reader.read(1, 100)] == list(range(1, 11))
+    assert reader.exhausted
+    fill(spool, range(11, 16))
+    rows = reader.read(11, 100)
+    assert [seq for seq, _ in rows] == list(range(11, 16))
+    assert isinstance(rows[0][1], ShareRecord)
+    spool.close()

@@ -213,13 +213,14 @@ class TestPool:
 
     async def wait_judged(self, count: int, timeout: float = 10.0) -> list[JudgedShare]:
         """Wait until at least ``count`` submits were judged (recorded mode)."""
-        await self._wait_for(lambda: sum(self.verdicts.values()) >= count, timeout)
+        await self.wait_until(lambda: sum(self.verdicts.values()) >= count, timeout)
         return self.judged
 
     async def wait_connections(self, count: int, timeout: float = 10.0) -> None:
-        await self._wait_for(lambda: len(self.sessions) >= count, timeout)
+        await self.wait_until(lambda: len(self.sessions) >= count, timeout)
 
-    async def _wait_for(self, ready: Callable[[], bool], timeout: float) -> None:
+    async def wait_until(self, ready: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Until ``ready()`` holds, re-checked whenever a connection or verdict changes."""
         async with asyncio.timeout(timeout):
             while not ready():
                 self._changed.clear()

@@ -82,16 +82,15 @@ def _string(value: str) -> bytes:
     return (_LEN1[n] if n < 0x80 else _varuint(n)) + data
 
 
-def _ts_millis(ts: float) -> int:
-    if not math.isfinite(ts):
-        raise StoreError(f"share ts {ts!r} is not a finite time", retryable=False)
-    return round(ts * 1000)
-
-
-def _uint32(value: int, name: str) -> bytes:
-    if not 0 <= value <= _MAX_UINT32:
-        raise StoreError(f"share {name}={value} does not fit UInt32", retryable=False)
-    return _UINT32.pack(value)
+def _invalid(r: ShareRecord, exc: Exception) -> StoreError:
+    """Why ``r`` cannot be encoded (the fast path only knows that it failed)."""
+    if not isinstance(r.ts, int | float) or not math.isfinite(r.ts):
+        return StoreError(f"share ts {r.ts!r} is not a finite time", retryable=False)
+    for name in ("channel_id", "version"):
+        value = getattr(r, name)
+        if not isinstance(value, int) or not 0 <= value <= _MAX_UINT32:
+            return StoreError(f"share {name}={value!r} does not fit UInt32", retryable=False)
+    return StoreError(f"cannot encode share record: {exc}", retryable=False)
 
 
 # Encoded forms of the strings that repeat across shares (names, addresses,
@@ -110,32 +109,45 @@ def _repeat(value: str) -> bytes:
     return data
 
 
+_pack_ts = _TS.pack
+_pack_u32 = _UINT32.pack
+_pack_floats = _FLOATS.pack
+_pack_tail = _TAIL.pack
+
+
 def encode_record(r: ShareRecord) -> bytes:
-    """One record as a RowBinary row (``COLUMNS`` order)."""
+    """One record as a RowBinary row (``COLUMNS`` order).
+
+    The hot path checks nothing itself: struct refuses out-of-range integers
+    and Float32 overflow, round() refuses nan/inf; ``_invalid`` then says why.
+    """
     s, c = _string, _repeat  # c: values that repeat across shares
-    return b"".join(
-        (
-            _TS.pack(_ts_millis(r.ts)),
-            c(r.proxy_id),
-            c(r.upstream),
-            c(r.protocol),
-            _uint32(r.channel_id, "channel_id"),
-            c(r.worker),
-            c(r.miner_addr),
-            c(r.job_id),
-            s(r.extranonce2),
-            c(r.ntime),
-            s(r.nonce),
-            _uint32(r.version, "version"),
-            s(r.share_hash),
-            _FLOATS.pack(r.share_difficulty, r.pool_difficulty, r.network_difficulty),
-            c(r.status),
-            c(r.reject_reason),
-            _TAIL.pack(bool(r.is_block), r.response_ms),
-            c(r.version_bits),
-            c(r.extranonce1),
+    try:
+        return b"".join(
+            (
+                _pack_ts(round(r.ts * 1000)),
+                c(r.proxy_id),
+                c(r.upstream),
+                c(r.protocol),
+                _pack_u32(r.channel_id),
+                c(r.worker),
+                c(r.miner_addr),
+                c(r.job_id),
+                s(r.extranonce2),
+                c(r.ntime),
+                s(r.nonce),
+                _pack_u32(r.version),
+                s(r.share_hash),
+                _pack_floats(r.share_difficulty, r.pool_difficulty, r.network_difficulty),
+                c(r.status),
+                c(r.reject_reason),
+                _pack_tail(bool(r.is_block), r.response_ms),
+                c(r.version_bits),
+                c(r.extranonce1),
+            )
         )
-    )
+    except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as exc:
+        raise _invalid(r, exc) from exc
 
 
 def encode_batch(records: Sequence[ShareRecord], token: str) -> EncodedBatch:
@@ -146,10 +158,7 @@ def encode_batch(records: Sequence[ShareRecord], token: str) -> EncodedBatch:
     """
     if not token:
         raise ValueError("a batch needs a non-empty deduplication token")
-    try:
-        payload = b"".join([encode_record(r) for r in records])
-    except (struct.error, TypeError, AttributeError, OverflowError) as exc:
-        raise StoreError(f"cannot encode share record: {exc}", retryable=False) from exc
+    payload = b"".join([encode_record(r) for r in records])
     return EncodedBatch(token=token, rows=len(records), payload=payload)
 
 

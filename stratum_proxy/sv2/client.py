@@ -1,0 +1,417 @@
+"""Sans-I/O Stratum V2 mining client: Noise initiator, setup, extended channels, shares.
+
+    client = Sv2Client(authority_pubkey=key, now=time.time(), rng=os.urandom, ...)
+    sock.send(client.data_to_send())                 # act 1 of the handshake
+    events = client.receive_data(sock.recv(), now)   # raises Sv2ProtocolError: close
+    client.open_extended_channel(...); client.submit_share(...)
+    sock.send(client.data_to_send())
+    # wake at client.get_timer(), call client.handle_timer(now);
+    # on EOF or error call client.connection_lost(now, reason) for the last verdicts.
+
+Order on the wire (spec §4.5, §5.3.1): handshake, SetupConnection (mining,
+REQUIRES_VERSION_ROLLING so the pool never sends jobs we cannot roll), then
+OpenExtendedMiningChannel; requests made earlier are queued until the pool
+accepted the setup.  Group channels (spec §5.3.x SetGroupChannel, notes §4.3):
+a job, prev_hash or target sent to a group id applies to every member.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from stratum_proxy.errors import LocalProtocolError
+from stratum_proxy.sv2 import client_events as ev
+from stratum_proxy.sv2.cert import TIME_LEEWAY_S
+from stratum_proxy.sv2.channel import ClientChannel
+from stratum_proxy.sv2.crypto import Rng
+from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
+from stratum_proxy.sv2.jobs import MAX_TARGET, int_to_target, target_to_int
+from stratum_proxy.sv2.messages import (
+    PROTOCOL_MINING,
+    PROTOCOL_VERSION,
+    REQUIRES_VERSION_ROLLING,
+    AnyMessage,
+    ChannelEndpointChanged,
+    CloseChannel,
+    Message,
+    NewExtendedMiningJob,
+    OpenExtendedMiningChannel,
+    OpenExtendedMiningChannelSuccess,
+    OpenMiningChannelError,
+    Reconnect,
+    SetExtranoncePrefix,
+    SetGroupChannel,
+    SetNewPrevHash,
+    SetTarget,
+    SetupConnection,
+    SetupConnectionError,
+    SetupConnectionSuccess,
+    SubmitSharesError,
+    SubmitSharesExtended,
+    SubmitSharesSuccess,
+    UnknownMessage,
+    UpdateChannel,
+    decode_message,
+    encode_message,
+)
+from stratum_proxy.sv2.noise import NoiseInitiator
+from stratum_proxy.sv2.transport import NoiseTransport
+from stratum_proxy.sv2.types import truncate_utf8
+
+Events = list[ev.ClientEvent]
+
+
+class Sv2Client:
+    """One connection to an SV2 pool, from the first handshake byte to the close."""
+
+    def __init__(
+        self,
+        *,
+        authority_pubkey: bytes,
+        now: float,
+        rng: Rng,
+        endpoint_host: str,
+        endpoint_port: int,
+        vendor: str = "stratum-proxy",
+        leeway_s: float = TIME_LEEWAY_S,
+        submit_timeout_s: float = 30.0,
+    ) -> None:
+        self._noise = NoiseInitiator(authority_pubkey, now, rng, leeway_s=leeway_s)
+        self._transport: NoiseTransport | None = None
+        self._out = bytearray(self._noise.first_message())
+        self._setup = SetupConnection(
+            protocol=PROTOCOL_MINING,
+            min_version=PROTOCOL_VERSION,
+            max_version=PROTOCOL_VERSION,
+            flags=REQUIRES_VERSION_ROLLING,
+            endpoint_host=truncate_utf8(endpoint_host),
+            endpoint_port=endpoint_port,
+            vendor=truncate_utf8(vendor),
+            hardware_version="",
+            firmware="",
+            device_id="",
+        )
+        self.submit_timeout_s = submit_timeout_s
+        self.state = "handshake"  # -> "setup" -> "ready" -> "closed"
+        self.channels: dict[int, ClientChannel] = {}
+        self.groups: dict[int, set[int]] = {}
+        self._opening: dict[int, OpenExtendedMiningChannel] = {}
+        self._queued: list[Message] = []
+        self._next_request_id = 1
+
+    # --- output -----------------------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def _send(self, msg: Message) -> None:
+        if self.state == "closed":
+            return
+        if self.state != "ready" and not isinstance(msg, SetupConnection):
+            self._queued.append(msg)
+            return
+        assert self._transport is not None
+        self._out += self._transport.encrypt_frame(encode_message(msg))
+
+    # --- requests ---------------------------------------------------------------
+
+    def open_extended_channel(
+        self,
+        *,
+        user_identity: str,
+        nominal_hash_rate: float,
+        min_extranonce_size: int,
+        max_target: int = MAX_TARGET,
+    ) -> int:
+        """Ask for a channel; returns the request id its ChannelOpened will carry."""
+        request_id = self._next_request_id
+        self._next_request_id = (request_id + 1) % (1 << 32)
+        msg = OpenExtendedMiningChannel(
+            request_id=request_id,
+            user_identity=truncate_utf8(user_identity),
+            nominal_hash_rate=nominal_hash_rate,
+            max_target=int_to_target(max_target),
+            min_extranonce_size=min_extranonce_size,
+        )
+        self._opening[request_id] = msg
+        self._send(msg)
+        return request_id
+
+    def submit_share(
+        self,
+        *,
+        channel_id: int,
+        job_id: int,
+        nonce: int,
+        ntime: int,
+        version: int,
+        extranonce: bytes,
+        now: float,
+        token: object,
+    ) -> int:
+        """Send SubmitSharesExtended; returns its sequence number."""
+        channel = self.channels.get(channel_id)
+        if channel is None or self.state != "ready":
+            raise LocalProtocolError(f"channel {channel_id} is not open")
+        if len(extranonce) != channel.extranonce_size:
+            raise LocalProtocolError(
+                f"extranonce of {len(extranonce)} bytes, channel {channel_id} rolls "
+                f"{channel.extranonce_size}"
+            )
+        seq = channel.add_pending(token, now)
+        self._send(
+            SubmitSharesExtended(
+                channel_id=channel_id,
+                sequence_number=seq,
+                job_id=job_id,
+                nonce=nonce,
+                ntime=ntime,
+                version=version,
+                extranonce=extranonce,
+            )
+        )
+        return seq
+
+    def update_channel(self, channel_id: int, nominal_hash_rate: float) -> None:
+        if channel_id in self.channels:
+            self._send(
+                UpdateChannel(
+                    channel_id=channel_id,
+                    nominal_hash_rate=nominal_hash_rate,
+                    maximum_target=int_to_target(MAX_TARGET),
+                )
+            )
+
+    def close_channel(self, channel_id: int, reason: str, now: float) -> Events:
+        """Close one of our channels; still-pending submits become no_response."""
+        channel = self.channels.pop(channel_id, None)
+        if channel is None:
+            return []
+        self._leave_group(channel)
+        self._send(CloseChannel(channel_id=channel_id, reason_code=truncate_utf8(reason)))
+        return list(channel.drop_pending(now, f"channel closed: {reason}"))
+
+    # --- input ------------------------------------------------------------------
+
+    def receive_data(self, data: bytes, now: float) -> Events:
+        """Feed bytes from the pool; raises Sv2ProtocolError (fatal) on any breach."""
+        if self.state == "closed":
+            return []
+        if self._transport is None:
+            transport = self._noise.receive(data, now=now)
+            if transport is None:
+                return []
+            self._transport = transport
+            self.state = "setup"
+            self._send(self._setup)
+            data = b""  # bytes after act 2 were handed to the transport
+        events: Events = []
+        for frame in self._transport.feed(data):
+            header = Header.decode(frame)
+            self._dispatch(decode_message(header, frame[FRAME_HEADER_SIZE:]), now, events)
+        return events
+
+    def receive_eof(self) -> None:
+        """The pool closed the stream; raises if that cut the handshake short."""
+        if self._transport is None:
+            self._noise.receive_eof()
+
+    def connection_lost(self, now: float, reason: str) -> Events:
+        """The connection is gone: every pending submit becomes no_response."""
+        self.state = "closed"
+        events: Events = []
+        for channel in self.channels.values():
+            events.extend(channel.drop_pending(now, reason))
+        return events
+
+    # --- timers -----------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        oldest = [t for c in self.channels.values() if (t := c.oldest_pending()) is not None]
+        return min(oldest) + self.submit_timeout_s if oldest else None
+
+    def handle_timer(self, now: float) -> Events:
+        deadline = now - self.submit_timeout_s
+        reason = f"no answer from the pool within {self.submit_timeout_s:g} s"
+        events: Events = []
+        for channel in self.channels.values():
+            events.extend(channel.expire(deadline, now, reason))
+        return events
+
+    def pending_count(self) -> int:
+        return sum(len(c.pending) for c in self.channels.values())
+
+    # --- dispatch ---------------------------------------------------------------
+
+    def _dispatch(self, msg: AnyMessage, now: float, events: Events) -> None:
+        handler = _HANDLERS.get(type(msg))
+        if handler is not None:
+            handler(self, msg, now, events)
+        elif not isinstance(msg, UnknownMessage):
+            events.append(ev.ProtocolNotice(text=f"ignored {type(msg).__name__} from the pool"))
+
+    def _on_setup_success(self, msg: SetupConnectionSuccess, now: float, events: Events) -> None:
+        if self.state != "setup":
+            events.append(ev.ProtocolNotice(text="SetupConnection.Success out of order"))
+            return
+        self.state = "ready"
+        queued, self._queued = self._queued, []
+        for item in queued:
+            self._send(item)
+        events.append(ev.ConnectionReady(used_version=msg.used_version, flags=msg.flags))
+
+    def _on_setup_error(self, msg: SetupConnectionError, now: float, events: Events) -> None:
+        events.extend(self.connection_lost(now, f"pool refused setup: {msg.error_code}"))
+        events.append(ev.SetupFailed(error_code=msg.error_code, flags=msg.flags))
+
+    def _on_open_success(
+        self, msg: OpenExtendedMiningChannelSuccess, now: float, events: Events
+    ) -> None:
+        if self._opening.pop(msg.request_id, None) is None:
+            events.append(
+                ev.ProtocolNotice(text=f"channel opened for unknown request {msg.request_id}")
+            )
+            return
+        group = msg.group_channel_id or None  # 0 / absent (old shape): no group
+        self.channels[msg.channel_id] = ClientChannel(
+            channel_id=msg.channel_id,
+            target=target_to_int(msg.target),
+            extranonce_prefix=msg.extranonce_prefix,
+            extranonce_size=msg.extranonce_size,
+            group_channel_id=group,
+        )
+        if group is not None:
+            self.groups.setdefault(group, set()).add(msg.channel_id)
+        events.append(
+            ev.ChannelOpened(
+                request_id=msg.request_id,
+                channel_id=msg.channel_id,
+                target=target_to_int(msg.target),
+                extranonce_prefix=msg.extranonce_prefix,
+                extranonce_size=msg.extranonce_size,
+                group_channel_id=group,
+            )
+        )
+
+    def _on_open_error(self, msg: OpenMiningChannelError, now: float, events: Events) -> None:
+        self._opening.pop(msg.request_id, None)
+        events.append(ev.ChannelOpenFailed(request_id=msg.request_id, error_code=msg.error_code))
+
+    def _members(self, channel_id: int, what: str, events: Events) -> list[ClientChannel]:
+        """The channels a message addresses: the channel itself or a group's members."""
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            return [channel]
+        members = self.groups.get(channel_id)
+        if members is None:
+            events.append(ev.ProtocolNotice(text=f"{what} for unknown channel {channel_id}"))
+            return []
+        return [self.channels[c] for c in sorted(members) if c in self.channels]
+
+    def _on_job(self, msg: NewExtendedMiningJob, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "NewExtendedMiningJob", events):
+            outcome = channel.on_job(msg)
+            if isinstance(outcome, str):
+                events.append(ev.ProtocolNotice(text=outcome))
+            elif outcome is not None:
+                events.append(outcome)
+
+    def _on_prev_hash(self, msg: SetNewPrevHash, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "SetNewPrevHash", events):
+            outcome = channel.on_prev_hash(msg)
+            events.append(ev.ProtocolNotice(text=outcome) if isinstance(outcome, str) else outcome)
+
+    def _on_target(self, msg: SetTarget, now: float, events: Events) -> None:
+        target = target_to_int(msg.maximum_target)
+        for channel in self._members(msg.channel_id, "SetTarget", events):
+            channel.target = target
+            events.append(ev.TargetChanged(channel_id=channel.channel_id, target=target))
+
+    def _on_prefix(self, msg: SetExtranoncePrefix, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "SetExtranoncePrefix", events):
+            if len(msg.extranonce_prefix) + channel.extranonce_size > 32:
+                events.append(ev.ProtocolNotice(text="SetExtranoncePrefix over 32 bytes ignored"))
+                continue
+            channel.extranonce_prefix = msg.extranonce_prefix
+            events.append(
+                ev.ExtranoncePrefixChanged(
+                    channel_id=channel.channel_id, extranonce_prefix=msg.extranonce_prefix
+                )
+            )
+
+    def _on_success(self, msg: SubmitSharesSuccess, now: float, events: Events) -> None:
+        channel = self.channels.get(msg.channel_id)
+        if channel is None:
+            events.append(
+                ev.ProtocolNotice(text=f"share verdict for unknown channel {msg.channel_id}")
+            )
+            return
+        verdicts, notice = channel.on_success(
+            msg.last_sequence_number, msg.new_submits_accepted_count, now
+        )
+        events.extend(verdicts)
+        if notice:
+            events.append(ev.ProtocolNotice(text=notice))
+
+    def _on_error(self, msg: SubmitSharesError, now: float, events: Events) -> None:
+        channel = self.channels.get(msg.channel_id)
+        verdict = (
+            None if channel is None else channel.on_error(msg.sequence_number, msg.error_code, now)
+        )
+        if verdict is None:
+            events.append(
+                ev.ProtocolNotice(
+                    text=f"SubmitShares.Error {msg.error_code!r} for channel {msg.channel_id} "
+                    f"sequence {msg.sequence_number}, which is not waiting (late or unknown)"
+                )
+            )
+            return
+        events.append(verdict)
+
+    def _on_close(self, msg: CloseChannel, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "CloseChannel", events):
+            del self.channels[channel.channel_id]
+            self._leave_group(channel)
+            events.extend(channel.drop_pending(now, f"pool closed the channel: {msg.reason_code}"))
+            events.append(
+                ev.ChannelClosed(channel_id=channel.channel_id, reason_code=msg.reason_code)
+            )
+
+    def _on_endpoint_changed(self, msg: ChannelEndpointChanged, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "ChannelEndpointChanged", events):
+            events.extend(channel.drop_pending(now, "pool changed the channel's endpoint"))
+            events.append(ev.EndpointChanged(channel_id=channel.channel_id))
+
+    def _on_group(self, msg: SetGroupChannel, now: float, events: Events) -> None:
+        self.groups[msg.group_channel_id] = set(msg.channel_ids)
+        for channel_id in msg.channel_ids:
+            if channel_id in self.channels:
+                self.channels[channel_id].group_channel_id = msg.group_channel_id
+
+    def _on_reconnect(self, msg: Reconnect, now: float, events: Events) -> None:
+        events.append(ev.ReconnectRequested(host=msg.new_host, port=msg.new_port))
+
+    def _leave_group(self, channel: ClientChannel) -> None:
+        if channel.group_channel_id is not None:
+            self.groups.get(channel.group_channel_id, set()).discard(channel.channel_id)
+
+
+_HANDLERS: dict[type[Any], Callable[[Sv2Client, Any, float, Events], None]] = {
+    SetupConnectionSuccess: Sv2Client._on_setup_success,
+    SetupConnectionError: Sv2Client._on_setup_error,
+    OpenExtendedMiningChannelSuccess: Sv2Client._on_open_success,
+    OpenMiningChannelError: Sv2Client._on_open_error,
+    NewExtendedMiningJob: Sv2Client._on_job,
+    SetNewPrevHash: Sv2Client._on_prev_hash,
+    SetTarget: Sv2Client._on_target,
+    SetExtranoncePrefix: Sv2Client._on_prefix,
+    SubmitSharesSuccess: Sv2Client._on_success,
+    SubmitSharesError: Sv2Client._on_error,
+    CloseChannel: Sv2Client._on_close,
+    ChannelEndpointChanged: Sv2Client._on_endpoint_changed,
+    SetGroupChannel: Sv2Client._on_group,
+    Reconnect: Sv2Client._on_reconnect,
+}

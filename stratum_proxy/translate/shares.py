@@ -1,0 +1,138 @@
+"""One SV1 submit in translate mode: its row, its share math, the local checks.
+
+Every submit becomes exactly one ShareRecord.  ``check_submit`` either returns
+the SV2 fields to forward (the row already holds hash and difficulties) or the
+local rejection (SV1 code, text for the miner, reason for the row).  Local
+reasons start with "proxy:" so they never pass for the pool's own words.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stratum_proxy.shares import compute_share, rolled_version
+from stratum_proxy.store.record import STATUS_NO_RESPONSE, ShareRecord
+from stratum_proxy.sv1.messages import Submit
+from stratum_proxy.sv1.records import hex_u32
+from stratum_proxy.translate.jobs import (
+    SV1_JOB_NOT_FOUND,
+    SV1_LOW_DIFFICULTY,
+    SV1_NOT_SUBSCRIBED,
+    SV1_OTHER,
+    TranslatedJob,
+)
+
+REASON_NOT_SUBSCRIBED = "proxy: not subscribed"
+REASON_JOB_NOT_FOUND = "proxy: job not found"
+REASON_MALFORMED = "proxy: malformed submit"
+REASON_BELOW_TARGET = "proxy: below pool target"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LocalReject:
+    code: int  # SV1 error code for the miner
+    message: str  # text for the miner
+    reason: str  # the row's reject_reason
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Forward:
+    """What goes into SubmitSharesExtended."""
+
+    job_id: int
+    nonce: int
+    ntime: int
+    version: int
+    extranonce: bytes
+
+
+NOT_SUBSCRIBED = LocalReject(
+    code=SV1_NOT_SUBSCRIBED, message="not subscribed", reason=REASON_NOT_SUBSCRIBED
+)
+JOB_NOT_FOUND = LocalReject(
+    code=SV1_JOB_NOT_FOUND, message="job not found", reason=REASON_JOB_NOT_FOUND
+)
+
+
+def new_record(
+    submit: Submit,
+    *,
+    now: float,
+    proxy_id: str,
+    upstream: str,
+    channel_id: int,
+    miner_addr: str,
+    extranonce1: bytes,
+    pool_difficulty: float,
+) -> ShareRecord:
+    """The row before any math: status no_response until a verdict is known."""
+    return ShareRecord(
+        ts=now,
+        proxy_id=proxy_id,
+        upstream=upstream,
+        protocol="sv1",
+        channel_id=channel_id,
+        worker=submit.worker,
+        miner_addr=miner_addr,
+        job_id=submit.job_id,
+        extranonce2=submit.extranonce2,
+        ntime=submit.ntime,
+        nonce=submit.nonce,
+        version=0,
+        share_hash="",
+        share_difficulty=0.0,
+        pool_difficulty=pool_difficulty,
+        network_difficulty=0.0,
+        status=STATUS_NO_RESPONSE,
+        reject_reason="",
+        is_block=False,
+        response_ms=0.0,
+        version_bits=submit.version_bits or "",
+        extranonce1=extranonce1.hex(),
+    )
+
+
+def check_submit(
+    record: ShareRecord,
+    submit: Submit,
+    job: TranslatedJob,
+    *,
+    local: bytes,
+    extranonce2_size: int,
+    version_mask: int,
+    channel_target: int,
+) -> Forward | LocalReject:
+    """Rebuild the share on ``job``, fill the row, decide whether the pool sees it.
+
+    A share whose hash misses the channel target would be refused by the pool
+    (difficulty-too-low) and counted against the farm there, so it is
+    rejected here with the same SV1 code a pool uses (23).
+    """
+    record.pool_difficulty = job.difficulty
+    record.network_difficulty = job.job.network_difficulty
+    try:
+        extranonce2 = bytes.fromhex(submit.extranonce2)
+        if len(extranonce2) != extranonce2_size or len(submit.extranonce2) != 2 * extranonce2_size:
+            raise ValueError(
+                f"extranonce2 must be {extranonce2_size} bytes, got {submit.extranonce2[:80]!r}"
+            )
+        ntime, nonce = hex_u32(submit.ntime), hex_u32(submit.nonce)
+        bits = None if submit.version_bits is None else hex_u32(submit.version_bits)
+    except ValueError as exc:
+        return LocalReject(
+            code=SV1_OTHER, message=f"malformed share: {exc}", reason=REASON_MALFORMED
+        )
+    version = rolled_version(job.job.version, version_mask, bits)
+    extranonce = local + extranonce2
+    result = compute_share(job.job, extranonce, ntime, nonce, version)
+    record.version = version
+    record.share_hash = result.hash_hex
+    record.share_difficulty = result.difficulty
+    record.is_block = result.is_block
+    if not result.meets(channel_target):
+        return LocalReject(
+            code=SV1_LOW_DIFFICULTY, message="low difficulty share", reason=REASON_BELOW_TARGET
+        )
+    return Forward(
+        job_id=job.sv2_job_id, nonce=nonce, ntime=ntime, version=version, extranonce=extranonce
+    )

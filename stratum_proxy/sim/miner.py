@@ -84,6 +84,7 @@ class TestMiner:
         self.config = config or MinerConfig()
         self.submits: list[SubmitRecord] = []
         self.garbage_lines = 0
+        self.errors: list[str] = []  # why sessions ended early (EOF, reset, no answer)
         self.reconnects = 0
         self.version_mask = 0
         self.extranonce1 = b""

@@ -54,8 +54,9 @@ class MinerLink:
                 await self._mine(started)
                 await self.miner.wait_quiet()
                 read_task.cancel()
-        except* (ConnectionError, EOFError):
-            pass  # the pool went away: the session is over
+        except* (ConnectionError, EOFError, TimeoutError) as group_error:
+            # The pool went away or stopped answering: this session is over, and why is kept.
+            self.miner.errors.extend(repr(error) for error in group_error.exceptions)
         except* _Reconnect as group_error:
             if self.config.follow_reconnect and not self.miner.finished(started):
                 first = group_error.exceptions[0]
@@ -75,8 +76,11 @@ class MinerLink:
         future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self._requests[msg_id] = future
         self.write(orjson.dumps({"id": msg_id, "method": method, "params": params}) + b"\n")
-        async with asyncio.timeout(10):
-            return await future
+        try:
+            async with asyncio.timeout(self.config.answer_timeout):
+                return await future
+        except TimeoutError:
+            raise TimeoutError(f"no answer to {method} in {self.config.answer_timeout}s") from None
 
     async def _handshake(self) -> None:
         miner = self.miner

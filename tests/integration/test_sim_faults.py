@@ -147,3 +147,19 @@ async def test_set_difficulty_for_one_connection_only() -> None:
         await asyncio.gather(*tasks)
         await pool.close()
     assert sorted(difficulties) == [1e-6, 2e-6]
+
+
+async def test_a_pool_that_never_answers_ends_the_session_with_a_reason() -> None:
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()  # reads everything, answers nothing
+        writer.close()
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    miner = TestMiner(MinerConfig(answer_timeout=0.2))
+    try:
+        await asyncio.wait_for(miner.run("127.0.0.1", port), 5)
+    finally:
+        server.close()
+    assert miner.submits == []
+    assert miner.errors == ["TimeoutError('no answer to mining.subscribe in 0.2s')"]

@@ -21,6 +21,7 @@ from pydantic_settings import (
 
 from stratum_proxy.errors import ConfigError
 from stratum_proxy.store.settings import StoreSettings
+from stratum_proxy.sv2.settings import Sv2Settings
 
 
 class LimitSettings(BaseModel):
@@ -31,10 +32,14 @@ class LimitSettings(BaseModel):
     max_line_bytes: int = Field(default=64 * 1024, ge=1024)
     max_connections: int = Field(default=10_000, ge=1, description="Concurrent miner connections")
     idle_timeout_s: float = Field(default=600.0, gt=0, description="Close a miner silent this long")
-    submit_timeout_s: float = Field(default=30.0, gt=0, description="No pool answer by then: no_response")
+    submit_timeout_s: float = Field(
+        default=30.0, gt=0, description="No pool answer by then: no_response"
+    )
     connect_timeout_s: float = Field(default=10.0, gt=0, description="Pool TCP connect timeout")
     pool_retry_s: float = Field(default=30.0, gt=0, description="Skip a failed pool this long")
-    max_jobs_per_connection: int = Field(default=64, ge=4, description="Jobs kept to judge late shares")
+    max_jobs_per_connection: int = Field(
+        default=64, ge=4, description="Jobs kept to judge late shares"
+    )
     shutdown_grace_s: float = Field(default=5.0, ge=0, description="Wait for pool answers on stop")
 
 
@@ -67,6 +72,7 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
     log: LogSettings = Field(default_factory=LogSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    sv2: Sv2Settings = Field(default_factory=Sv2Settings)
 
     @field_validator("listen", "pools", mode="before")
     @classmethod

@@ -20,6 +20,8 @@ from stratum_proxy.proxy.endpoints import parse_listen, parse_pool
 from stratum_proxy.proxy.failover import PoolSelector
 from stratum_proxy.proxy.passthrough import MinerSide, PassthroughRelay
 from stratum_proxy.proxy.stats import WorkerStats
+from stratum_proxy.proxy.sv2_upstream import Sv2Upstreams
+from stratum_proxy.proxy.translate import TranslateRelay
 from stratum_proxy.settings import Settings
 from stratum_proxy.store.record import STATUS_REJECTED, ShareRecord
 
@@ -43,7 +45,8 @@ class ProxyServer:
             retry_s=settings.limits.pool_retry_s,
         )
         self.listen = [parse_listen(a) for a in settings.listen]
-        self.relays: set[PassthroughRelay] = set()
+        self.relays: set[PassthroughRelay | TranslateRelay] = set()
+        self.sv2_upstreams = Sv2Upstreams(self)  # shared SV2 pool connections (translate mode)
         self.workers = WorkerStats()
         self.counters: Counter[str] = Counter()
         self.started_at = time.time()
@@ -90,6 +93,7 @@ class ProxyServer:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.sv2_upstreams.close()  # what is still unanswered becomes no_response
         for server in self._servers:
             await server.wait_closed()
         self._log_summaries(final=True)
@@ -122,13 +126,17 @@ class ProxyServer:
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        relay = PassthroughRelay(self, transport, next(self._channel_ids) & 0xFFFFFFFF, addr)
+        # The first pool to try decides the mode: an SV2 pool means translate mode.
+        first = self.selector.candidates()[0]
+        relay_class = TranslateRelay if first.protocol == "sv2" else PassthroughRelay
+        # Any: MinerSide only uses the surface both relay classes share.
+        relay: Any = relay_class(self, transport, next(self._channel_ids) & 0xFFFFFFFF, addr)
         self.relays.add(relay)
         self.counters["connections_accepted"] += 1
         relay.connect_task = self._spawn(relay.connect_pool())
         return relay
 
-    def forget(self, relay: PassthroughRelay) -> None:
+    def forget(self, relay: PassthroughRelay | TranslateRelay) -> None:
         self.relays.discard(relay)
 
     # -- shares -----------------------------------------------------------
@@ -190,7 +198,9 @@ class ProxyServer:
         seconds = self.settings.log.summary_interval_s
         for worker, counters in sorted(self.workers.take_interval().items()):
             if counters.shares:
-                self.log.info("worker_summary", worker=worker, seconds=seconds, **counters.summary(seconds))
+                self.log.info(
+                    "worker_summary", worker=worker, seconds=seconds, **counters.summary(seconds)
+                )
 
     def statistics(self) -> dict[str, Any]:
         return {

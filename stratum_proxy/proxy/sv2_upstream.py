@@ -1,0 +1,309 @@
+"""The shared connection to an SV2 pool in translate mode (asyncio shell of translate.core).
+
+One ``Sv2Upstream`` is one Noise connection carrying the extended channels of
+every miner the server sent to that pool (one channel per miner, or one for
+all in aggregated mode).  ``Sv2Upstreams`` is the server's registry: it opens
+at most one connection per pool at a time, and forgets it once it failed, so
+the next miner's connect attempt opens a fresh one (or fails over).
+
+Everything protocol-shaped happens in the sans-I/O Translator; this class only
+moves bytes, fires its timer and turns its events into records and logs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from stratum_proxy.errors import ConfigError, RemoteProtocolError
+from stratum_proxy.proxy.endpoints import PoolEndpoint
+from stratum_proxy.sv2.client import Sv2Client
+from stratum_proxy.sv2.keys import decode_public_key
+from stratum_proxy.translate import events as tev
+from stratum_proxy.translate.core import Translator
+
+if TYPE_CHECKING:
+    from stratum_proxy.proxy.server import ProxyServer
+    from stratum_proxy.proxy.translate import TranslateRelay
+
+# How often the connection's timers (submit timeouts, batched UpdateChannel)
+# are checked; a verdict's no_response is late by at most this much.
+_TICK_S = 0.25
+_NOTICE_LEVELS = {"info", "warning", "error"}
+
+
+class Sv2Upstream(asyncio.Protocol):
+    def __init__(
+        self, server: ProxyServer, endpoint: PoolEndpoint, host: str, port: int, authority: bytes
+    ) -> None:
+        settings = server.settings
+        self.server = server
+        self.endpoint = endpoint
+        self.host, self.port = host, port
+        self.log = server.log.bind(pool=endpoint.name, pool_address=f"{host}:{port}")
+        self.client = Sv2Client(
+            authority_pubkey=authority,
+            now=time.time(),
+            rng=os.urandom,
+            endpoint_host=host,
+            endpoint_port=port,
+            vendor=settings.sv2.vendor,
+            leeway_s=settings.sv2.cert_leeway_s,
+            submit_timeout_s=settings.limits.submit_timeout_s,
+        )
+        self.translator = Translator(
+            client=self.client,
+            settings=settings.sv2,
+            upstream=endpoint.name,
+            proxy_id=settings.proxy_id,
+            max_line_bytes=settings.limits.max_line_bytes,
+            max_jobs=settings.limits.max_jobs_per_connection,
+        )
+        self.relays: dict[int, TranslateRelay] = {}
+        self.transport: asyncio.Transport | None = None
+        self.accepting = True  # False after Reconnect or failure: no new miners here
+        self.closed = False
+        self.close_reason = ""
+        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._ticker: asyncio.Task[None] | None = None
+
+    # --- opening ----------------------------------------------------------------
+
+    async def open(self) -> None:
+        """TCP connect, Noise handshake, SetupConnection; ConnectionError says why not."""
+        loop = asyncio.get_running_loop()
+        limits, sv2 = self.server.settings.limits, self.server.settings.sv2
+        try:
+            async with asyncio.timeout(limits.connect_timeout_s):
+                await loop.create_connection(lambda: self, self.host, self.port)
+        except (OSError, TimeoutError) as exc:
+            self.closed = True
+            raise ConnectionError(str(exc) or "connect timed out") from None
+        try:
+            async with asyncio.timeout(sv2.handshake_timeout_s):
+                await asyncio.shield(self._ready)
+        except TimeoutError:
+            self.fail(f"no SV2 handshake/setup answer within {sv2.handshake_timeout_s:g} s")
+        if self.close_reason:
+            raise ConnectionError(self.close_reason)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        self._ticker = asyncio.get_running_loop().create_task(self._tick())
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.translator.pool_data(data, time.time())
+        except RemoteProtocolError as exc:
+            self.fail(str(exc))
+            return
+        self._flush()
+        if self.client.state == "ready" and not self._ready.done():
+            self._ready.set_result(None)
+        elif self.client.state == "closed":
+            self.fail("pool refused the connection setup")
+
+    def eof_received(self) -> bool:
+        try:
+            self.client.receive_eof()
+        except RemoteProtocolError as exc:
+            self.fail(str(exc))
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fail(f"pool closed the connection{f': {exc}' if exc else ''}")
+
+    def pause_writing(self) -> None:
+        for relay in self.relays.values():
+            relay.pause_miner()
+
+    def resume_writing(self) -> None:
+        for relay in self.relays.values():
+            relay.resume_miner()
+
+    # --- miners -----------------------------------------------------------------
+
+    def attach(self, relay: TranslateRelay) -> None:
+        self.relays[relay.channel_id] = relay
+        self.translator.add_miner(relay.channel_id, relay.miner_addr, time.time())
+        self._flush()
+
+    def detach(self, relay: TranslateRelay) -> None:
+        if self.relays.pop(relay.channel_id, None) is None:
+            return
+        if not self.closed:
+            self.translator.remove_miner(relay.channel_id, time.time())
+            self._flush()
+
+    def miner_data(self, relay: TranslateRelay, data: bytes) -> None:
+        try:
+            self.translator.miner_data(relay.channel_id, data, time.time())
+        except RemoteProtocolError as exc:
+            relay.log.warning("connection_closed_bad_input", side="miner", error=str(exc))
+            self._flush()
+            relay.close()
+            return
+        self._flush()
+
+    def pending_for(self, relay: TranslateRelay) -> int:
+        return self.translator.pending_for(relay.channel_id)
+
+    # --- output and events ------------------------------------------------------------
+
+    def _flush(self) -> None:
+        out = self.client.data_to_send()
+        if out and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(out)
+        for miner_id, data in self.translator.take_miner_output():
+            relay = self.relays.get(miner_id)
+            if relay is not None:
+                relay.write_miner(data)
+        for event in self.translator.take_events():
+            self._handle(event)
+
+    def _handle(self, event: tev.TranslateEvent) -> None:
+        relay = self.relays.get(getattr(event, "miner_id", -1))
+        log = relay.log if relay is not None else self.log
+        if isinstance(event, tev.ShareRecorded):
+            self.server.record_share(event.record, log)
+        elif isinstance(event, tev.CloseMiner):
+            if relay is not None:
+                log.warning("miner_closed_by_upstream", reason=event.reason)
+                relay.close()
+        elif isinstance(event, tev.WorkerAuthorized):
+            log.info("worker_authorized", worker=event.worker, accepted=True)
+        elif isinstance(event, tev.MinerLineIgnored):
+            self.server.count("lines_skipped")
+            log.warning("line_skipped", side="miner", reason=event.reason, line=event.excerpt)
+        elif isinstance(event, tev.PoolReconnect):
+            self._on_reconnect(event.host or self.host, event.port or self.port)
+        elif isinstance(event, tev.Notice):
+            level = event.level if event.level in _NOTICE_LEVELS else "warning"
+            getattr(log, level)("sv2_pool_notice", text=event.text)
+
+    def _on_reconnect(self, host: str, port: int) -> None:
+        """Spec §3.6.5: reconnect elsewhere, with the same authority key (pinned)."""
+        self.log.info("pool_requested_reconnect", host=host, port=port)
+        self.accepting = False
+        self.server.sv2_upstreams.redirect(self.endpoint, host, port)
+        for relay in list(self.relays.values()):
+            relay.retire()  # answers already owed are delivered, then the miner reconnects
+
+    # --- timers and closing ---------------------------------------------------------
+
+    async def _tick(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(_TICK_S)
+            now = time.time()
+            deadline = self.translator.get_timer()
+            if deadline is not None and deadline <= now:
+                self.translator.handle_timer(now)
+                self._flush()
+            if not self.accepting and not self.relays and not self.client.pending_count():
+                self.fail("retired after the pool's Reconnect")
+
+    def fail(self, reason: str) -> None:
+        """Close for good: pending shares become no_response rows, miners are closed."""
+        if self.closed:
+            return
+        self.closed = True
+        self.accepting = False
+        self.close_reason = reason
+        if self._ready.done():
+            self.log.warning("sv2_upstream_closed", reason=reason)
+        else:
+            self.log.error("sv2_pool_connect_failed", error=reason)
+            self._ready.set_result(None)
+        self.translator.connection_lost(time.time(), reason)
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+        if self._ticker is not None and self._ticker is not asyncio.current_task():
+            self._ticker.cancel()
+        self.server.sv2_upstreams.forget(self)
+
+
+class Sv2Upstreams:
+    """Owned by the server: at most one live connection per SV2 pool."""
+
+    def __init__(self, server: ProxyServer) -> None:
+        self.server = server
+        self._live: dict[str, Sv2Upstream] = {}
+        self._opening: dict[str, asyncio.Future[Sv2Upstream]] = {}
+        self._redirects: dict[str, tuple[str, int]] = {}
+        self._all: set[Sv2Upstream] = set()
+
+    def authority_for(self, endpoint: PoolEndpoint) -> bytes:
+        text = endpoint.authority_key or self.server.settings.sv2.authority_key
+        if not text:
+            raise ConfigError(
+                f"pool {endpoint.name}: no SV2 authority key (URL path or sv2.authority_key)"
+            )
+        return decode_public_key(text)
+
+    async def acquire(self, endpoint: PoolEndpoint) -> Sv2Upstream:
+        """The pool's live connection, opening it if needed; ConnectionError if it cannot be."""
+        live = self._live.get(endpoint.name)
+        if live is not None and live.accepting and not live.closed:
+            return live
+        pending = self._opening.get(endpoint.name)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[Sv2Upstream] = asyncio.get_running_loop().create_future()
+        self._opening[endpoint.name] = future
+        try:
+            upstream = await self._open(endpoint)
+        except BaseException as exc:
+            if isinstance(exc, ConnectionError):
+                future.set_exception(exc)
+                future.exception()  # retrieved: waiters re-raise it, nobody logs it twice
+            else:
+                future.cancel()  # e.g. the opener was cancelled: waiters must not hang
+            raise
+        finally:
+            self._opening.pop(endpoint.name, None)
+        future.set_result(upstream)
+        return upstream
+
+    async def _open(self, endpoint: PoolEndpoint) -> Sv2Upstream:
+        try:
+            authority = self.authority_for(endpoint)
+        except ConfigError as exc:
+            raise ConnectionError(str(exc)) from None
+        host, port = self._redirects.get(endpoint.name, (endpoint.host, endpoint.port))
+        upstream = Sv2Upstream(self.server, endpoint, host, port, authority)
+        self._all.add(upstream)
+        try:
+            await upstream.open()
+        except ConnectionError:
+            self._all.discard(upstream)
+            self._redirects.pop(endpoint.name, None)  # a dead redirect falls back to the URL
+            raise
+        upstream.log.info("sv2_pool_connected", mode=self.server.settings.sv2.extranonce_mode)
+        self._live[endpoint.name] = upstream
+        return upstream
+
+    def redirect(self, endpoint: PoolEndpoint, host: str, port: int) -> None:
+        self._redirects[endpoint.name] = (host, port)
+        if self._live.get(endpoint.name) is not None:
+            del self._live[endpoint.name]
+
+    def forget(self, upstream: Sv2Upstream) -> None:
+        self._all.discard(upstream)
+        if self._live.get(upstream.endpoint.name) is upstream:
+            del self._live[upstream.endpoint.name]
+
+    def statistics(self) -> dict[str, Any]:
+        return {u.endpoint.name: {"miners": len(u.relays)} for u in self._live.values()}
+
+    async def close(self) -> None:
+        for future in list(self._opening.values()):
+            future.cancel()
+        for upstream in list(self._all):
+            upstream.fail("proxy shutting down")
+        with contextlib.suppress(Exception):
+            await asyncio.sleep(0)

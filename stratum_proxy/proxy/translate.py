@@ -1,0 +1,169 @@
+"""Translate mode relay: one SV1 miner connection on a shared SV2 pool connection.
+
+Same surface as :class:`PassthroughRelay` so :class:`ProxyServer` drives either.
+Unlike passthrough, the pool connection outlives the miner: it belongs to the
+server's :class:`Sv2Upstreams`, so a miner that leaves with shares in flight
+still gets its rows written when the pool answers (or times out).
+
+Failover: SV2 pools are tried in the configured order; one that cannot be
+reached, or whose handshake fails (wrong authority key, expired certificate,
+tampered handshake), is marked down with that error and the next is tried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING
+
+from stratum_proxy.proxy.endpoints import PoolEndpoint
+from stratum_proxy.proxy.sv2_upstream import Sv2Upstream
+
+if TYPE_CHECKING:
+    from stratum_proxy.proxy.server import ProxyServer
+
+# What a miner may send before its pool connection is up (as in passthrough).
+_PRECONNECT_BUFFER = 256 * 1024
+# After the pool's Reconnect, how long a miner may wait for verdicts it is owed.
+_RETIRE_DRAIN_S = 2.0
+
+
+class TranslateRelay:
+    def __init__(
+        self, server: ProxyServer, miner: asyncio.Transport, channel_id: int, miner_addr: str
+    ) -> None:
+        self.server = server
+        self.miner = miner
+        self.channel_id = channel_id  # the miner's id in the translator (not the SV2 channel)
+        self.miner_addr = miner_addr
+        self.endpoint: PoolEndpoint | None = None
+        self.upstream: Sv2Upstream | None = None
+        self.log = server.log.bind(channel_id=channel_id, miner=miner_addr, mode="translate")
+        self.last_miner_rx = time.monotonic()
+        self.closed = False
+        self.miner_gone = False
+        self.drain_deadline: float | None = None
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self.connect_task: asyncio.Task[None] | None = None
+
+    # -- connecting -------------------------------------------------------
+
+    async def connect_pool(self) -> None:
+        selector = self.server.selector
+        errors = []
+        for pool in selector.candidates():
+            if pool.protocol != "sv2":
+                continue  # an SV1 pool gets passthrough relays; this miner reconnects to one
+            try:
+                upstream = await self.server.sv2_upstreams.acquire(pool)
+            except ConnectionError as exc:
+                if selector.is_up(pool):
+                    self.log.warning("pool_unreachable", pool=pool.name, error=str(exc))
+                selector.mark_down(pool, str(exc))
+                errors.append(f"{pool.name}: {exc}")
+                continue
+            if not selector.is_up(pool):
+                self.log.info("pool_back", pool=pool.name)
+            selector.mark_up(pool)
+            if self.closed:
+                return
+            self._attach(pool, upstream)
+            return
+        self.log.error("no_pool_available", error="; ".join(errors) or "no SV2 pool configured")
+        self.close()
+
+    def _attach(self, pool: PoolEndpoint, upstream: Sv2Upstream) -> None:
+        self.endpoint, self.upstream = pool, upstream
+        self.log = self.log.bind(pool=pool.name)
+        self.log.info("miner_connected")
+        upstream.attach(self)
+        pending, self._pending = self._pending, []
+        for chunk in pending:
+            if self.closed:
+                return
+            upstream.miner_data(self, chunk)
+
+    # -- data -------------------------------------------------------------
+
+    def from_miner(self, data: bytes) -> None:
+        self.last_miner_rx = time.monotonic()
+        if self.closed:
+            return
+        if self.upstream is None:
+            self._pending.append(data)
+            self._pending_bytes += len(data)
+            if self._pending_bytes > _PRECONNECT_BUFFER:
+                self.log.warning("miner_flood_before_pool", bytes=self._pending_bytes)
+                self.close()
+            return
+        self.upstream.miner_data(self, data)
+
+    def write_miner(self, data: bytes) -> None:
+        if not self.miner_gone and not self.miner.is_closing():
+            self.miner.write(data)
+
+    # -- timers (driven by the server's sweeper) ---------------------------
+
+    def tick(self, now_wall: float, now_mono: float) -> None:
+        if self.closed:
+            return
+        if self.drain_deadline is not None:
+            if now_mono >= self.drain_deadline or not self.has_pending():
+                self.close()
+        elif now_mono - self.last_miner_rx > self.server.settings.limits.idle_timeout_s:
+            self.log.info("miner_idle_timeout")
+            self.close()
+
+    def has_pending(self) -> bool:
+        return self.upstream is not None and self.upstream.pending_for(self) > 0
+
+    def retire(self) -> None:
+        """The pool is going away (Reconnect): stop taking submits, close once answered."""
+        self.stop_reading_miner()
+        self.drain_deadline = time.monotonic() + _RETIRE_DRAIN_S
+
+    # -- flow control -----------------------------------------------------
+
+    def pause_pool(self) -> None:
+        """The miner reads slowly.  The pool connection is shared: it is not paused."""
+
+    def resume_pool(self) -> None:
+        """See pause_pool."""
+
+    def pause_miner(self) -> None:
+        if not self.miner.is_closing():
+            self.miner.pause_reading()
+
+    def resume_miner(self) -> None:
+        if not self.miner.is_closing():
+            self.miner.resume_reading()
+
+    def stop_reading_miner(self) -> None:
+        if not self.miner.is_closing():
+            self.miner.pause_reading()
+
+    # -- closing ----------------------------------------------------------
+
+    def miner_closed(self, exc: Exception | None) -> None:
+        """Shares in flight keep their place upstream: their rows are still written."""
+        self.miner_gone = True
+        self.close()
+
+    def pool_closed(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.log.info("pool_closed_connection", error=str(exc) if exc else None)
+            self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.upstream is not None:
+            self.upstream.detach(self)
+        if not self.miner.is_closing():
+            self.miner.close()
+        task = self.connect_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
+        self.server.forget(self)

@@ -124,7 +124,9 @@ def _dispatch(args: argparse.Namespace) -> int:
             },
         )
         if not settings.pools:
-            raise ConfigError("no pool configured: give --pool stratum+tcp://host:port (or pools in --config)")
+            raise ConfigError(
+                "no pool configured: give --pool stratum+tcp://host:port (or pools in --config)"
+            )
         return run_daemon(settings)
     if command == "query":
         from stratum_proxy.commands import run_query

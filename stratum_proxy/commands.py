@@ -7,6 +7,7 @@ the CLI turns into a message and an exit code.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 
 def run_keys(command: str, secret: str | None) -> str:
@@ -23,8 +24,6 @@ def run_keys(command: str, secret: str | None) -> str:
         )
     assert secret is not None
     return public_from_secret(secret.strip())
-
-
 
 
 def _open(settings: Any) -> Any:
@@ -87,6 +86,7 @@ def run_query(settings: Any, sql: str) -> bytes:
         raise StoreBusyError(busy_message(path.path, holder))
     store = _open(settings)
     try:
+        store.ensure_schema()  # idempotent: a fresh store answers with empty tables, not errors
         return bytes(store.query(sql))
     finally:
         store.close()
@@ -109,7 +109,9 @@ def _reporting_store(settings: Any) -> Any:
     holder = _held_by_daemon(settings)
     if holder is not None and holder.api_address:
         return _ApiStore(holder.api_address)
-    return _open(settings)
+    store = _open(settings)
+    store.ensure_schema()
+    return store
 
 
 def _schema(settings: Any) -> Any:

@@ -13,7 +13,12 @@ from typing import Any
 import orjson
 import structlog
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def _orjson_dumps(obj: Any, default: Any = None) -> bytes:
@@ -36,7 +41,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: Any = None
     ]
     if use_json:
         processors = [*shared, structlog.processors.JSONRenderer(serializer=_orjson_dumps)]
-        factory: Any = structlog.BytesLoggerFactory(file=getattr(out, "buffer", out))
+        binary: Any = out.buffer if hasattr(out, "buffer") else out
+        factory: Any = structlog.BytesLoggerFactory(file=binary)
     else:
         processors = [*shared, structlog.dev.ConsoleRenderer(colors=out.isatty())]
         factory = structlog.PrintLoggerFactory(file=out)

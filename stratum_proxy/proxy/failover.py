@@ -9,6 +9,7 @@ operator's preferred pool).
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -73,13 +74,17 @@ class PoolSelector:
         for pool in self.candidates():
             try:
                 transport, protocol = await asyncio.wait_for(
-                    loop.create_connection(lambda p=pool: protocol_factory(p), pool.host, pool.port),
+                    loop.create_connection(
+                        functools.partial(protocol_factory, pool), pool.host, pool.port
+                    ),
                     self._connect_timeout_s,
                 )
             except (OSError, TimeoutError) as exc:
                 reason = str(exc) or type(exc).__name__
                 if self.is_up(pool):
-                    log.warning("pool_unreachable", pool=pool.name, address=pool.address, error=reason)
+                    log.warning(
+                        "pool_unreachable", pool=pool.name, address=pool.address, error=reason
+                    )
                 self.mark_down(pool, reason)
                 errors.append(f"{pool.name}: {reason}")
                 continue
@@ -89,5 +94,5 @@ class PoolSelector:
             if not self.is_up(pool):
                 log.info("pool_back", pool=pool.name)
             self.mark_up(pool)
-            return pool, transport, protocol  # type: ignore[return-value]
+            return pool, transport, protocol
         raise NoPoolAvailable("; ".join(errors))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
@@ -37,8 +37,8 @@ class MinerSide(asyncio.Protocol):
         self.relay: PassthroughRelay | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.relay = self.server.admit_miner(transport)
+        # uvloop's TCP transports are not asyncio.Transport subclasses: no isinstance check.
+        self.relay = self.server.admit_miner(cast(asyncio.Transport, transport))
 
     def data_received(self, data: bytes) -> None:
         if self.relay is not None:
@@ -187,7 +187,10 @@ class PassthroughRelay:
                 self.log.info("worker_authorized", worker=event.worker, accepted=event.accepted)
             elif isinstance(event, ev.PoolReconnectRequested):
                 self.log.info(
-                    "pool_requested_reconnect", host=event.host, port=event.port, wait_s=event.wait_s
+                    "pool_requested_reconnect",
+                    host=event.host,
+                    port=event.port,
+                    wait_s=event.wait_s,
                 )
             elif isinstance(event, ev.PoolMessage):
                 self.log.info("pool_message", text=event.text)

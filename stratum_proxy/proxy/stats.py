@@ -59,7 +59,9 @@ class WorkerCounters:
             "acceptance_pct": round(100.0 * self.accepted / self.shares, 2) if self.shares else 0.0,
             "best_difficulty": self.best_difficulty,
             "hashrate_hs": self.accepted_work * _HASHES_PER_DIFF1 / seconds if seconds > 0 else 0.0,
-            "avg_response_ms": round(self.response_ms_total / self.responses, 3) if self.responses else 0.0,
+            "avg_response_ms": round(self.response_ms_total / self.responses, 3)
+            if self.responses
+            else 0.0,
             "blocks": self.blocks,
         }
 

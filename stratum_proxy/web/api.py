@@ -56,8 +56,15 @@ class ApiServer:
         except Exception as exc:  # never let one request kill the API
             self.log.error("api_error", error=repr(exc))
             status, ctype, body = 500, "text/plain", f"internal error: {exc}\n".encode()
-        reason = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
-                  413: "Payload Too Large", 500: "Internal Server Error", 503: "Service Unavailable"}
+        reason = {
+            200: "OK",
+            400: "Bad Request",
+            404: "Not Found",
+            405: "Method Not Allowed",
+            413: "Payload Too Large",
+            500: "Internal Server Error",
+            503: "Service Unavailable",
+        }
         head = (
             f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
             f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
@@ -75,12 +82,16 @@ class ApiServer:
         if len(head) > _MAX_HEADER_BYTES:
             return 413, "text/plain", b"headers too large\n"
         lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = (lines[0].split(" ") + ["", "", ""])[:3]
-        headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)}
+        method, path, _ = [*lines[0].split(" "), "", "", ""][:3]
+        headers = {
+            k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)
+        }
         length = int(headers.get("content-length", "0") or 0)
         if length > _MAX_BODY_BYTES:
             return 413, "text/plain", b"body too large\n"
-        body = await asyncio.wait_for(reader.readexactly(length), _READ_TIMEOUT_S) if length else b""
+        body = (
+            await asyncio.wait_for(reader.readexactly(length), _READ_TIMEOUT_S) if length else b""
+        )
         path = path.split("?", 1)[0]
         if path == "/healthz":
             return 200, "text/plain", b"ok\n"

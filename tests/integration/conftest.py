@@ -46,13 +46,23 @@ class RunningProxy:
         assert self.exit_code is not None, "call shutdown() first"
         store = open_store(self.store_url, StoreSettings())
         try:
-            out = store.query(f"SELECT * FROM mining.shares WHERE {where} ORDER BY ts FORMAT JSONEachRow")
+            out = store.query(
+                f"SELECT * FROM mining.shares WHERE {where} ORDER BY ts FORMAT JSONEachRow"
+            )
         finally:
             store.close()
         return [orjson.loads(line) for line in out.splitlines() if line.strip()]
 
 
 ProxyFactory = Callable[..., Any]
+
+
+@pytest.fixture(scope="session")
+def event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
+    """Integration tests run on uvloop, the loop the daemon uses in production."""
+    import uvloop
+
+    return uvloop.EventLoopPolicy()
 
 
 @pytest.fixture

@@ -54,16 +54,26 @@ def _assert_rows_match_pool(rows: list[dict[str, Any]], judged: list[JudgedShare
 
 
 @pytest.mark.parametrize("shape", list(ErrorShape))
-async def test_every_submit_is_one_row_with_the_pools_verdict(proxy_factory: Any, shape: ErrorShape) -> None:
+async def test_every_submit_is_one_row_with_the_pools_verdict(
+    proxy_factory: Any, shape: ErrorShape
+) -> None:
     pool = TestPool(PoolConfig(error_shape=shape))
     await pool.start()
     proxy = await proxy_factory([f"main=stratum+tcp://127.0.0.1:{pool.port}"])
     miners = [
         # BIP310 version rolling, two workers on one connection.
-        TestMiner(MinerConfig(workers=("farm.a1", "farm.a2"), version_rolling=True, max_submits=12,
-                              bad_share_every=4)),
+        TestMiner(
+            MinerConfig(
+                workers=("farm.a1", "farm.a2"),
+                version_rolling=True,
+                max_submits=12,
+                bad_share_every=4,
+            )
+        ),
         # cpuminer: every submit has id 4.
-        TestMiner(MinerConfig(workers=("farm.cpu",), id_style="const", max_submits=10, bad_share_every=3)),
+        TestMiner(
+            MinerConfig(workers=("farm.cpu",), id_style="const", max_submits=10, bad_share_every=3)
+        ),
         # bmminer-style string ids.
         TestMiner(MinerConfig(workers=("farm.bm",), id_style="str", max_submits=10)),
     ]
@@ -80,9 +90,7 @@ async def test_every_submit_is_one_row_with_the_pools_verdict(proxy_factory: Any
     assert any(r["status"] == "rejected" for r in rows)
     assert any(r["version_bits"] not in ("", "00000000") for r in rows)
     # The miner saw the pool's verdict, which is the verdict recorded.
-    seen = {
-        _key(s.worker, *s.params[1:5]): s.accepted for m in miners for s in m.submits
-    }
+    seen = {_key(s.worker, *s.params[1:5]): s.accepted for m in miners for s in m.submits}
     for row in rows:
         assert seen[_row_key(row)] == (row["status"] == "accepted")
         assert row["response_ms"] > 0
@@ -157,7 +165,10 @@ async def test_failover_to_the_next_pool(proxy_factory: Any) -> None:
     live = TestPool()
     await live.start()
     proxy = await proxy_factory(
-        [f"first=stratum+tcp://127.0.0.1:{dead_port}", f"second=stratum+tcp://127.0.0.1:{live.port}"]
+        [
+            f"first=stratum+tcp://127.0.0.1:{dead_port}",
+            f"second=stratum+tcp://127.0.0.1:{live.port}",
+        ]
     )
     miners = [TestMiner(MinerConfig(workers=(f"w{i}",), max_submits=3)) for i in range(3)]
     try:

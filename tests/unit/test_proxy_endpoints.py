@@ -13,7 +13,12 @@ from stratum_proxy.proxy.failover import NoPoolAvailable, PoolSelector
 
 def test_parse_pool_forms() -> None:
     p = parse_pool("stratum+tcp://pool.example.com:3333")
-    assert (p.name, p.host, p.port, p.protocol) == ("pool.example.com:3333", "pool.example.com", 3333, "sv1")
+    assert (p.name, p.host, p.port, p.protocol) == (
+        "pool.example.com:3333",
+        "pool.example.com",
+        3333,
+        "sv1",
+    )
     p = parse_pool("main=stratum+tcp://10.0.0.1:3334")
     assert (p.name, p.host, p.port) == ("main", "10.0.0.1", 3334)
     key = "9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
@@ -76,5 +81,5 @@ async def test_failover_skips_dead_pool_and_remembers() -> None:
 async def test_no_pool_available() -> None:
     dead = parse_pool(f"stratum+tcp://127.0.0.1:{_free_port()}")
     selector = PoolSelector([dead], connect_timeout_s=1, retry_s=30)
-    with pytest.raises(NoPoolAvailable, match="127.0.0.1"):
+    with pytest.raises(NoPoolAvailable, match=r"127\.0\.0\.1"):
         await selector.connect(lambda p: asyncio.Protocol(), get_logger())

@@ -16,10 +16,26 @@ from stratum_proxy.web.metrics import render_metrics
 
 def _record(worker: str, status: str, pool_diff: float, share_diff: float) -> ShareRecord:
     return ShareRecord(
-        ts=0.0, proxy_id="p", upstream="u", protocol="sv1", channel_id=1, worker=worker,
-        miner_addr="m", job_id="j", extranonce2="00", ntime="00", nonce="00", version=0,
-        share_hash="", share_difficulty=share_diff, pool_difficulty=pool_diff,
-        network_difficulty=1.0, status=status, reject_reason="", is_block=False, response_ms=1.0,
+        ts=0.0,
+        proxy_id="p",
+        upstream="u",
+        protocol="sv1",
+        channel_id=1,
+        worker=worker,
+        miner_addr="m",
+        job_id="j",
+        extranonce2="00",
+        ntime="00",
+        nonce="00",
+        version=0,
+        share_hash="",
+        share_difficulty=share_diff,
+        pool_difficulty=pool_diff,
+        network_difficulty=1.0,
+        status=status,
+        reject_reason="",
+        is_block=False,
+        response_ms=1.0,
     )
 
 

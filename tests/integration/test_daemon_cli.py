@@ -1,0 +1,192 @@
+"""The daemon as a real process: SIGTERM mid-stream loses nothing; query/stats while it runs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pytest
+
+from stratum_proxy.sim.miner import MinerConfig, TestMiner
+from stratum_proxy.sim.pool import TestPool
+from stratum_proxy.sim.pool_config import PoolConfig
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        [sys.executable, "-m", "stratum_proxy.cli", *args],
+        capture_output=True,
+        timeout=timeout,
+        env=env,
+        check=False,
+    )
+
+
+async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
+    async with asyncio.timeout(30):
+        while True:
+            assert proc.poll() is None, "the proxy exited before listening"
+            try:
+                _, w = await asyncio.open_connection("127.0.0.1", port)
+                w.close()
+                return
+            except OSError:
+                await asyncio.sleep(0.1)
+
+
+@pytest.mark.slow
+async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
+    pool = TestPool(PoolConfig(answer_delay=0.05))
+    await pool.start()
+    port, api_port = _free_port(), _free_port()
+    store = f"chdb://{tmp_path}/db"
+    log_path = tmp_path / "proxy.log"
+    log_file = log_path.open("wb")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "stratum_proxy.cli",
+            "run",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--pool",
+            f"stratum+tcp://127.0.0.1:{pool.port}",
+            "--store",
+            store,
+            "--spool-dir",
+            str(tmp_path / "spool"),
+            "--api-listen",
+            f"127.0.0.1:{api_port}",
+            "--log-format",
+            "json",
+        ],
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    miners = [
+        TestMiner(MinerConfig(workers=(f"w{i}",), follow_reconnect=False, answer_timeout=3))
+        for i in range(4)
+    ]
+    try:
+        await _wait_port(port, proc)
+        tasks = [asyncio.create_task(m.run("127.0.0.1", port)) for m in miners]
+        for m in miners:
+            await m.wait_submits(5, timeout=30)
+        # While it runs, `query` goes through the daemon's API (it holds the store).
+        running = await asyncio.to_thread(
+            _cli, "query", "--store", store, "SELECT 1 AS one FORMAT JSONEachRow"
+        )
+        assert running.returncode == 0, running.stderr
+        assert orjson.loads(running.stdout) == {"one": 1}
+        proc.send_signal(signal.SIGTERM)  # with submits in flight
+        rc = await asyncio.to_thread(proc.wait, 30)
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        await pool.close()
+    log_file.close()
+    stderr = log_path.read_text()
+    assert rc == 0, stderr
+    assert '"event":"proxy_stopped"' in stderr
+    out = _cli(
+        "query",
+        "--store",
+        store,
+        "SELECT worker, job_id, extranonce2, ntime, nonce, status FROM mining.shares"
+        " FORMAT JSONEachRow",
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {
+        (r["worker"], r["job_id"], r["extranonce2"], r["ntime"], r["nonce"]): r["status"]
+        for r in map(orjson.loads, out.stdout.splitlines())
+    }
+    # Every submit the proxy read reached the pool and is one row with the pool's verdict.
+    assert len(rows) == len(pool.judged)
+    for j in pool.judged:
+        assert rows[(j.worker, j.job_id, j.extranonce2, j.ntime, j.nonce)] == "accepted"
+    # Submits sent after the proxy stopped reading never reached the pool and got no
+    # answer; every submit that got an answer is a row.
+    for m in miners:
+        for s in m.submits:
+            key = (s.worker, *s.params[1:5])
+            if s.answer is not None:
+                assert rows[key] == "accepted"
+            elif key not in rows:
+                assert all(
+                    (j.worker, j.job_id, j.extranonce2, j.ntime, j.nonce) != key
+                    for j in pool.judged
+                )
+    assert sum(len(m.submits) for m in miners) >= len(rows) > 20
+
+
+def test_query_prints_clickhouse_output(tmp_path: Path) -> None:
+    store = f"chdb://{tmp_path}/db"
+    out = _cli("query", "--store", store, "SELECT 1 AS a, 'x\ty' AS b")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == b"1\tx\\ty\n"  # TabSeparated, exactly as ClickHouse prints it
+    out = _cli(
+        "query",
+        "--store",
+        store,
+        "SELECT name FROM system.tables WHERE database = 'mining' ORDER BY name FORMAT JSONEachRow",
+    )
+    assert out.returncode == 0
+    assert b'{"name":"shares"}' in out.stdout
+    bad = _cli("query", "--store", store, "SELECT nope FROM mining.shares")
+    assert bad.returncode == 1
+    assert b"UNKNOWN_IDENTIFIER" in bad.stderr and b"failed" in bad.stderr
+    bad = _cli("query", "--store", store, "SELECT FROM WHERE (")
+    assert bad.returncode == 1 and b"SYNTAX_ERROR" in bad.stderr
+
+
+def test_query_held_store_without_api_says_so(tmp_path: Path) -> None:
+    script = (
+        "import sys,time\n"
+        "from pathlib import Path\n"
+        "from stratum_proxy.store.lock import acquire_lock\n"
+        "lock = acquire_lock(Path(sys.argv[1]), None)\n"
+        "print('locked', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "db")], stdout=subprocess.PIPE
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == b"locked\n"
+        out = _cli("query", "--store", f"chdb://{tmp_path}/db", "SELECT 1")
+        assert out.returncode == 1
+        assert f"pid {holder.pid}".encode() in out.stderr
+        assert b"stop it first" in out.stderr
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_config_errors_are_clear(tmp_path: Path) -> None:
+    out = _cli("run", "--listen", "127.0.0.1:1")
+    assert out.returncode == 2 and b"no pool configured" in out.stderr
+    out = _cli("run", "--pool", "http://x:1")
+    assert out.returncode == 2 and b"unsupported scheme" in out.stderr
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("[limits]\nmax_connections = 0\n")
+    out = _cli("run", "--config", str(cfg), "--pool", "stratum+tcp://127.0.0.1:1")
+    assert out.returncode == 2 and b"limits.max_connections" in out.stderr
+    env = dict(os.environ, STRATUM_PROXY_STORE__URL="mysql://nope")
+    out = _cli("query", "SELECT 1", env=env)
+    assert out.returncode == 2 and b"scheme 'mysql' is not supported" in out.stderr

@@ -221,6 +221,19 @@ def decode_columns(batch: EncodedBatch) -> list[list[object]]:
     return cols
 
 
+def schema_for(url: str, settings: StoreSettings) -> SchemaConfig:
+    """The schema a store URL and the ``[store]`` settings call for."""
+    from stratum_proxy.store.url import ClickHouseUrl, parse_store_url
+
+    parsed = parse_store_url(url)
+    return SchemaConfig(
+        database=parsed.database if isinstance(parsed, ClickHouseUrl) else "mining",
+        retention_days=settings.retention_days,
+        aggregate_retention_days=settings.aggregate_retention_days,
+        cluster=settings.cluster,
+    )
+
+
 def open_store(url: str, settings: StoreSettings, *, api_address: str | None = None) -> Store:
     """Open the store ``url`` names (not ``settings.url``: the CLI may override it).
 
@@ -231,12 +244,7 @@ def open_store(url: str, settings: StoreSettings, *, api_address: str | None = N
     from stratum_proxy.store.url import ChdbUrl, parse_store_url
 
     parsed = parse_store_url(url)
-    schema = SchemaConfig(
-        database="mining" if isinstance(parsed, ChdbUrl) else parsed.database,
-        retention_days=settings.retention_days,
-        aggregate_retention_days=settings.aggregate_retention_days,
-        cluster=settings.cluster,
-    )
+    schema = schema_for(url, settings)
     if isinstance(parsed, ChdbUrl):
         if settings.cluster:
             raise ConfigError("store.cluster is set but the store is embedded (chdb://); unset it")

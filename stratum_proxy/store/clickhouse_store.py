@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
@@ -120,7 +121,8 @@ class ClickHouseStore:
     def _http_base(self) -> str:
         scheme = "https" if self.parsed.secure else "http"
         host = f"[{self.parsed.host}]" if ":" in self.parsed.host else self.parsed.host
-        return f"{scheme}://{host}:{self.parsed.http_port}/?database={self.parsed.database}"
+        database = urllib.parse.quote(self.parsed.database, safe="")
+        return f"{scheme}://{host}:{self.parsed.http_port}/?database={database}"
 
     def _ssl_context(self) -> ssl.SSLContext | None:
         if not self.parsed.secure:

@@ -12,9 +12,9 @@ from pathlib import Path
 import orjson
 import pytest
 
-from stratum_proxy.errors import StoreBusyError
+from stratum_proxy.errors import ConfigError, StoreBusyError
 from stratum_proxy.store import schema as schema_mod
-from stratum_proxy.store.backend import encode_batch, open_store
+from stratum_proxy.store.backend import encode_batch, open_store, schema_for
 from stratum_proxy.store.chdb_store import ChdbStore
 from stratum_proxy.store.record import COLUMNS, ShareRecord
 from stratum_proxy.store.schema import SchemaConfig, all_statements, sql_string
@@ -386,3 +386,19 @@ def test_cluster_ddl_parses(store: ChdbStore) -> None:
     assert "Distributed(`farm-cluster`, `mining`, `shares_local`, rand())" in text
     assert "Distributed(`farm-cluster`, `mining`, `mv_hash_rate_stats_local`, rand())" in text
     assert "FROM mining.shares_local" in text and "TO mining.mv_hash_rate_stats_local" in text
+
+
+def test_cluster_setting_needs_a_server(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        open_store(f"chdb://{tmp_path}", StoreSettings(cluster="farm"))
+    assert "store.cluster" in str(info.value)
+    # Nothing was left held: the path opens normally afterwards.
+    open_store(f"chdb://{tmp_path}", StoreSettings()).close()
+
+
+def test_schema_for_takes_the_database_from_a_server_url() -> None:
+    settings = StoreSettings(retention_days=9, cluster="c1")
+    cfg = schema_for("clickhouse://u:p@h:9000/farm", settings)
+    assert (cfg.database, cfg.retention_days, cfg.cluster) == ("farm", 9, "c1")
+    assert cfg.insert_table == "farm.shares_local" and cfg.table("shares") == "farm.shares"
+    assert schema_for("chdb:///x", StoreSettings()).database == "mining"

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 _PRECONNECT_BUFFER = 256 * 1024
 # After the pool's Reconnect, how long a miner may wait for verdicts it is owed.
 _RETIRE_DRAIN_S = 2.0
+# client.reconnect without params: "reconnect to the same host", i.e. this proxy.
+_RECONNECT_TO_PROXY = b'{"id":null,"method":"client.reconnect","params":[]}\n'
 
 
 class TranslateRelay:
@@ -43,6 +45,7 @@ class TranslateRelay:
         self.closed = False
         self.miner_gone = False
         self.drain_deadline: float | None = None
+        self._retiring = False
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self.connect_task: asyncio.Task[None] | None = None
@@ -110,6 +113,9 @@ class TranslateRelay:
             return
         if self.drain_deadline is not None:
             if now_mono >= self.drain_deadline or not self.has_pending():
+                if self._retiring:
+                    # Miners that follow client.reconnect come back at once (to us).
+                    self.write_miner(_RECONNECT_TO_PROXY)
                 self.close()
         elif now_mono - self.last_miner_rx > self.server.settings.limits.idle_timeout_s:
             self.log.info("miner_idle_timeout")
@@ -119,8 +125,12 @@ class TranslateRelay:
         return self.upstream is not None and self.upstream.pending_for(self) > 0
 
     def retire(self) -> None:
-        """The pool is going away (Reconnect): stop taking submits, close once answered."""
-        self.stop_reading_miner()
+        """The pool is going away (Reconnect): close once the owed answers went out.
+
+        Submits keep being read meanwhile (the old connection still judges
+        them): a submit left unread in the socket at close would leave no row.
+        """
+        self._retiring = True
         self.drain_deadline = time.monotonic() + _RETIRE_DRAIN_S
 
     # -- flow control -----------------------------------------------------

@@ -99,6 +99,9 @@ class Sv2Upstream(asyncio.Protocol):
         try:
             self.translator.pool_data(data, time.time())
         except RemoteProtocolError as exc:
+            # A pool that breaks the protocol (bad handshake, corrupt frame) is
+            # skipped by the next miners until pool_retry_s passed.
+            self.server.selector.mark_down(self.endpoint, str(exc))
             self.fail(str(exc))
             return
         self._flush()

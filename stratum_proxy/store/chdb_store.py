@@ -22,7 +22,8 @@ from stratum_proxy.errors import StoreBusyError, StoreError
 from stratum_proxy.store.backend import EncodedBatch, insert_columns_sql
 from stratum_proxy.store.classify import classify
 from stratum_proxy.store.lock import StoreLock, acquire_lock
-from stratum_proxy.store.schema import SchemaConfig, ensure_schema, insert_settings, sql_string
+from stratum_proxy.store.migrate import ensure_schema
+from stratum_proxy.store.schema import SchemaConfig, insert_settings, sql_string
 
 # The default output of clickhouse-client/-local when not on a terminal.
 DEFAULT_FORMAT = "TabSeparated"

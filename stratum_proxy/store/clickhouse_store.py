@@ -28,7 +28,8 @@ from typing import Any
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.backend import EncodedBatch, decode_columns, insert_columns_sql
 from stratum_proxy.store.classify import classify
-from stratum_proxy.store.schema import SchemaConfig, ensure_schema, insert_settings
+from stratum_proxy.store.migrate import ensure_schema
+from stratum_proxy.store.schema import SchemaConfig, insert_settings
 from stratum_proxy.store.url import ClickHouseUrl
 
 CONNECT_TIMEOUT_S = 10.0

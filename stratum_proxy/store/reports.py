@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import orjson
 
+from stratum_proxy.errors import ConfigError
 from stratum_proxy.store.backend import Store
 from stratum_proxy.store.schema import SchemaConfig
 
@@ -184,6 +185,8 @@ def cleanup(store: Store, days: float, now: float, *, schema: SchemaConfig | Non
     (a mutation rewriting that one partition, waited for).  The aggregates keep
     their own, longer, TTL and are not touched.
     """
+    if not days > 0:
+        raise ConfigError(f"cleanup --days must be a positive number of days, got {days!r}")
     cfg = schema or SchemaConfig()
     cutoff = f"fromUnixTimestamp64Milli({_ms(now - days * 86400)}, 'UTC')"
     shares = cfg.table("shares")

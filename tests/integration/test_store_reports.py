@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from stratum_proxy.errors import ConfigError
 from stratum_proxy.store.backend import Store, encode_batch, open_store
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.reports import cleanup, si, stats_report, worker_stats
@@ -203,3 +204,11 @@ def test_cleanup_deletes_exactly_the_old_rows(store: Store) -> None:
     assert cleanup(store, 7, NOW) == 0
     # The aggregates keep their own retention.
     assert store.query("SELECT sum(share_count) FROM mining.mv_hash_rate_stats") == aggregate_before
+
+
+@pytest.mark.parametrize("days", [0, -1, float("nan")])
+def test_cleanup_refuses_a_non_positive_age(store: Store, days: float) -> None:
+    store.insert(encode_batch([rec(NOW - 10, "w")], "one"))
+    with pytest.raises(ConfigError):
+        cleanup(store, days, NOW)
+    assert _count(store) == 1

@@ -26,6 +26,8 @@ if TYPE_CHECKING:
 _PRECONNECT_BUFFER = 256 * 1024
 # After the pool's Reconnect, how long a miner may wait for verdicts it is owed.
 _RETIRE_DRAIN_S = 2.0
+# After client.reconnect, how long before we close a miner that did not go.
+_RECONNECT_GRACE_S = 1.0
 # client.reconnect without params: "reconnect to the same host", i.e. this proxy.
 _RECONNECT_TO_PROXY = b'{"id":null,"method":"client.reconnect","params":[]}\n'
 
@@ -112,10 +114,13 @@ class TranslateRelay:
         if self.closed:
             return
         if self.drain_deadline is not None:
-            if now_mono >= self.drain_deadline or not self.has_pending():
-                if self._retiring:
-                    # Miners that follow client.reconnect come back at once (to us).
-                    self.write_miner(_RECONNECT_TO_PROXY)
+            if self._retiring and (now_mono >= self.drain_deadline or not self.has_pending()):
+                # Miners that follow client.reconnect come back at once (to us).  We
+                # keep reading a moment: a submit already on the wire still gets a row.
+                self.write_miner(_RECONNECT_TO_PROXY)
+                self._retiring = False
+                self.drain_deadline = now_mono + _RECONNECT_GRACE_S
+            elif now_mono >= self.drain_deadline:
                 self.close()
         elif now_mono - self.last_miner_rx > self.server.settings.limits.idle_timeout_s:
             self.log.info("miner_idle_timeout")

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from typing import Any
 import structlog
 
 from stratum_proxy.errors import StoreError
+from stratum_proxy.store.flusher import SpoolFlusher
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.row_source import Row, RowSource
 from stratum_proxy.store.settings import StoreSettings, resolve_spool_dir
@@ -54,7 +54,7 @@ class SharePipeline:
         self.proxy_id = proxy_id
         self.api_address = api_address
         self.spool_dir = resolve_spool_dir(settings)
-        self._log = logger if logger is not None else structlog.get_logger("stratum_proxy.store")
+        self.log = logger if logger is not None else structlog.get_logger("stratum_proxy.store")
         self._store_factory = store_factory or self._default_store_factory
         self._encode = encode
         self._queue: deque[Row] = deque()
@@ -69,11 +69,11 @@ class SharePipeline:
         segment_bytes = min(
             settings.spool_segment_bytes, max(64 * 1024, settings.spool_max_bytes // 4)
         )
-        self._spool = Spool(
+        self.spool = Spool(
             self.spool_dir, segment_bytes=segment_bytes, max_bytes=settings.spool_max_bytes
         )
         self._writer: StoreWriter | None = None
-        self._flusher: _Flusher | None = None
+        self._flusher: SpoolFlusher | None = None
 
     @property
     def display_url(self) -> str:
@@ -89,7 +89,7 @@ class SharePipeline:
         The store is opened by the writer thread, retrying while it is down.
         """
         _preload_engine(self.settings.url)
-        recovery = self._spool.open()
+        recovery = self.spool.open()
         state = recovery.state
         inflight_last = state.inflight.last_seq if state.inflight else 0
         floor = max(state.seq_hwm, recovery.last_seq, state.acked_seq, inflight_last)
@@ -101,11 +101,11 @@ class SharePipeline:
         save_state(self.spool_dir, state, sync=True)
         reader = SpoolReader(
             self.spool_dir,
-            lambda: [(s.first_seq, s.size) for s in self._spool.segments()],
+            lambda: [(s.first_seq, s.size) for s in self.spool.segments()],
             self._on_corruption,
-            self._spool.note_rows,
+            self.spool.note_rows,
         )
-        source = RowSource(self._queue, self._spool, reader, next_seq=state.acked_seq + 1)
+        source = RowSource(self._queue, self.spool, reader, next_seq=state.acked_seq + 1)
         cfg = self.settings
         self._writer = StoreWriter(
             config=WriterConfig(
@@ -115,15 +115,15 @@ class SharePipeline:
                 retry_initial_s=cfg.retry_initial_s,
                 retry_max_s=cfg.retry_max_s,
             ),
-            spool=self._spool,
+            spool=self.spool,
             source=source,
             state=state,
             store_factory=self._store_factory,
             encode=self._encode or _default_encode,
-            log=self._log,
+            log=self.log,
             on_idle=self._maybe_end_spill,
         )
-        self._flusher = _Flusher(self)
+        self._flusher = SpoolFlusher(self)
         self._flusher.thread.start()
         self._writer.thread.start()
 
@@ -131,7 +131,7 @@ class SharePipeline:
         if recovery.segments == 0:
             return
         unclean = not recovery.state.clean
-        log = self._log.warning if unclean or recovery.torn_bytes else self._log.info
+        log = self.log.warning if unclean or recovery.torn_bytes else self.log.info
         log(
             "spool_replay" if not unclean else "spool_replay_after_crash",
             spool_dir=str(self.spool_dir),
@@ -152,7 +152,7 @@ class SharePipeline:
 
     def _on_corruption(self, report: CorruptionReport) -> None:
         self.rows_corrupt += report.rows_lost
-        self._log.error(
+        self.log.error(
             "spool_corrupt_record_skipped",
             segment=str(report.path),
             offset=report.offset,
@@ -175,7 +175,7 @@ class SharePipeline:
 
     def put(self, record: ShareRecord) -> None:
         """Hand over one row: O(1), no lock, no I/O, never raises."""
-        spool = self._spool
+        spool = self.spool
         pending = spool.pending
         if self._closed:
             self.rows_shed += 1
@@ -219,7 +219,7 @@ class SharePipeline:
         writer = self._writer
         counters = writer.counters if writer is not None else None
         acked = writer.state.acked_seq if writer is not None else 0
-        spool = self._spool
+        spool = self.spool
         started = counters.insert_started if counters else None
         return {
             "rows_put": self.rows_put,
@@ -258,16 +258,16 @@ class SharePipeline:
         writer.thread.join(max(0.0, deadline - time.monotonic()))
         if writer.thread.is_alive():
             writer.abandoned = True
-            self._log.warning("store_writer_did_not_stop", note="rows are safe in the spool")
+            self.log.warning("store_writer_did_not_stop", note="rows are safe in the spool")
         flusher.stop()
         self._finish(writer)
 
     def _finish(self, writer: StoreWriter) -> None:
-        spool, state = self._spool, writer.state
+        spool, state = self.spool, writer.state
         lost = [seq for seq in spool.unjournaled if seq > state.acked_seq]
         if lost:
             spool.rows_shed += len(lost)
-            self._log.error(
+            self.log.error(
                 "rows_lost_on_stop",
                 rows=len(lost),
                 reason="spool at its disk cap and store unavailable",
@@ -275,7 +275,7 @@ class SharePipeline:
         state.seq_hwm, state.clean = self._seq - 1, True
         save_state(self.spool_dir, state, sync=True)
         spool.close(state.acked_seq)
-        self._log.info("share_pipeline_closed", **self.statistics())
+        self.log.info("share_pipeline_closed", **self.statistics())
 
 
 def _preload_engine(url: str) -> None:
@@ -290,63 +290,3 @@ def _default_encode(records: Any, token: str) -> Any:
     from stratum_proxy.store.backend import encode_batch
 
     return encode_batch(records, token)
-
-
-class _Flusher:
-    """Writes and fsyncs the spool every ``fsync_interval_s``; also watches the writer."""
-
-    def __init__(self, pipeline: SharePipeline) -> None:
-        self.pipeline = pipeline
-        self._stop = threading.Event()
-        self._last_warning = 0.0
-        self._last_stats = time.monotonic()
-        self._reported_shed = 0
-        self._stall_reported = False
-        self.thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
-
-    def _run(self) -> None:
-        interval = self.pipeline.settings.fsync_interval_s
-        while not self._stop.wait(interval):
-            self.flush_now()
-            self._watch()
-
-    def flush_now(self) -> None:
-        try:
-            self.pipeline._spool.write_pending(sync=True)
-        except OSError as exc:
-            self._warn("spool_write_failed", error=str(exc), spool_dir=str(self.pipeline.spool_dir))
-
-    def stop(self) -> None:
-        self._stop.set()
-        self.thread.join()
-        self.flush_now()
-
-    def _watch(self) -> None:
-        stats = self.pipeline.statistics()
-        shed = int(stats["rows_shed"] or 0)
-        if shed > self._reported_shed:
-            self._warn(
-                "rows_shed",
-                rows=shed - self._reported_shed,
-                total=shed,
-                reason="memory queue full and spool at its disk cap",
-            )
-            self._reported_shed = shed
-        running = stats["insert_running_s"]
-        stall = self.pipeline.settings.stall_warning_s
-        if running is not None and running > stall and not self._stall_reported:
-            self.pipeline._log.warning("store_insert_stalled", seconds=round(running, 1))
-            self._stall_reported = True
-        elif running is None:
-            self._stall_reported = False
-        now = time.monotonic()
-        if now - self._last_stats >= self.pipeline.settings.stats_log_interval_s:
-            self._last_stats = now
-            self.pipeline._log.info("share_pipeline", **stats)
-
-    def _warn(self, event: str, **fields: Any) -> None:
-        # At most one such line every 10 s: a full disk must not flood the log.
-        now = time.monotonic()
-        if now - self._last_warning >= 10.0:
-            self._last_warning = now
-            self.pipeline._log.warning(event, **fields)

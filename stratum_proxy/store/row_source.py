@@ -69,11 +69,17 @@ class RowSource:
         return self.queue if q_seq is not None else None
 
     def _fill(self, want: int) -> None:
-        rows = self.reader.read(self.next_seq, max(want, 1))
-        if not rows and self.spool.pending:
+        # Only the rows before the queue head: the rest are in memory already.
+        below = self.queue[0][0] if self.queue else None
+        rows = self.reader.read(self.next_seq, max(want, 1), below=below)
+        if (
+            not rows
+            and self.spool.pending
+            and (below is None or self.spool.written_seq < below - 1)
+        ):
             # The rows we need may still be waiting for the flusher: write them now.
             self.spool.write_pending(sync=False)
-            rows = self.reader.read(self.next_seq, max(want, 1))
+            rows = self.reader.read(self.next_seq, max(want, 1), below=below)
         self._ahead.extend(rows)
 
     def caught_up(self) -> bool:

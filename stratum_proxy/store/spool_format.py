@@ -103,6 +103,7 @@ class Parsed:
     """What one parse of a buffer found: records, where it stopped, what was skipped."""
 
     records: list[tuple[int, bytes]] = field(default_factory=list)
+    offsets: list[int] = field(default_factory=list)  # where each record starts
     end: int = 0
     corruptions: list[Corruption] = field(default_factory=list)
 
@@ -122,6 +123,7 @@ def parse_records(buf: bytes, start: int, *, limit: int | None = None) -> Parsed
             _magic, length, _crc, seq = _HEADER.unpack_from(buf, pos)
             body = pos + RECORD_HEADER_SIZE
             out.records.append((seq, buf[body : body + length]))
+            out.offsets.append(pos)
             pos = body + length
             continue
         resume = _resync(buf, pos + 1)

@@ -79,13 +79,22 @@ class SpoolReader:
         self._seg_rows = 0
         self._damage: list[tuple[int, int, str]] = []  # corruption awaiting its row count
         self.exhausted = False  # the last read reached the end of the spool
+        self._below = 1 << 64
+        self._blocked = False  # the last read stopped at a row >= below
         self.rows_corrupt = 0
 
-    def read(self, min_seq: int, max_rows: int) -> list[tuple[int, ShareRecord]]:
-        """Up to ``max_rows`` rows with seq >= ``min_seq``, in order."""
+    def read(
+        self, min_seq: int, max_rows: int, *, below: int | None = None
+    ) -> list[tuple[int, ShareRecord]]:
+        """Up to ``max_rows`` rows with ``min_seq <= seq < below``, in order.
+
+        ``below`` stops the read before a row the caller has in memory anyway.
+        """
         out: list[tuple[int, ShareRecord]] = []
         self.exhausted = False
-        while len(out) < max_rows:
+        self._below = below if below is not None else 1 << 64
+        self._blocked = False
+        while len(out) < max_rows and not self._blocked:
             segs = self._segments()
             if not self._position(segs, min_seq):
                 self.exhausted = True
@@ -163,6 +172,10 @@ class SpoolReader:
                 )
         damage = deque(parsed.corruptions)
         for index, (seq, payload) in enumerate(parsed.records):
+            if seq >= self._below:
+                self._blocked = True  # stay on this record for the next read
+                self._offset += parsed.offsets[index]
+                return
             while damage and damage[0].index <= index:
                 c = damage.popleft()
                 self._damage.append((self._offset + c.offset, c.length, c.reason))

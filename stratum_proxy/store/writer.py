@@ -27,11 +27,11 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, replace
-from queue import Empty, SimpleQueue
 from typing import Any, Protocol
 
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.deadletter import write_dead_letter
+from stratum_proxy.store.mailbox import QueryMailbox
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.row_source import Row, RowSource
 from stratum_proxy.store.spool import Spool
@@ -97,7 +97,7 @@ class StoreWriter:
         self._encode = encode
         self._log = log
         self._on_idle = on_idle  # called after each batch: lets the pipeline end spill mode
-        self._queries: SimpleQueue[tuple[str, Future[bytes]]] = SimpleQueue()
+        self.mailbox = QueryMailbox()
         self._wake = threading.Event()
         self._stop_at: float | None = None  # monotonic deadline of a clean stop
         self.abandoned = False  # close() gave up on us: touch no shared state any more
@@ -108,8 +108,7 @@ class StoreWriter:
     # -- control (other threads) -----------------------------------------------------
 
     def submit_query(self, sql: str) -> Future[bytes]:
-        future: Future[bytes] = Future()
-        self._queries.put((sql, future))
+        future = self.mailbox.submit(sql)
         self._wake.set()
         return future
 
@@ -155,7 +154,7 @@ class StoreWriter:
         except Exception as exc:  # a bug must not kill the writer silently
             self._log.exception("share_writer_crashed", error=str(exc))
         finally:
-            self._fail_queries("the share writer has stopped")
+            self.mailbox.fail_all("the share writer has stopped")
             if self._store is not None:
                 self._close_store()  # even when abandoned: this thread owns the client
 
@@ -353,35 +352,7 @@ class StoreWriter:
                 self._wake.clear()
 
     def _serve_queries(self) -> None:
-        while True:
-            try:
-                sql, future = self._queries.get_nowait()
-            except Empty:
-                return
-            if not future.set_running_or_notify_cancel():
-                continue  # the caller timed out already
-            if self._store is None:
-                future.set_exception(
-                    StoreError(
-                        f"the store is not open yet ({self.counters.last_error})", retryable=True
-                    )
-                )
-                continue
-            try:
-                future.set_result(self._store.query(sql))
-            except StoreError as exc:
-                future.set_exception(exc)
-            except Exception as exc:
-                future.set_exception(StoreError(f"query failed: {exc}", retryable=False))
-
-    def _fail_queries(self, reason: str) -> None:
-        while True:
-            try:
-                _sql, future = self._queries.get_nowait()
-            except Empty:
-                return
-            if future.set_running_or_notify_cancel():
-                future.set_exception(StoreError(reason, retryable=True))
+        self.mailbox.serve(self._store, self.counters.last_error)
 
     def _close_store(self) -> None:
         assert self._store is not None

@@ -19,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 
+from stratum_proxy.logging import configure_logging
 from stratum_proxy.store.backend import open_store
 from stratum_proxy.store.faults import FaultyStore, synthetic_record
 from stratum_proxy.store.pipeline import SharePipeline
@@ -26,6 +27,7 @@ from stratum_proxy.store.settings import StoreSettings
 
 
 def main() -> int:
+    configure_logging("warning", "json", stream=sys.stderr)  # stdout carries progress only
     spool_dir, url, rows, mode = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     settings = StoreSettings(
         url=url,

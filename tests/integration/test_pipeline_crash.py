@@ -40,7 +40,7 @@ def read_until(child: subprocess.Popen[str], rows: int) -> tuple[int, int]:
     assert child.stdout is not None
     put = durable = -1
     for line in child.stdout:
-        kind, *values = line.split()
+        kind, *values = line.split() or [""]
         if kind == "progress":
             put, durable = int(values[0]), int(values[1])
             if put >= rows:
@@ -129,7 +129,7 @@ def test_dead_clickhouse_server_spools_everything_then_drains(tmp_path: Path) ->
     child = start_child(spool, dead, 3000)
     read_until(child, 3000)
     child.send_signal(signal.SIGTERM)
-    out, _ = child.communicate(timeout=20)
+    child.communicate(timeout=20)
     assert child.returncode == 0
     assert spool_status(spool)["rows"] == 3000
     url = f"chdb://{tmp_path}/db"

@@ -78,7 +78,7 @@ def test_segments_rotate_and_trim_only_acknowledged(tmp_path: Path) -> None:
     assert len(segments) > 3
     cut = segments[2].first_seq  # rows before it are in the first two segments
     spool.trim(cut - 2)  # the second segment still holds an unacknowledged row
-    assert [s.first_seq for s in spool.segments()][0] == segments[1].first_seq
+    assert spool.segments()[0].first_seq == segments[1].first_seq
     spool.trim(cut - 1)
     assert spool.segments()[0].first_seq == cut
     seqs, damage = read_all(tmp_path)

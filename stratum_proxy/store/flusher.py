@@ -1,0 +1,77 @@
+"""The spool flusher thread: grouped write + fsync of the journal, and a watchdog.
+
+Every ``fsync_interval_s`` it writes the rows the event loop appended to the
+spool's pending buffer and fsyncs them (one fsync for the whole group: this
+interval is the crash-loss bound).  It also logs, rate-limited, what must not
+go unnoticed: shed rows, spool write errors, an insert that does not return,
+and the pipeline counters every ``stats_log_interval_s``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from stratum_proxy.store.pipeline import SharePipeline
+
+
+class SpoolFlusher:
+    """Writes and fsyncs the spool every ``fsync_interval_s``; also watches the writer."""
+
+    def __init__(self, pipeline: SharePipeline) -> None:
+        self.pipeline = pipeline
+        self._stop = threading.Event()
+        self._last_warning = 0.0
+        self._last_stats = time.monotonic()
+        self._reported_shed = 0
+        self._stall_reported = False
+        self.thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
+
+    def _run(self) -> None:
+        interval = self.pipeline.settings.fsync_interval_s
+        while not self._stop.wait(interval):
+            self.flush_now()
+            self._watch()
+
+    def flush_now(self) -> None:
+        try:
+            self.pipeline.spool.write_pending(sync=True)
+        except OSError as exc:
+            self._warn("spool_write_failed", error=str(exc), spool_dir=str(self.pipeline.spool_dir))
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.thread.join()
+        self.flush_now()
+
+    def _watch(self) -> None:
+        stats = self.pipeline.statistics()
+        shed = int(stats["rows_shed"] or 0)
+        if shed > self._reported_shed:
+            self._warn(
+                "rows_shed",
+                rows=shed - self._reported_shed,
+                total=shed,
+                reason="memory queue full and spool at its disk cap",
+            )
+            self._reported_shed = shed
+        running = stats["insert_running_s"]
+        stall = self.pipeline.settings.stall_warning_s
+        if running is not None and running > stall and not self._stall_reported:
+            self.pipeline.log.warning("store_insert_stalled", seconds=round(running, 1))
+            self._stall_reported = True
+        elif running is None:
+            self._stall_reported = False
+        now = time.monotonic()
+        if now - self._last_stats >= self.pipeline.settings.stats_log_interval_s:
+            self._last_stats = now
+            self.pipeline.log.info("share_pipeline", **stats)
+
+    def _warn(self, event: str, **fields: Any) -> None:
+        # At most one such line every 10 s: a full disk must not flood the log.
+        now = time.monotonic()
+        if now - self._last_warning >= 10.0:
+            self._last_warning = now
+            self.pipeline.log.warning(event, **fields)

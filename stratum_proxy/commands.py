@@ -115,16 +115,9 @@ def _reporting_store(settings: Any) -> Any:
 
 
 def _schema(settings: Any) -> Any:
-    from stratum_proxy.store.schema import SchemaConfig
-    from stratum_proxy.store.url import ClickHouseUrl, parse_store_url
+    from stratum_proxy.store.backend import schema_for
 
-    parsed = parse_store_url(settings.store.url)
-    return SchemaConfig(
-        database=parsed.database if isinstance(parsed, ClickHouseUrl) else "mining",
-        retention_days=settings.store.retention_days,
-        aggregate_retention_days=settings.store.aggregate_retention_days,
-        cluster=settings.store.cluster,
-    )
+    return schema_for(settings.store.url, settings.store)
 
 
 def run_stats(settings: Any, hours: float, *, as_json: bool) -> str:

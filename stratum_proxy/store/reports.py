@@ -1,6 +1,7 @@
 """The read-side commands: ``stratum-proxy stats`` and ``stratum-proxy cleanup``.
 
-Both take any ``Store`` and speak plain SQL, so they work the same on the
+Both take anything with ``query(sql) -> bytes`` (a ``Store``, or a running
+daemon's API) and speak plain SQL, so they work the same on the
 embedded engine and on a server.
 
 Hashrate (DESIGN.md): sum(pool_difficulty of accepted shares) * 2^32 / seconds,
@@ -15,12 +16,19 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 
 from stratum_proxy.errors import ConfigError
-from stratum_proxy.store.backend import Store
 from stratum_proxy.store.schema import SchemaConfig
+
+
+class Queryable(Protocol):
+    """What the reports need of a store: ClickHouse's output for a query."""
+
+    def query(self, sql: str) -> bytes: ...
+
 
 HASHES_PER_DIFFICULTY = 2**32
 
@@ -47,7 +55,7 @@ def _ms(ts: float) -> int:
 
 
 def worker_stats(
-    store: Store, hours: float, now: float, *, schema: SchemaConfig | None = None
+    store: Queryable, hours: float, now: float, *, schema: SchemaConfig | None = None
 ) -> list[WorkerStats]:
     """Per-worker numbers over the last ``hours`` before ``now`` (Unix seconds)."""
     cfg = schema or SchemaConfig()
@@ -108,7 +116,7 @@ def _float(value: object) -> float:
 
 
 def stats_report(
-    store: Store,
+    store: Queryable,
     hours: float,
     now: float,
     *,
@@ -177,7 +185,9 @@ def si(value: float, unit: str = "") -> str:
     return f"{number}{' ' if unit else ''}{_PREFIXES[exponent]}{unit}"
 
 
-def cleanup(store: Store, days: float, now: float, *, schema: SchemaConfig | None = None) -> int:
+def cleanup(
+    store: Queryable, days: float, now: float, *, schema: SchemaConfig | None = None
+) -> int:
     """Delete ``shares`` rows older than ``days`` before ``now``; returns how many.
 
     Whole days older than the cutoff go with ``DROP PARTITION`` (instant, frees

@@ -31,6 +31,7 @@ class Sv2PoolConfig:
     difficulty: float = 1e-6  # tiny, so a Python miner finds shares in milliseconds
     extranonce_prefix_size: int = 4
     extranonce_size: int = 8  # granted (or the client's minimum if larger)
+    grant_extranonce_size: int = 0  # > 0: grant exactly this, whatever was asked (a broken pool)
     nbits: int = REGTEST_NBITS
     branch_length: int = 3
     seed: int = 1

@@ -198,7 +198,7 @@ class Sv2PoolConnection:
 
     def _on_open(self, msg: OpenExtendedMiningChannel) -> None:
         cfg = self.config
-        size = max(cfg.extranonce_size, msg.min_extranonce_size)
+        size = cfg.grant_extranonce_size or max(cfg.extranonce_size, msg.min_extranonce_size)
         if cfg.refuse_open or cfg.extranonce_prefix_size + size > 32:
             code = cfg.refuse_open or "min-extranonce-size-too-large"
             self.send(OpenMiningChannelError(request_id=msg.request_id, error_code=code))

@@ -1,0 +1,128 @@
+"""The client's handling of channel-addressed pool messages (split out of client.py).
+
+Jobs, prev_hash, targets and extranonce prefixes may be addressed to a group
+channel and then apply to every member (spec §5.3, notes §4.3); verdicts,
+closes and endpoint changes resolve the channel's pending submits.
+"""
+
+from __future__ import annotations
+
+from stratum_proxy.sv2 import client_events as ev
+from stratum_proxy.sv2.channel import ClientChannel
+from stratum_proxy.sv2.jobs import target_to_int
+from stratum_proxy.sv2.messages import (
+    ChannelEndpointChanged,
+    CloseChannel,
+    NewExtendedMiningJob,
+    SetExtranoncePrefix,
+    SetGroupChannel,
+    SetNewPrevHash,
+    SetTarget,
+    SubmitSharesError,
+    SubmitSharesSuccess,
+)
+
+Events = list[ev.ClientEvent]
+MAX_EXTRANONCE = 32  # prefix + rollable part: a B0_32 (SRI MAX_EXTRANONCE_LEN)
+
+
+class ChannelMessageHandlers:
+    """Mixed into Sv2Client, which owns ``channels`` and ``groups``."""
+
+    channels: dict[int, ClientChannel]
+    groups: dict[int, set[int]]
+
+    def _members(self, channel_id: int, what: str, events: Events) -> list[ClientChannel]:
+        """The channels a message addresses: the channel itself or a group's members."""
+        channel = self.channels.get(channel_id)
+        if channel is not None:
+            return [channel]
+        members = self.groups.get(channel_id)
+        if members is None:
+            events.append(ev.ProtocolNotice(text=f"{what} for unknown channel {channel_id}"))
+            return []
+        return [self.channels[c] for c in sorted(members) if c in self.channels]
+
+    def _on_job(self, msg: NewExtendedMiningJob, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "NewExtendedMiningJob", events):
+            outcome = channel.on_job(msg)
+            if isinstance(outcome, str):
+                events.append(ev.ProtocolNotice(text=outcome))
+            elif outcome is not None:
+                events.append(outcome)
+
+    def _on_prev_hash(self, msg: SetNewPrevHash, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "SetNewPrevHash", events):
+            outcome = channel.on_prev_hash(msg)
+            events.append(ev.ProtocolNotice(text=outcome) if isinstance(outcome, str) else outcome)
+
+    def _on_target(self, msg: SetTarget, now: float, events: Events) -> None:
+        target = target_to_int(msg.maximum_target)
+        for channel in self._members(msg.channel_id, "SetTarget", events):
+            channel.target = target
+            events.append(ev.TargetChanged(channel_id=channel.channel_id, target=target))
+
+    def _on_prefix(self, msg: SetExtranoncePrefix, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "SetExtranoncePrefix", events):
+            if len(msg.extranonce_prefix) + channel.extranonce_size > MAX_EXTRANONCE:
+                events.append(ev.ProtocolNotice(text="SetExtranoncePrefix over 32 bytes ignored"))
+                continue
+            channel.extranonce_prefix = msg.extranonce_prefix
+            events.append(
+                ev.ExtranoncePrefixChanged(
+                    channel_id=channel.channel_id, extranonce_prefix=msg.extranonce_prefix
+                )
+            )
+
+    def _on_success(self, msg: SubmitSharesSuccess, now: float, events: Events) -> None:
+        channel = self.channels.get(msg.channel_id)
+        if channel is None:
+            events.append(
+                ev.ProtocolNotice(text=f"share verdict for unknown channel {msg.channel_id}")
+            )
+            return
+        verdicts, notice = channel.on_success(
+            msg.last_sequence_number, msg.new_submits_accepted_count, now
+        )
+        events.extend(verdicts)
+        if notice:
+            events.append(ev.ProtocolNotice(text=notice))
+
+    def _on_error(self, msg: SubmitSharesError, now: float, events: Events) -> None:
+        channel = self.channels.get(msg.channel_id)
+        verdict = (
+            None if channel is None else channel.on_error(msg.sequence_number, msg.error_code, now)
+        )
+        if verdict is None:
+            events.append(
+                ev.ProtocolNotice(
+                    text=f"SubmitShares.Error {msg.error_code!r} for channel {msg.channel_id} "
+                    f"sequence {msg.sequence_number}, which is not waiting (late or unknown)"
+                )
+            )
+            return
+        events.append(verdict)
+
+    def _on_close(self, msg: CloseChannel, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "CloseChannel", events):
+            del self.channels[channel.channel_id]
+            self._leave_group(channel)
+            events.extend(channel.drop_pending(now, f"pool closed the channel: {msg.reason_code}"))
+            events.append(
+                ev.ChannelClosed(channel_id=channel.channel_id, reason_code=msg.reason_code)
+            )
+
+    def _on_endpoint_changed(self, msg: ChannelEndpointChanged, now: float, events: Events) -> None:
+        for channel in self._members(msg.channel_id, "ChannelEndpointChanged", events):
+            events.extend(channel.drop_pending(now, "pool changed the channel's endpoint"))
+            events.append(ev.EndpointChanged(channel_id=channel.channel_id))
+
+    def _on_group(self, msg: SetGroupChannel, now: float, events: Events) -> None:
+        self.groups[msg.group_channel_id] = set(msg.channel_ids)
+        for channel_id in msg.channel_ids:
+            if channel_id in self.channels:
+                self.channels[channel_id].group_channel_id = msg.group_channel_id
+
+    def _leave_group(self, channel: ClientChannel) -> None:
+        if channel.group_channel_id is not None:
+            self.groups.get(channel.group_channel_id, set()).discard(channel.channel_id)

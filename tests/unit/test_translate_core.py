@@ -253,3 +253,17 @@ def test_pool_loss_answers_miners_then_closes_them() -> None:
         ("no_response", "pool closed the connection")
     ]
     assert [e.miner_id for e in rig.events if isinstance(e, tev.CloseMiner)] == [1]
+
+
+def test_aggregated_channel_tells_the_pool_its_hash_rate_at_most_once_a_second() -> None:
+    rig = Rig(extranonce_mode="aggregated", nominal_hashrate_hs=1e12)
+    for miner_id in (1, 2, 3):
+        rig.miner(miner_id)
+    assert rig.tr.get_timer() == NOW + 1.0
+    rig.tr.handle_timer(NOW + 0.5)
+    rig.pump()
+    assert rig.conn.updates == 0
+    rig.tr.handle_timer(NOW + 1.0)
+    rig.pump()
+    assert rig.conn.updates == 1
+    assert rig.tr.get_timer() is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass, field
 from hashlib import sha256
+from typing import NamedTuple
 
 from stratum_proxy.shares.math import (
     DIFF1_TARGET,
@@ -23,11 +24,11 @@ from stratum_proxy.shares.math import (
 _ROOT_CACHE_SIZE = 64
 _MAX_HASH = (1 << 256) - 1
 _pack_tail = struct.Struct("<III").pack
+_pack_u32 = struct.Struct("<I").pack
 
 
-@dataclass(slots=True, frozen=True)
-class ShareResult:
-    """What one share's header hashes to."""
+class ShareResult(NamedTuple):
+    """What one share's header hashes to (a tuple: built once per share, so kept cheap)."""
 
     hash_int: int  # sha256d(header) read as a little-endian integer
     hash_hex: str  # block-explorer order (reversed digest) hex
@@ -63,11 +64,13 @@ class Job:
     pool_difficulty: float
     network_target: int = field(init=False)
     network_difficulty: float = field(init=False)
+    extranonce1_hex: str = field(init=False)
     _roots: dict[bytes, bytes] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.network_target = nbits_to_target(self.nbits)
         self.network_difficulty = difficulty_from_target(self.network_target)
+        self.extranonce1_hex = self.extranonce1.hex()
         self._roots = {}
 
     def merkle_root(self, extranonce2: bytes) -> bytes:
@@ -86,7 +89,7 @@ class Job:
     def header(self, extranonce2: bytes, ntime: int, nonce: int, version: int) -> bytes:
         """The 80-byte block header for a share on this job."""
         return (
-            struct.pack("<I", version)
+            _pack_u32(version)
             + self.prevhash
             + self.merkle_root(extranonce2)
             + _pack_tail(ntime, self.nbits, nonce)
@@ -110,8 +113,8 @@ def compute_share(
     digest = sha256(sha256(job.header(extranonce2, ntime, nonce, version)).digest()).digest()
     hash_int = int.from_bytes(digest, "little")
     return ShareResult(
-        hash_int=hash_int,
-        hash_hex=digest[::-1].hex(),
-        difficulty=DIFF1_TARGET / (hash_int or _MAX_HASH),
-        is_block=hash_int <= job.network_target,
+        hash_int,
+        digest[::-1].hex(),
+        DIFF1_TARGET / (hash_int or _MAX_HASH),
+        hash_int <= job.network_target,
     )

@@ -7,8 +7,8 @@ divided by the hash read as a little-endian 256-bit integer.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from hashlib import sha256
-from typing import Iterable
 
 # Pool difficulty 1 target, "pdiff": 0x00000000FFFF0000...0000.
 DIFF1_TARGET = 0xFFFF << 208

@@ -57,6 +57,18 @@ class LineBuffer:
         ``RemoteProtocolError``) when a line, or the unterminated tail, is longer
         than ``max_line_bytes``; the buffer is unusable afterwards.
         """
+        if data and not self._tail and data.find(_NEWLINE) == len(data) - 1:
+            # The common case (one whole line per read): no split, no copy.
+            line = data[:-2] if data[-2:-1] == b"\r" else data[:-1]
+            if len(line) > self._max_line_bytes:
+                raise LineTooLongError(
+                    f"line of {len(line)} bytes exceeds the {self._max_line_bytes}-byte "
+                    "limit; framing is lost, closing the connection",
+                    lines_before=[],
+                )
+            if line and (line[0] == 0x7B or line.strip(_BLANK)):
+                return [line]
+            return []
         if _NEWLINE not in data:
             # A split notify: just accumulate, no list work.
             self._tail += data

@@ -55,6 +55,11 @@ def parse_line(line: bytes) -> Message:
         obj = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
         raise InvalidMessage(f"invalid JSON: {exc}") from None
+    return parse_object(obj)
+
+
+def parse_object(obj: Any) -> Message:
+    """An already decoded JSON value → a message; raises ``InvalidMessage``."""
     if type(obj) is not dict:
         raise InvalidMessage(f"expected a JSON object, got {type(obj).__name__}")
     msg_id = obj.get("id")

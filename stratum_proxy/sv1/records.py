@@ -56,51 +56,81 @@ def share_record(
     ``mask`` is the BIP310 mask in force (0 when none was negotiated, so that
     version bits change nothing).
     """
-    record = ShareRecord(
-        ts=now,
-        proxy_id=context.proxy_id,
-        upstream=upstream,
-        protocol=context.protocol,
-        channel_id=context.channel_id,
-        worker=submit.worker,
-        miner_addr=context.miner_addr,
-        job_id=submit.job_id,
-        extranonce2=submit.extranonce2,
-        ntime=submit.ntime,
-        nonce=submit.nonce,
-        version=0,
-        share_hash="",
-        share_difficulty=0.0,
-        pool_difficulty=difficulty_now,
-        network_difficulty=0.0,
-        status=STATUS_NO_RESPONSE,
-        reject_reason="",
-        is_block=False,
-        response_ms=0.0,
-        version_bits=submit.version_bits or "",
+    return build_share_record(
+        submit.worker,
+        submit.job_id,
+        submit.extranonce2,
+        submit.ntime,
+        submit.nonce,
+        submit.version_bits,
+        job,
+        context,
+        upstream,
+        mask,
+        difficulty_now,
+        now,
     )
-    if job is not None:
-        record.pool_difficulty = job.pool_difficulty
-        record.network_difficulty = job.network_difficulty
-        record.extranonce1 = job.extranonce1.hex()
-        _fill_share(record, submit, job, mask)
-    return record
 
 
-def _fill_share(record: ShareRecord, submit: Submit, job: Job, mask: int) -> None:
-    try:
-        bits = None if submit.version_bits is None else hex_u32(submit.version_bits)
-        version = rolled_version(job.version, mask, bits)
-        record.version = version
-        extranonce2 = bytes.fromhex(submit.extranonce2)
-        result = compute_share(
-            job, extranonce2, hex_u32(submit.ntime), hex_u32(submit.nonce), version
-        )
-    except ValueError:
-        return  # the pool will reject it; the row keeps hash '' and difficulty 0
-    record.share_hash = result.hash_hex
-    record.share_difficulty = result.difficulty
-    record.is_block = result.is_block
+def build_share_record(
+    worker: str,
+    job_id: str,
+    extranonce2: str,
+    ntime: str,
+    nonce: str,
+    version_bits: str | None,
+    job: Job | None,
+    context: ShareContext,
+    upstream: str,
+    mask: int,
+    difficulty_now: float,
+    now: float,
+) -> ShareRecord:
+    """``share_record`` from the submit's fields (the per-share hot path: one constructor call)."""
+    version = 0
+    share_hash = ""
+    share_difficulty = 0.0
+    is_block = False
+    if job is None:
+        pool_difficulty, network_difficulty, extranonce1 = difficulty_now, 0.0, ""
+    else:
+        pool_difficulty = job.pool_difficulty
+        network_difficulty = job.network_difficulty
+        extranonce1 = job.extranonce1_hex
+        try:
+            bits = None if version_bits is None else hex_u32(version_bits)
+            version = rolled_version(job.version, mask, bits)
+            result = compute_share(
+                job, bytes.fromhex(extranonce2), hex_u32(ntime), hex_u32(nonce), version
+            )
+        except ValueError:
+            pass  # the pool will reject it; the row keeps hash '' and difficulty 0
+        else:
+            share_hash, share_difficulty, is_block = result[1], result[2], result[3]
+    return ShareRecord(
+        now,
+        context.proxy_id,
+        upstream,
+        context.protocol,
+        context.channel_id,
+        worker,
+        context.miner_addr,
+        job_id,
+        extranonce2,
+        ntime,
+        nonce,
+        version,
+        share_hash,
+        share_difficulty,
+        pool_difficulty,
+        network_difficulty,
+        STATUS_NO_RESPONSE,
+        "",
+        is_block,
+        0.0,
+        version_bits or "",
+        extranonce1,
+    )
 
 
 def salvage_submit(msg_id: RpcId, params: Any) -> Submit:

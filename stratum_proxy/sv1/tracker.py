@@ -38,7 +38,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_REJECTED
+import orjson
+
+from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_REJECTED, ShareRecord
 from stratum_proxy.sv1 import messages as m
 from stratum_proxy.sv1.codec import LineBuffer, LineTooLongError
 from stratum_proxy.sv1.events import (
@@ -54,13 +56,20 @@ from stratum_proxy.sv1.outstanding import (
     PendingRequest,
 )
 from stratum_proxy.sv1.params import maybe_mask
-from stratum_proxy.sv1.parser import parse_line
-from stratum_proxy.sv1.records import ShareContext, salvage_submit, share_record
+from stratum_proxy.sv1.parser import parse_object
+from stratum_proxy.sv1.records import (
+    ShareContext,
+    build_share_record,
+    salvage_submit,
+    share_record,
+)
 from stratum_proxy.sv1.state import ConnectionState
 from stratum_proxy.sv1.verdict import verdict
 
 _Handler = Callable[[Any, float, list[Event]], None]
 _EXCERPT_BYTES = 80
+# JSON-RPC ids the fast paths take as they are (bool is excluded: type(True) is bool).
+_FAST_IDS = (int, str)
 # Answers that change the connection state (see ConnectionState.apply_result).
 _STATE_RESULTS = frozenset(("mining.subscribe", "mining.configure"))
 _STAT_KEYS = (
@@ -173,12 +182,24 @@ class Sv1Tracker:
     def _handle_lines(
         self, side: Side, lines: list[bytes], now: float, events: list[Event]
     ) -> None:
-        handlers = self._miner_handlers if side == "miner" else self._pool_handlers
+        if side == "miner":
+            handlers, fast = self._miner_handlers, self._fast_submit
+        else:
+            handlers, fast = self._pool_handlers, self._fast_response
         stats = self._stats
         stats["lines_from_" + side] += len(lines)
         for line in lines:
             try:
-                msg = parse_line(line)
+                obj = orjson.loads(line)
+            except orjson.JSONDecodeError as exc:
+                self._skip(side, repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {exc}", events)
+                continue
+            # Submits and their answers are nearly all the traffic: well-formed ones
+            # skip the message objects; anything unusual takes the general path.
+            if type(obj) is dict and fast(obj, now, events):
+                continue
+            try:
+                msg = parse_object(obj)
             except m.InvalidMessage as exc:
                 self._skip(side, repr(line[:_EXCERPT_BYTES]), str(exc), events)
                 if side == "miner":
@@ -225,14 +246,51 @@ class Sv1Tracker:
             difficulty_now=state.difficulty,
             now=now,
         )
+        self._track_share(msg.id, job, record, now, events)
+
+    def _fast_submit(self, obj: dict[str, Any], now: float, events: list[Event]) -> bool:
+        """A well-formed mining.submit straight from its JSON; False: use the general path."""
+        if obj.get("method") != "mining.submit":
+            return False
+        p = obj.get("params")
+        msg_id = obj.get("id")
+        if type(p) is not list or len(p) < 5:
+            return False
+        if msg_id is not None and type(msg_id) not in _FAST_IDS:
+            return False
+        worker, job_id, extranonce2, ntime, nonce = p[0], p[1], p[2], p[3], p[4]
+        bits = p[5] if len(p) > 5 else None
+        if not (
+            type(worker) is str
+            and type(job_id) is str
+            and type(extranonce2) is str
+            and type(ntime) is str
+            and type(nonce) is str
+            and (bits is None or type(bits) is str)
+        ):
+            return False
+        state = self._state
+        job = state.jobs.get(job_id)
+        record = build_share_record(
+            worker, job_id, extranonce2, ntime, nonce, bits, job,
+            self._context, self._upstream, state.mask, state.difficulty, now,
+        )  # fmt: skip
+        self._track_share(msg_id, job, record, now, events)
+        return True
+
+    def _track_share(
+        self, key: m.RpcId, job: Any, record: ShareRecord, now: float, events: list[Event]
+    ) -> None:
         stats = self._stats
         stats["submits"] += 1
         if job is None:
             stats["unknown_job_shares"] += 1
         if not record.share_hash:
             stats["uncomputable_shares"] += 1
-        entry = self._pending(msg.id, "mining.submit", now)
-        entry.record = record
+        deadline = now + self._timeout
+        entry = PendingRequest(
+            key=key, method="mining.submit", sent_at=now, deadline=deadline, record=record
+        )
         self._track(entry, events)
 
     def _track_invalid(self, exc: m.InvalidMessage, now: float, events: list[Event]) -> None:
@@ -252,34 +310,66 @@ class Sv1Tracker:
 
     # -- pool → miner ----------------------------------------------------------------
 
+    def _fast_response(self, obj: dict[str, Any], now: float, events: list[Event]) -> bool:
+        """A pool answer straight from its JSON; False: use the general path."""
+        if obj.get("method") is not None or ("result" not in obj and "error" not in obj):
+            return False
+        msg_id = obj.get("id")
+        reason = obj.get("reject-reason")
+        if (msg_id is not None and type(msg_id) not in _FAST_IDS) or (
+            reason is not None and type(reason) is not str
+        ):
+            return False
+        self._answer(msg_id, obj.get("result"), obj.get("error"), reason, now, events)
+        return True
+
     def _on_response(self, msg: m.Response, now: float, events: list[Event]) -> None:
-        entry = self._outstanding.pop_answered(msg.id)
+        self._answer(msg.id, msg.result, msg.error, msg.reject_reason, now, events)
+
+    def _answer(
+        self,
+        key: m.RpcId,
+        result: Any,
+        error: Any,
+        reject_reason: str | None,
+        now: float,
+        events: list[Event],
+    ) -> None:
+        entry = self._outstanding.pop_answered(key)
         if entry is None:
             self._stats["unmatched_responses"] += 1
             return
         if entry.record is not None:
-            self._resolve_share(entry, msg, now, events)
+            self._resolve_share(entry, result, error, reject_reason, now, events)
         elif entry.method == "mining.authorize":
-            accepted, reason = verdict(msg.result, msg.error, msg.reject_reason)
+            accepted, reason = verdict(result, error, reject_reason)
             events.append(WorkerAuthorized(worker=entry.worker, accepted=accepted, reason=reason))
-        elif not msg.error and entry.method in _STATE_RESULTS:
+        elif not error and entry.method in _STATE_RESULTS:
             try:
-                event = self._state.apply_result(entry.method, msg.result, entry.requested_mask)
+                event = self._state.apply_result(entry.method, result, entry.requested_mask)
             except m.InvalidMessage as exc:
-                self._skip("pool", repr(msg.result)[:_EXCERPT_BYTES], str(exc), events)
+                self._skip("pool", repr(result)[:_EXCERPT_BYTES], str(exc), events)
                 return
             if event is not None:
                 events.append(event)
 
     def _resolve_share(
-        self, entry: PendingRequest, msg: m.Response, now: float, events: list[Event]
+        self,
+        entry: PendingRequest,
+        result: Any,
+        error: Any,
+        reject_reason: str | None,
+        now: float,
+        events: list[Event],
     ) -> None:
         record = entry.record
         assert record is not None
-        accepted, reason = verdict(msg.result, msg.error, msg.reject_reason)
-        record.status = STATUS_ACCEPTED if accepted else STATUS_REJECTED
-        record.reject_reason = reason
-        record.response_ms = max(0.0, (now - entry.sent_at) * 1000.0)
+        accepted, reason = verdict(result, error, reject_reason)
+        record = record._replace(
+            status=STATUS_ACCEPTED if accepted else STATUS_REJECTED,
+            reject_reason=reason,
+            response_ms=max(0.0, (now - entry.sent_at) * 1000.0),
+        )
         self._stats["accepted" if accepted else "rejected"] += 1
         if record.is_block:
             self._stats["blocks"] += 1
@@ -290,7 +380,7 @@ class Sv1Tracker:
         if record is None:
             self._stats["unanswered_requests"] += 1
             return
-        record.reject_reason = reason  # status stays no_response, response_ms 0
+        record = record._replace(reject_reason=reason)  # status stays no_response
         self._stats["no_response"] += 1
         if record.is_block:
             self._stats["blocks"] += 1

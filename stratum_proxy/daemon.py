@@ -25,9 +25,16 @@ def install_event_loop_policy() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
+# The store writer and spool flusher threads run Python code (batch encoding);
+# with the default 5 ms GIL switch interval the event loop could wait that long
+# for the GIL on every hand-over, which shows up directly in miners' p99.
+_GIL_SWITCH_INTERVAL_S = 0.0005
+
+
 def run_daemon(settings: Settings) -> int:
     configure_logging(settings.log.level, settings.log.format)
     install_event_loop_policy()
+    sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
     return asyncio.run(serve(settings))
 
 

@@ -142,10 +142,8 @@ class ProxyServer:
     # -- shares -----------------------------------------------------------
 
     def record_share(self, record: ShareRecord, log: Any) -> None:
-        record.upstream = record.upstream or "?"
         self.sink.put(record)
         self.workers.add(record)
-        self.counters["shares_" + record.status] += 1
         if record.status == STATUS_REJECTED:
             log.warning(
                 "share_rejected",

@@ -13,6 +13,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from stratum_proxy.store.priority import lower_thread_priority
+
 if TYPE_CHECKING:
     from stratum_proxy.store.pipeline import SharePipeline
 
@@ -30,6 +32,7 @@ class SpoolFlusher:
         self.thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
 
     def _run(self) -> None:
+        lower_thread_priority()
         interval = self.pipeline.settings.fsync_interval_s
         while not self._stop.wait(interval):
             self.flush_now()

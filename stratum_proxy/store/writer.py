@@ -32,6 +32,7 @@ from typing import Any, Protocol
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.deadletter import write_dead_letter
 from stratum_proxy.store.mailbox import QueryMailbox
+from stratum_proxy.store.priority import lower_thread_priority
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.row_source import Row, RowSource
 from stratum_proxy.store.spool import Spool
@@ -141,6 +142,7 @@ class StoreWriter:
     # -- the thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        lower_thread_priority()  # before opening the store: the engine's threads inherit it
         try:
             self._store = self._open_store()
             if self._store is None:

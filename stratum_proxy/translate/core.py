@@ -214,7 +214,7 @@ class Translator(PoolEventHandlers):
             if job is None:
                 outcome = JOB_NOT_FOUND
             else:
-                outcome = check_submit(
+                record, outcome = check_submit(
                     record,
                     submit,
                     job,
@@ -224,7 +224,7 @@ class Translator(PoolEventHandlers):
                     channel_target=channel.target,
                 )
         if isinstance(outcome, LocalReject):
-            record.status, record.reject_reason = "rejected", outcome.reason
+            record = record._replace(status="rejected", reject_reason=outcome.reason)
             miner.session.answer_submit(submit.id, outcome.code, outcome.message)
             self._events.append(tev.ShareRecorded(miner_id=miner.miner_id, record=record))
             return
@@ -245,11 +245,14 @@ class Translator(PoolEventHandlers):
     def _on_verdict(self, verdict: cev.ShareVerdict) -> None:
         token = verdict.token
         assert isinstance(token, _Pending)
-        record = token.record
-        record.status = verdict.status
-        record.reject_reason = "" if verdict.status == STATUS_ACCEPTED else verdict.error_code
+        record = token.record._replace(
+            status=verdict.status,
+            reject_reason="" if verdict.status == STATUS_ACCEPTED else verdict.error_code,
+        )
         if verdict.status != "no_response":
-            record.response_ms = max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
+            record = record._replace(
+                response_ms=max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
+            )
         left = self.pending_for(token.miner_id) - 1
         if left > 0:
             self._pending_by_miner[token.miner_id] = left

@@ -101,15 +101,16 @@ def check_submit(
     extranonce2_size: int,
     version_mask: int,
     channel_target: int,
-) -> Forward | LocalReject:
+) -> tuple[ShareRecord, Forward | LocalReject]:
     """Rebuild the share on ``job``, fill the row, decide whether the pool sees it.
 
     A share whose hash misses the channel target would be refused by the pool
     (difficulty-too-low) and counted against the farm there, so it is
     rejected here with the same SV1 code a pool uses (23).
     """
-    record.pool_difficulty = job.difficulty
-    record.network_difficulty = job.job.network_difficulty
+    record = record._replace(
+        pool_difficulty=job.difficulty, network_difficulty=job.job.network_difficulty
+    )
     try:
         extranonce2 = bytes.fromhex(submit.extranonce2)
         if len(extranonce2) != extranonce2_size or len(submit.extranonce2) != 2 * extranonce2_size:
@@ -119,20 +120,22 @@ def check_submit(
         ntime, nonce = hex_u32(submit.ntime), hex_u32(submit.nonce)
         bits = None if submit.version_bits is None else hex_u32(submit.version_bits)
     except ValueError as exc:
-        return LocalReject(
+        return record, LocalReject(
             code=SV1_OTHER, message=f"malformed share: {exc}", reason=REASON_MALFORMED
         )
     version = rolled_version(job.job.version, version_mask, bits)
     extranonce = local + extranonce2
     result = compute_share(job.job, extranonce, ntime, nonce, version)
-    record.version = version
-    record.share_hash = result.hash_hex
-    record.share_difficulty = result.difficulty
-    record.is_block = result.is_block
+    record = record._replace(
+        version=version,
+        share_hash=result.hash_hex,
+        share_difficulty=result.difficulty,
+        is_block=result.is_block,
+    )
     if not result.meets(channel_target):
-        return LocalReject(
+        return record, LocalReject(
             code=SV1_LOW_DIFFICULTY, message="low difficulty share", reason=REASON_BELOW_TARGET
         )
-    return Forward(
+    return record, Forward(
         job_id=job.sv2_job_id, nonce=nonce, ntime=ntime, version=version, extranonce=extranonce
     )

@@ -55,7 +55,7 @@ def rec(**change: object) -> ShareRecord:
         is_block=False,
         response_ms=23.25,
     )
-    return dataclasses.replace(base, **change)  # type: ignore[arg-type]
+    return base._replace(**change)
 
 
 def rows(store: ChdbStore, sql: str) -> list[dict[str, object]]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import random
 from collections.abc import Iterator
@@ -54,7 +53,7 @@ def rec(ts: float, worker: str, **change: object) -> ShareRecord:
         is_block=False,
         response_ms=10.0,
     )
-    return dataclasses.replace(base, **change)  # type: ignore[arg-type]
+    return base._replace(**change)
 
 
 def farm(seed: int = 7) -> list[ShareRecord]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,7 +54,7 @@ def rec(**change: object) -> ShareRecord:
         is_block=False,
         response_ms=23.25,
     )
-    return dataclasses.replace(base, **change)  # type: ignore[arg-type]
+    return base._replace(**change)
 
 
 def rows(store: ChdbStore, sql: str) -> list[dict[str, object]]:

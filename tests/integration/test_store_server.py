@@ -12,7 +12,6 @@ throw-away database.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import time
 import uuid
@@ -66,7 +65,7 @@ def rec(i: int, **change: object) -> ShareRecord:
         response_ms=1.1 * i,
         version_bits="1fffe000" if i % 2 else "",
     )
-    return dataclasses.replace(base, **change)  # type: ignore[arg-type]
+    return base._replace(**change)
 
 
 class _Sink:

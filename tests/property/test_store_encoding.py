@@ -68,7 +68,7 @@ def test_round_trip_and_determinism(batch: list[ShareRecord], token: str) -> Non
     encoded = encode_batch(batch, token)
     assert encoded.rows == len(batch) and encoded.token == token
     # Same records (fresh copies) and token give the same bytes.
-    again = encode_batch([dataclasses.replace(r) for r in batch], token)
+    again = encode_batch([ShareRecord(*r) for r in batch], token)
     assert again == encoded
     columns = decode_columns(encoded)
     rows = [list(row) for row in zip(*columns, strict=True)] if batch else []
@@ -142,4 +142,4 @@ def _one(**change: object) -> ShareRecord:
         is_block=False,
         response_ms=12.5,
     )
-    return dataclasses.replace(base, **change)  # type: ignore[arg-type]
+    return base._replace(**change)

@@ -46,9 +46,11 @@ def read_all(path: Path, min_seq: int = 0) -> tuple[list[int], list[CorruptionRe
 
 def test_payload_round_trip_is_exact() -> None:
     record = synthetic_record(7)
-    record.worker = 'rig "7"\n\tünï\\code'
-    record.share_difficulty = 0.1 + 0.2
-    record.response_ms = math.nextafter(12.5, 13)
+    record = record._replace(
+        worker='rig "7"\n\tünï\\code',
+        share_difficulty=0.1 + 0.2,
+        response_ms=math.nextafter(12.5, 13),
+    )
     assert decode_payload(encode_payload(record)) == record
 
 
@@ -149,8 +151,7 @@ def test_state_round_trip(tmp_path: Path) -> None:
 
 def test_unencodable_row_is_counted_not_fatal(tmp_path: Path) -> None:
     spool = open_spool(tmp_path)
-    bad = synthetic_record(1)
-    bad.channel_id = 1 << 70  # beyond 64 bits: orjson refuses it
+    bad = synthetic_record(1)._replace(channel_id=1 << 70)  # beyond 64 bits: orjson refuses it
     spool.pending.append((1, bad, False))
     fill(spool, range(2, 4))
     assert spool.rows_unencodable == 1

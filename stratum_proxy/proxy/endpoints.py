@@ -26,8 +26,11 @@ class PoolEndpoint:
         return f"{self.host}:{self.port}"
 
 
-def parse_pool(text: str) -> PoolEndpoint:
-    """Parse ``[name=]stratum+tcp://host:port`` or ``[name=]stratum2+tcp://host:port/KEY``."""
+def parse_pool(text: str, *, default_authority_key: str = "") -> PoolEndpoint:
+    """Parse ``[name=]stratum+tcp://host:port`` or ``[name=]stratum2+tcp://host:port/KEY``.
+
+    An SV2 URL without a key uses ``default_authority_key`` (``sv2.authority_key``).
+    """
     raw = text.strip()
     name = ""
     if "=" in raw.split("://", 1)[0]:
@@ -47,11 +50,11 @@ def parse_pool(text: str) -> PoolEndpoint:
     if not parts.hostname or port is None:
         raise ConfigError(f"pool {text!r}: needs a host and a port, e.g. stratum+tcp://pool:3333")
     protocol = "sv2" if scheme in _SV2_SCHEMES else "sv1"
-    key = parts.path.strip("/") if protocol == "sv2" else ""
+    key = (parts.path.strip("/") or default_authority_key) if protocol == "sv2" else ""
     if protocol == "sv2" and not key:
         raise ConfigError(
             f"pool {text!r}: a Stratum V2 pool needs its authority public key: "
-            "stratum2+tcp://host:port/AUTHORITY_PUBKEY"
+            "stratum2+tcp://host:port/AUTHORITY_PUBKEY, or set sv2.authority_key"
         )
     host = parts.hostname
     return PoolEndpoint(

@@ -66,14 +66,16 @@ class PoolSelector:
         }
 
     async def connect(
-        self, protocol_factory: Callable[[PoolEndpoint], P], log: Any
+        self, protocol_factory: Callable[[PoolEndpoint], P], log: Any, *, protocol: str = "sv1"
     ) -> tuple[PoolEndpoint, asyncio.Transport, P]:
-        """Connect to the first pool that answers; raise NoPoolAvailable otherwise."""
+        """Connect to the first ``protocol`` pool that answers; raise NoPoolAvailable otherwise."""
         loop = asyncio.get_running_loop()
         errors = []
         for pool in self.candidates():
+            if pool.protocol != protocol:
+                continue  # a relay speaks one protocol upstream
             try:
-                transport, protocol = await asyncio.wait_for(
+                transport, handler = await asyncio.wait_for(
                     loop.create_connection(
                         functools.partial(protocol_factory, pool), pool.host, pool.port
                     ),
@@ -94,5 +96,5 @@ class PoolSelector:
             if not self.is_up(pool):
                 log.info("pool_back", pool=pool.name)
             self.mark_up(pool)
-            return pool, transport, protocol
-        raise NoPoolAvailable("; ".join(errors))
+            return pool, transport, handler
+        raise NoPoolAvailable("; ".join(errors) or f"no {protocol} pool configured")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
@@ -29,12 +29,21 @@ _DRAIN_AFTER_MINER_LEFT_S = 2.0
 _SKIP_WARNINGS = 5
 
 
+class MinerRelay(Protocol):
+    """What the miner's connection needs of a relay (passthrough or translate)."""
+
+    def from_miner(self, data: bytes) -> None: ...
+    def miner_closed(self, exc: Exception | None) -> None: ...
+    def pause_pool(self) -> None: ...
+    def resume_pool(self) -> None: ...
+
+
 class MinerSide(asyncio.Protocol):
     """The miner's TCP connection."""
 
     def __init__(self, server: ProxyServer) -> None:
         self.server = server
-        self.relay: PassthroughRelay | None = None
+        self.relay: MinerRelay | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transports are not asyncio.Transport subclasses: no isinstance check.

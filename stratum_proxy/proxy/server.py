@@ -18,7 +18,7 @@ from typing import Any, Protocol
 
 from stratum_proxy.proxy.endpoints import parse_listen, parse_pool
 from stratum_proxy.proxy.failover import PoolSelector
-from stratum_proxy.proxy.passthrough import MinerSide, PassthroughRelay
+from stratum_proxy.proxy.passthrough import MinerRelay, MinerSide, PassthroughRelay
 from stratum_proxy.proxy.stats import WorkerStats
 from stratum_proxy.proxy.sv2_upstream import Sv2Upstreams
 from stratum_proxy.proxy.translate import TranslateRelay
@@ -38,7 +38,8 @@ class ProxyServer:
         self.settings = settings
         self.sink = sink
         self.log = log
-        pools = [parse_pool(p) for p in settings.pools]
+        key = settings.sv2.authority_key
+        pools = [parse_pool(p, default_authority_key=key) for p in settings.pools]
         self.selector = PoolSelector(
             pools,
             connect_timeout_s=settings.limits.connect_timeout_s,
@@ -106,7 +107,7 @@ class ProxyServer:
 
     # -- relays -----------------------------------------------------------
 
-    def admit_miner(self, transport: asyncio.Transport) -> PassthroughRelay | None:
+    def admit_miner(self, transport: asyncio.Transport) -> MinerRelay | None:
         peer = transport.get_extra_info("peername")
         addr = format_sockname(peer) if peer else "?"
         limit = self.settings.limits.max_connections
@@ -129,8 +130,7 @@ class ProxyServer:
         # The first pool to try decides the mode: an SV2 pool means translate mode.
         first = self.selector.candidates()[0]
         relay_class = TranslateRelay if first.protocol == "sv2" else PassthroughRelay
-        # Any: MinerSide only uses the surface both relay classes share.
-        relay: Any = relay_class(self, transport, next(self._channel_ids) & 0xFFFFFFFF, addr)
+        relay = relay_class(self, transport, next(self._channel_ids) & 0xFFFFFFFF, addr)
         self.relays.add(relay)
         self.counters["connections_accepted"] += 1
         relay.connect_task = self._spawn(relay.connect_pool())

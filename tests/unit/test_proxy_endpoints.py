@@ -83,3 +83,32 @@ async def test_no_pool_available() -> None:
     selector = PoolSelector([dead], connect_timeout_s=1, retry_s=30)
     with pytest.raises(NoPoolAvailable, match=r"127\.0\.0\.1"):
         await selector.connect(lambda p: asyncio.Protocol(), get_logger())
+
+
+def test_sv2_url_without_key_uses_the_default() -> None:
+    key = "9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
+    p = parse_pool("stratum2+tcp://sv2.example:3336", default_authority_key=key)
+    assert (p.protocol, p.authority_key) == ("sv2", key)
+    other = "9auqWEzQDVyd2oe1JVGFLMLHZtCo2FFqZwtKA5gd9xbuEu7PH72"
+    assert (
+        parse_pool(f"stratum2+tcp://h:1/{other}", default_authority_key=key).authority_key == other
+    )
+
+
+async def test_passthrough_never_connects_to_an_sv2_pool() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    key = "9bXiEd8boQVhq7WddEcERUL5tyyJVFYdU8th3HfbNXK3Yw6GRXh"
+    sv2 = parse_pool(f"v2=stratum2+tcp://127.0.0.1:{port}/{key}")
+    sv1 = parse_pool(f"v1=stratum+tcp://127.0.0.1:{port}")
+    try:
+        selector = PoolSelector([sv2, sv1], connect_timeout_s=2, retry_s=30)
+        pool, transport, _ = await selector.connect(lambda p: asyncio.Protocol(), get_logger())
+        transport.close()
+        assert pool is sv1
+        only_sv2 = PoolSelector([sv2], connect_timeout_s=2, retry_s=30)
+        with pytest.raises(NoPoolAvailable, match="no sv1 pool configured"):
+            await only_sv2.connect(lambda p: asyncio.Protocol(), get_logger())
+    finally:
+        server.close()
+        await server.wait_closed()

@@ -39,7 +39,8 @@ async def test_held_answers_come_back_in_reverse_order() -> None:
 
 async def test_answer_delay_shows_in_the_round_trip() -> None:
     _, miner = await run_against(PoolConfig(answer_delay=0.15), max_submits=2)
-    assert all(r.rtt is not None and r.rtt >= 0.15 for r in miner.submits)
+    # Event-loop timers may fire up to one clock tick (~1 ms) early.
+    assert all(r.rtt is not None and r.rtt >= 0.15 - 0.005 for r in miner.submits)
 
 
 async def test_garbage_lines_are_counted_and_skipped() -> None:

@@ -91,7 +91,26 @@ class PoolSide(asyncio.Protocol):
         self.relay.resume_miner()
 
 
-class PassthroughRelay:
+class MinerFlowControl:
+    """Pausing and resuming the miner's socket, shared by both relay kinds."""
+
+    miner: asyncio.Transport
+
+    def pause_miner(self) -> None:
+        if not self.miner.is_closing():
+            self.miner.pause_reading()
+
+    def resume_miner(self) -> None:
+        if not self.miner.is_closing():
+            self.miner.resume_reading()
+
+    def stop_reading_miner(self) -> None:
+        """Shutdown: no new submits; the pool may still answer the pending ones."""
+        if not self.miner.is_closing():
+            self.miner.pause_reading()
+
+
+class PassthroughRelay(MinerFlowControl):
     """One miner ↔ pool pair: the byte relay plus its SV1 tracker."""
 
     def __init__(
@@ -233,18 +252,6 @@ class PassthroughRelay:
     def resume_pool(self) -> None:
         if self.pool is not None and not self.pool.is_closing():
             self.pool.resume_reading()
-
-    def pause_miner(self) -> None:
-        self.miner.pause_reading()
-
-    def resume_miner(self) -> None:
-        if not self.miner.is_closing():
-            self.miner.resume_reading()
-
-    def stop_reading_miner(self) -> None:
-        """Shutdown: no new submits; the pool may still answer the pending ones."""
-        if not self.miner.is_closing():
-            self.miner.pause_reading()
 
     # -- closing ----------------------------------------------------------
 

@@ -17,6 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from stratum_proxy.proxy.endpoints import PoolEndpoint
+from stratum_proxy.proxy.passthrough import MinerFlowControl
 from stratum_proxy.proxy.sv2_upstream import Sv2Upstream
 
 if TYPE_CHECKING:
@@ -32,7 +33,7 @@ _RECONNECT_GRACE_S = 1.0
 _RECONNECT_TO_PROXY = b'{"id":null,"method":"client.reconnect","params":[]}\n'
 
 
-class TranslateRelay:
+class TranslateRelay(MinerFlowControl):
     def __init__(
         self, server: ProxyServer, miner: asyncio.Transport, channel_id: int, miner_addr: str
     ) -> None:
@@ -145,18 +146,6 @@ class TranslateRelay:
 
     def resume_pool(self) -> None:
         """See pause_pool."""
-
-    def pause_miner(self) -> None:
-        if not self.miner.is_closing():
-            self.miner.pause_reading()
-
-    def resume_miner(self) -> None:
-        if not self.miner.is_closing():
-            self.miner.resume_reading()
-
-    def stop_reading_miner(self) -> None:
-        if not self.miner.is_closing():
-            self.miner.pause_reading()
 
     # -- closing ----------------------------------------------------------
 

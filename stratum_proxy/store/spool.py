@@ -26,9 +26,9 @@ from typing import Any
 
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool_format import (
+    CHUNK_ROWS,
     FILE_HEADER,
-    encode_payload,
-    encode_record,
+    encode_chunk,
     list_segments,
     parse_records,
     segment_name,
@@ -41,7 +41,7 @@ from stratum_proxy.store.spool_state import (
     unlock_directory,
 )
 
-_WRITE_CHUNK = 1024 * 1024  # write in pieces so a large backlog does not build one huge buffer
+Item = tuple[int, ShareRecord, bool]  # (seq, row, also in the memory queue)
 _DEFAULT_ROW_BYTES = 400  # estimate for segments not yet read back
 
 
@@ -128,7 +128,8 @@ class Spool:
             seg.path.unlink()
             self._segments.pop()
             return max(0, len(data) - len(FILE_HEADER))
-        seg.rows, seg.last_seq = len(parsed.records), parsed.records[-1][0]
+        seg.rows = sum(chunk.rows for chunk in parsed.records)
+        seg.last_seq = parsed.records[-1].last_seq
         tail = parsed.corruptions[-1] if parsed.corruptions else None
         if tail is None or tail.offset + tail.length < len(data):
             return 0
@@ -158,7 +159,8 @@ class Spool:
         OSError is raised for the caller to log.
         """
         with self._lock:
-            items = [self.pending.popleft() for _ in range(len(self.pending))]
+            popleft = self.pending.popleft
+            items = [popleft() for _ in range(len(self.pending))]
             try:
                 written = self._write_items(items)
             except OSError as exc:
@@ -170,34 +172,58 @@ class Spool:
                 self.durable_seq = self.written_seq
             return written
 
-    def _write_items(self, items: list[tuple[int, ShareRecord, bool]]) -> int:
-        buf, count, last, total = bytearray(), 0, 0, 0
-        for seq, record, queued in items:
-            entry = self._encode(seq, record, queued, len(buf))
-            if entry is None:
-                continue
-            if self._needs_new_segment(len(buf), len(entry)):
-                self._write(buf, count, last)
-                buf, count = bytearray(), 0
-                self._rotate(seq)
-            buf += entry
-            count, last, total = count + 1, seq, total + 1
-            if len(buf) >= _WRITE_CHUNK:
-                self._write(buf, count, last)
-                buf, count = bytearray(), 0
-        self._write(buf, count, last)
+    def _write_items(self, items: list[Item]) -> int:
+        # One record (and one os.write, which lets the GIL go) per run of at most
+        # CHUNK_ROWS consecutive seqs; a gap (a row not journaled) starts a new one.
+        total, start, n = 0, 0, len(items)
+        while start < n:
+            end = _run_end(items, start, min(n, start + CHUNK_ROWS))
+            total += self._write_run(items[start:end])
+            start = end
         return total
 
-    def _recover_from_write_error(
-        self, items: list[tuple[int, ShareRecord, bool]], exc: OSError
-    ) -> None:
-        for seq, _record, queued in items:
-            if seq <= self.written_seq:
+    def _write_run(self, run: list[Item]) -> int:
+        written = 0
+        for first, rows, entry in self._encode(run):
+            if self._bytes + len(entry) > self.max_bytes:
+                if len(rows) > 1:  # at the cap: keep as many rows as still fit
+                    half = len(rows) // 2
+                    written += self._write_run(rows[:half]) + self._write_run(rows[half:])
+                    continue
+                self.full = True
+                self._not_journaled(rows)
                 continue
+            if self._needs_new_segment(len(entry)):
+                self._rotate(first)
+            self._write(entry, len(rows), first + len(rows) - 1)
+            written += len(rows)
+        return written
+
+    def _not_journaled(self, rows: list[Item]) -> None:
+        for seq, _record, queued in rows:
             if queued:
                 self.unjournaled.append(seq)
             else:
                 self.rows_shed += 1
+
+    def _encode(self, run: list[Item]) -> list[tuple[int, list[Item], bytes]]:
+        """(first seq, rows, record bytes) for ``run``: one chunk unless a row is unencodable."""
+        try:
+            return [(run[0][0], run, encode_chunk(run[0][0], [tuple(r) for _, r, _ in run]))]
+        except (TypeError, ValueError):
+            pass
+        out = []  # rare: find the culprit(s); every good row becomes its own record
+        for item in run:
+            seq, record, _queued = item
+            try:
+                out.append((seq, [item], encode_chunk(seq, [tuple(record)])))
+            except (TypeError, ValueError) as exc:  # e.g. an int beyond 64 bits
+                self.rows_unencodable += 1
+                self.last_error = f"row seq {seq} cannot be spooled: {exc}"
+        return out
+
+    def _recover_from_write_error(self, items: list[Item], exc: OSError) -> None:
+        self._not_journaled([item for item in items if item[0] > self.written_seq])
         self.last_error = f"spool write failed: {exc}"
         if self._fd is not None:
             try:
@@ -210,31 +236,15 @@ class Spool:
             os.close(self._fd)
             self._fd = None
 
-    def _encode(self, seq: int, record: ShareRecord, queued: bool, buffered: int) -> bytes | None:
-        try:
-            entry = encode_record(seq, encode_payload(record))
-        except (TypeError, ValueError) as exc:  # e.g. an int beyond 64 bits
-            self.rows_unencodable += 1
-            self.last_error = f"row seq {seq} cannot be spooled: {exc}"
-            return None
-        if self._bytes + buffered + len(entry) > self.max_bytes:
-            self.full = True
-            if queued:
-                self.unjournaled.append(seq)
-            else:
-                self.rows_shed += 1
-            return None
-        return entry
-
-    def _needs_new_segment(self, buffered: int, entry: int) -> bool:
+    def _needs_new_segment(self, entry: int) -> bool:
         if self._fd is None:
             return True
         seg = self._segments[-1]
-        has_rows = seg.rows > 0 or buffered > 0  # never seal an empty segment
-        return has_rows and seg.size + buffered + entry > self.segment_bytes
+        # never seal an empty segment
+        return seg.rows > 0 and seg.size + entry > self.segment_bytes
 
-    def _write(self, buf: bytearray, count: int, last_seq: int) -> None:
-        if not buf or self._fd is None:
+    def _write(self, buf: bytes, count: int, last_seq: int) -> None:
+        if self._fd is None:
             return
         view = memoryview(buf)
         while view:
@@ -332,3 +342,22 @@ class Spool:
             "spool_durable_seq": self.durable_seq,
             "spool_full": self.full,
         }
+
+
+def _run_end(items: list[Item], start: int, limit: int) -> int:
+    """End (exclusive, at most ``limit``) of the run of consecutive seqs at ``start``.
+
+    Seqs only grow, so ``seq - index`` is constant within a run and larger
+    after a gap: a binary search finds the run's end without a look at each row.
+    """
+    base = items[start][0] - start
+    if items[limit - 1][0] - (limit - 1) == base:
+        return limit
+    lo, hi = start + 1, limit - 1  # items[hi] lies beyond the run
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if items[mid][0] - mid == base:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo

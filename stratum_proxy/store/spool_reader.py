@@ -17,20 +17,22 @@ from pathlib import Path
 
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool_format import (
+    CHUNK_HEADER_SIZE,
     FILE_HEADER,
     MAX_PAYLOAD,
-    RECORD_HEADER_SIZE,
+    Chunk,
     Corruption,
-    decode_payload,
     list_segments,
     parse_records,
     segment_name,
 )
 
 # Read in pieces of at least this much; a piece always holds a whole record.
-_MIN_CHUNK = 2 * (MAX_PAYLOAD + RECORD_HEADER_SIZE)
+_MAX_RECORD = MAX_PAYLOAD + CHUNK_HEADER_SIZE
+_MIN_CHUNK = 2 * _MAX_RECORD
 _ROW_BYTES_GUESS = 400
 
+Row = tuple[int, ShareRecord]
 Segments = Callable[[], list[tuple[int, int]]]  # (first seq, readable bytes), oldest first
 
 
@@ -81,19 +83,19 @@ class SpoolReader:
         self.exhausted = False  # the last read reached the end of the spool
         self._below = 1 << 64
         self._blocked = False  # the last read stopped at a row >= below
+        self._held: deque[Row] = deque()  # rows of a chunk that straddled ``below``
         self.rows_corrupt = 0
 
-    def read(
-        self, min_seq: int, max_rows: int, *, below: int | None = None
-    ) -> list[tuple[int, ShareRecord]]:
+    def read(self, min_seq: int, max_rows: int, *, below: int | None = None) -> list[Row]:
         """Up to ``max_rows`` rows with ``min_seq <= seq < below``, in order.
 
         ``below`` stops the read before a row the caller has in memory anyway.
         """
-        out: list[tuple[int, ShareRecord]] = []
+        out: list[Row] = []
         self.exhausted = False
         self._below = below if below is not None else 1 << 64
         self._blocked = False
+        self._serve_held(min_seq, max_rows, out)
         while len(out) < max_rows and not self._blocked:
             segs = self._segments()
             if not self._position(segs, min_seq):
@@ -129,16 +131,22 @@ class SpoolReader:
         later = [first for first, _ in segs if self._seg is not None and first > self._seg]
         if not later:
             return False
-        self._finish_segment()
+        self._finish_segment(next_first=later[0])
         self._start_segment(later[0])
         return True
 
-    def _finish_segment(self) -> None:
+    def _finish_segment(self, next_first: int | None = None) -> None:
         if self._seg is None:
             return
-        for offset, length, reason in self._damage:
-            # The damage ran to the end: no later seq tells how many rows it held.
-            self._report(offset, length, reason, max(1, length // _ROW_BYTES_GUESS), exact=False)
+        for i, (offset, length, reason) in enumerate(self._damage):
+            if next_first is not None:
+                # The damage ran to the segment's end: the next segment's first
+                # seq (its name) tells exactly how many rows it held.
+                gap = max(0, next_first - self._last_seen - 1)
+                self._report(offset, length, reason, gap if i == 0 else 0, exact=True)
+            else:  # the last segment: only its size tells
+                rows = max(1, length // _ROW_BYTES_GUESS)
+                self._report(offset, length, reason, rows, exact=False)
         self._damage = []
         if self._on_segment_done is not None and self._seg_rows:
             self._on_segment_done(self._seg, self._seg_rows, self._last_seen)
@@ -166,40 +174,57 @@ class SpoolReader:
             else:
                 # Damage fills the piece: skip it, but keep the room where a
                 # record cut by the piece could start.
-                end = len(data) - (MAX_PAYLOAD + RECORD_HEADER_SIZE)
+                end = len(data) - _MAX_RECORD
                 parsed.corruptions.append(
                     Corruption(offset=0, length=end, reason=cut.reason, index=cut.index)
                 )
         damage = deque(parsed.corruptions)
-        for index, (seq, payload) in enumerate(parsed.records):
-            if seq >= self._below:
+        for index, chunk in enumerate(parsed.records):
+            if chunk.first_seq >= self._below:
                 self._blocked = True  # stay on this record for the next read
                 self._offset += parsed.offsets[index]
                 return
             while damage and damage[0].index <= index:
                 c = damage.popleft()
                 self._damage.append((self._offset + c.offset, c.length, c.reason))
-            self._take(seq, payload, min_seq, out)
+            self._take(chunk, self._offset + parsed.offsets[index], min_seq, want, out)
         for c in damage:
             self._damage.append((self._offset + c.offset, c.length, c.reason))
         self._offset += end
 
-    def _take(
-        self, seq: int, payload: bytes, min_seq: int, out: list[tuple[int, ShareRecord]]
-    ) -> None:
+    def _take(self, chunk: Chunk, offset: int, min_seq: int, want: int, out: list[Row]) -> None:
         if self._damage:
-            gap = max(0, seq - self._last_seen - 1)
-            for i, (offset, length, reason) in enumerate(self._damage):
-                self._report(offset, length, reason, gap if i == 0 else 0, exact=True)
+            gap = max(0, chunk.first_seq - self._last_seen - 1)
+            for i, (at, length, reason) in enumerate(self._damage):
+                self._report(at, length, reason, gap if i == 0 else 0, exact=True)
             self._damage = []
-        self._last_seen = seq
-        self._seg_rows += 1
-        if seq < min_seq:
+        self._last_seen = chunk.last_seq
+        self._seg_rows += chunk.rows
+        if chunk.last_seq < min_seq:
             return
         try:
-            out.append((seq, decode_payload(payload)))
+            records = chunk.decode()
         except (ValueError, TypeError) as exc:
-            self._report(self._offset, len(payload), f"undecodable row: {exc}", 1, exact=True)
+            reason = f"undecodable rows: {exc}"
+            self._report(offset, len(chunk.payload), reason, chunk.rows, exact=True)
+            return
+        seq = chunk.first_seq
+        for record in records:
+            if seq >= min_seq:
+                self._held.append((seq, record))
+            seq += 1
+        self._serve_held(min_seq, want, out)
+
+    def _serve_held(self, min_seq: int, max_rows: int, out: list[Row]) -> None:
+        # A chunk is decoded whole; rows the caller cannot take now wait here.
+        held = self._held
+        while held and held[0][0] < min_seq:
+            held.popleft()
+        while held and len(out) < max_rows:
+            if held[0][0] >= self._below:
+                self._blocked = True
+                return
+            out.append(held.popleft())
 
     def _report(self, offset: int, length: int, reason: str, rows: int, *, exact: bool) -> None:
         self.rows_corrupt += rows

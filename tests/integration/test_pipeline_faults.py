@@ -16,6 +16,7 @@ from stratum_proxy.store.faults import FATAL, HANG, OK, RETRYABLE, FaultyStore, 
 from stratum_proxy.store.pipeline import SharePipeline
 from stratum_proxy.store.settings import StoreSettings
 from stratum_proxy.store.spool_admin import drain_spool, spool_status
+from stratum_proxy.store.spool_format import CHUNK_HEADER_SIZE, FILE_HEADER, parse_records
 
 pytest.importorskip("chdb")
 
@@ -213,11 +214,16 @@ def test_corrupt_segment_is_skipped_and_counted(tmp_path: Path) -> None:
     spool_dir = settings.spool_dir or tmp_path
     segments = sorted(spool_dir.glob("seg-*.spool"))
     assert len(segments) >= 3
-    victim = segments[1]
-    data = bytearray(victim.read_bytes())
-    for offset in (3000, 3001, 9000):  # damage inside two records
+    expected = 0
+    for victim in segments[1:3]:  # damage inside the first record (chunk) of two segments
+        data = bytearray(victim.read_bytes())
+        chunks = parse_records(bytes(data), len(FILE_HEADER))
+        assert chunks.records and not chunks.corruptions
+        offset = len(FILE_HEADER) + CHUNK_HEADER_SIZE + 10
         data[offset] ^= 0xFF
-    victim.write_bytes(bytes(data))
+        data[offset + 1] ^= 0xFF
+        expected += chunks.records[0].rows
+        victim.write_bytes(bytes(data))
     status = spool_status(spool_dir)
     assert status["corrupt_records"] == 2
     restarted = SharePipeline(settings, proxy_id="t")
@@ -230,7 +236,7 @@ def test_corrupt_segment_is_skipped_and_counted(tmp_path: Path) -> None:
     lost = int(restarted.statistics()["rows_corrupt"] or 0)
     restarted.close()
     rows, distinct = store_counts(settings)
-    assert lost == status["rows_corrupt"] == 2
+    assert lost == status["rows_corrupt"] == expected
     assert rows == distinct == 2000 - lost
 
 

@@ -27,9 +27,10 @@ def test_damaged_buffers_parse_to_a_subset(flips: list[tuple[int, int]], cut: in
     for offset, mask in flips:
         data[offset] ^= mask
     parsed = parse_records(bytes(data[:cut]), 0)
-    seqs = [seq for seq, _ in parsed.records]
+    seqs = [chunk.first_seq for chunk in parsed.records]
     assert seqs == sorted(set(seqs))
-    for seq, payload in parsed.records:
+    for chunk in parsed.records:
+        seq, payload = chunk.first_seq, chunk.payload
         assert decode_payload(payload) == synthetic_record(seq, ts=decode_payload(payload).ts)
     covered = sum(c.length for c in parsed.corruptions) + sum(len(RECORDS[s]) for s in seqs)
     assert covered == cut

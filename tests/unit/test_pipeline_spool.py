@@ -12,6 +12,7 @@ from stratum_proxy.store.faults import synthetic_record
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_format import (
+    CHUNK_ROWS,
     FILE_HEADER,
     decode_payload,
     encode_payload,
@@ -68,7 +69,7 @@ def test_parse_resynchronises_after_a_damaged_record() -> None:
     start_of_third = len(records[0]) + len(records[1])
     buf[start_of_third + 25] ^= 0x01  # inside the third record's payload
     parsed = parse_records(bytes(buf), 0)
-    assert [seq for seq, _ in parsed.records] == [10, 11, *range(13, 20)]
+    assert [c.first_seq for c in parsed.records] == [10, 11, *range(13, 20)]
     assert len(parsed.corruptions) == 1 and parsed.corruptions[0].reason == "crc mismatch"
     assert parsed.corruptions[0].offset == start_of_third
 
@@ -107,15 +108,16 @@ def test_torn_tail_is_cut_on_open(tmp_path: Path) -> None:
 
 def test_damage_at_a_segment_start_counts_rows_from_the_seq_gap(tmp_path: Path) -> None:
     spool = open_spool(tmp_path)
-    fill(spool, range(1, 51))
+    last = 2 * CHUNK_ROWS + 50  # three chunks: damage takes the first one only
+    fill(spool, range(1, last + 1))
     spool.close()
     segment = next(tmp_path.glob("seg-*"))
     data = bytearray(segment.read_bytes())
     data[len(FILE_HEADER) + 2] ^= 0xFF  # first record's length field
     segment.write_bytes(bytes(data))
     seqs, damage = read_all(tmp_path)
-    assert seqs == list(range(2, 51))
-    assert [(d.rows_lost, d.exact) for d in damage] == [(1, True)]
+    assert seqs == list(range(CHUNK_ROWS + 1, last + 1))
+    assert [(d.rows_lost, d.exact) for d in damage] == [(CHUNK_ROWS, True)]
 
 
 def test_disk_cap_sheds_spool_only_rows_and_tracks_queued_ones(tmp_path: Path) -> None:

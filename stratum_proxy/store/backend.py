@@ -12,7 +12,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from stratum_proxy.errors import ConfigError, StoreError
 from stratum_proxy.store.record import COLUMNS, ShareRecord
@@ -82,8 +82,14 @@ def _string(value: str) -> bytes:
     return (_LEN1[n] if n < 0x80 else _varuint(n)) + data
 
 
-def _invalid(r: ShareRecord, exc: Exception) -> StoreError:
-    """Why ``r`` cannot be encoded (the fast path only knows that it failed)."""
+def _invalid(values: Sequence[object], exc: Exception) -> StoreError:
+    """Why a row cannot be encoded (the fast path only knows that it failed)."""
+    try:
+        r = ShareRecord._make(values)
+    except TypeError:
+        return StoreError(
+            f"share row has {len(values)} values, not {len(COLUMNS)}", retryable=False
+        )
     if not isinstance(r.ts, int | float) or not math.isfinite(r.ts):
         return StoreError(f"share ts {r.ts!r} is not a finite time", retryable=False)
     for name in ("channel_id", "version"):
@@ -100,12 +106,10 @@ _MAX_REPEATS = 65_536
 
 
 def _repeat(value: str) -> bytes:
-    data = _REPEATS.get(value)
-    if data is None:
-        data = _string(value)
-        if len(_REPEATS) >= _MAX_REPEATS:
-            _REPEATS.clear()
-        _REPEATS[value] = data
+    data = _string(value)
+    if len(_REPEATS) >= _MAX_REPEATS:
+        _REPEATS.clear()
+    _REPEATS[value] = data
     return data
 
 
@@ -113,45 +117,52 @@ _pack_ts = _TS.pack
 _pack_u32 = _UINT32.pack
 _pack_floats = _FLOATS.pack
 _pack_tail = _TAIL.pack
+_seen = _REPEATS.get
 
 
-def encode_record(r: ShareRecord) -> bytes:
-    """One record as a RowBinary row (``COLUMNS`` order).
+def encode_record(r: Sequence[Any]) -> bytes:
+    """One row (a ShareRecord or a plain tuple in ``COLUMNS`` order) as RowBinary.
 
-    The hot path checks nothing itself: struct refuses out-of-range integers
-    and Float32 overflow, round() refuses nan/inf; ``_invalid`` then says why.
+    The hot path checks nothing itself: unpacking refuses a wrong column count,
+    struct refuses out-of-range integers and Float32 overflow, round() refuses
+    nan/inf; ``_invalid`` then says why.  Repeating strings are looked up
+    inline (``_seen(v) or _repeat(v)``): a hit costs no Python call.
     """
-    s, c = _string, _repeat  # c: values that repeat across shares
+    s, c, seen = _string, _repeat, _seen
     try:
+        (ts, proxy_id, upstream, protocol, channel_id, worker, miner_addr, job_id, extranonce2,
+         ntime, nonce, version, share_hash, share_difficulty, pool_difficulty,
+         network_difficulty, status, reject_reason, is_block, response_ms, version_bits,
+         extranonce1) = r  # fmt: skip
         return b"".join(
             (
-                _pack_ts(round(r.ts * 1000)),
-                c(r.proxy_id),
-                c(r.upstream),
-                c(r.protocol),
-                _pack_u32(r.channel_id),
-                c(r.worker),
-                c(r.miner_addr),
-                c(r.job_id),
-                s(r.extranonce2),
-                c(r.ntime),
-                s(r.nonce),
-                _pack_u32(r.version),
-                s(r.share_hash),
-                _pack_floats(r.share_difficulty, r.pool_difficulty, r.network_difficulty),
-                c(r.status),
-                c(r.reject_reason),
-                _pack_tail(bool(r.is_block), r.response_ms),
-                c(r.version_bits),
-                c(r.extranonce1),
+                _pack_ts(round(ts * 1000)),
+                seen(proxy_id) or c(proxy_id),
+                seen(upstream) or c(upstream),
+                seen(protocol) or c(protocol),
+                _pack_u32(channel_id),
+                seen(worker) or c(worker),
+                seen(miner_addr) or c(miner_addr),
+                seen(job_id) or c(job_id),
+                s(extranonce2),
+                seen(ntime) or c(ntime),
+                s(nonce),
+                _pack_u32(version),
+                s(share_hash),
+                _pack_floats(share_difficulty, pool_difficulty, network_difficulty),
+                seen(status) or c(status),
+                seen(reject_reason) or c(reject_reason),
+                _pack_tail(bool(is_block), response_ms),
+                seen(version_bits) or c(version_bits),
+                seen(extranonce1) or c(extranonce1),
             )
         )
     except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as exc:
         raise _invalid(r, exc) from exc
 
 
-def encode_batch(records: Sequence[ShareRecord], token: str) -> EncodedBatch:
-    """Encode ``records`` for one insert carrying ``token``.
+def encode_batch(records: Sequence[Sequence[Any]], token: str) -> EncodedBatch:
+    """Encode ``records`` (ShareRecords or plain tuples) for one insert carrying ``token``.
 
     Raises StoreError(retryable=False) for a record no ClickHouse column can
     hold (non-finite ts, out-of-range UInt32): retrying could never succeed.

@@ -30,13 +30,14 @@ import structlog
 
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.flusher import SpoolFlusher
+from stratum_proxy.store.priority import thread_ids
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.row_source import Row, RowSource
 from stratum_proxy.store.settings import StoreSettings, resolve_spool_dir
 from stratum_proxy.store.spool import Recovery, Spool
 from stratum_proxy.store.spool_reader import CorruptionReport, SpoolReader
 from stratum_proxy.store.spool_state import save_state
-from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig
+from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig, row_encode
 
 
 class SharePipeline:
@@ -88,6 +89,7 @@ class SharePipeline:
 
         The store is opened by the writer thread, retrying while it is down.
         """
+        known_threads = thread_ids()  # before the engine can start any of its own
         _preload_engine(self.settings.url)
         recovery = self.spool.open()
         state = recovery.state
@@ -105,7 +107,13 @@ class SharePipeline:
             self._on_corruption,
             self.spool.note_rows,
         )
-        source = RowSource(self._queue, self.spool, reader, next_seq=state.acked_seq + 1)
+        source = RowSource(
+            self._queue,
+            self.spool,
+            reader,
+            next_seq=state.acked_seq + 1,
+            spilling=lambda: self._spill,
+        )
         cfg = self.settings
         self._writer = StoreWriter(
             config=WriterConfig(
@@ -119,10 +127,11 @@ class SharePipeline:
             source=source,
             state=state,
             store_factory=self._store_factory,
-            encode=self._encode or _default_encode,
+            encode=row_encode(self._encode) if self._encode else _default_encode,
             log=self.log,
             on_idle=self._maybe_end_spill,
         )
+        self._writer.known_threads = known_threads
         self._flusher = SpoolFlusher(self)
         self._flusher.thread.start()
         self._writer.thread.start()
@@ -181,20 +190,21 @@ class SharePipeline:
             self.rows_shed += 1
             return
         seq = self._seq
+        values = tuple(record)  # see row_source.Values: not a tracked ShareRecord
         if self._spill or len(self._queue) >= self._queue_size:
             if spool.full or len(pending) >= self._pending_max:
                 self.rows_shed += 1
                 return
             self._seq = seq + 1
             self._spill = True
-            pending.append((seq, record, False))
+            pending.append((seq, values, False))
         else:
             self._seq = seq + 1
             if len(pending) < self._pending_max:
-                pending.append((seq, record, True))
+                pending.append((seq, values, True))
             else:
                 spool.unjournaled.append(seq)
-            self._queue.append((seq, record))
+            self._queue.append((seq, values))
         self.rows_put += 1
 
     # -- queries, statistics, stop -----------------------------------------------------------

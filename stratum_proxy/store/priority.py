@@ -27,3 +27,47 @@ def lower_thread_priority(nice: int = BACKGROUND_NICE) -> bool:
     except OSError:
         return False
     return True
+
+
+_TASKS = "/proc/self/task"
+
+
+def thread_ids() -> set[int]:
+    """Native ids of this process's threads now (empty where /proc is missing)."""
+    try:
+        return {int(name) for name in os.listdir(_TASKS)}
+    except OSError:
+        return set()
+
+
+def lower_engine_threads(known: set[int], nice: int = BACKGROUND_NICE) -> int:
+    """Lower every thread the embedded engine started; returns how many were changed.
+
+    Not all of them inherit the writer's nice value: the engine starts some
+    pools from threads of its own (merges, memory tracking at nice -20), and
+    those then compete with the event loop at full weight on a busy core.  An
+    engine thread is one not in ``known`` (the threads that existed before the
+    engine was loaded) that the engine renamed; Python threads keep the
+    process's own name, so the proxy's threads are never touched.
+    """
+    setpriority = getattr(os, "setpriority", None)
+    if setpriority is None:
+        return 0
+    try:
+        with open("/proc/self/comm") as f:
+            own_name = f.read()
+    except OSError:
+        return 0
+    changed = 0
+    for tid in thread_ids() - known:
+        try:
+            with open(f"{_TASKS}/{tid}/comm") as f:
+                if f.read() == own_name:
+                    continue
+            current = os.getpriority(os.PRIO_PROCESS, tid)
+            if current < nice:
+                setpriority(os.PRIO_PROCESS, tid, nice)
+                changed += 1
+        except OSError:
+            continue  # the thread ended meanwhile
+    return changed

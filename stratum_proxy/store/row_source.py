@@ -12,21 +12,39 @@ spooled row, reading the spool as needed.  Seqs that are in neither were shed
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
+from typing import Any
 
-from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_reader import SpoolReader
 
-Row = tuple[int, ShareRecord]
+# A row's values in ``COLUMNS`` order: a ShareRecord, or (in the memory queue
+# and the spool's buffer) a plain tuple of them.  Plain on purpose: the cyclic
+# collector untracks an exact tuple of strings and numbers at its first pass,
+# but never a tuple subclass such as ShareRecord, so queued ShareRecords would
+# pile up in the older generations and make every collection slower.
+Values = tuple[Any, ...]
+Row = tuple[int, Values]
 
 
 class RowSource:
     """The writer thread's view of all rows not yet batched (one thread only)."""
 
-    def __init__(self, queue: deque[Row], spool: Spool, reader: SpoolReader, next_seq: int) -> None:
+    def __init__(
+        self,
+        queue: deque[Row],
+        spool: Spool,
+        reader: SpoolReader,
+        next_seq: int,
+        *,
+        spilling: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.queue = queue
         self.spool = spool
         self.reader = reader
+        # True while rows may go to the spool only (the queue overflowed); else
+        # every row not yet written to the spool is in the queue too.
+        self._spilling = spilling
         self.next_seq = next_seq  # the lowest seq not yet taken
         self._ahead: deque[Row] = deque()  # rows read from the spool, not yet taken
 
@@ -75,9 +93,12 @@ class RowSource:
         if (
             not rows
             and self.spool.pending
+            and self._spilling()
             and (below is None or self.spool.written_seq < below - 1)
         ):
             # The rows we need may still be waiting for the flusher: write them now.
+            # (Not otherwise: then they reach us through the queue, and writing
+            # here would only move the flusher's work into this thread.)
             self.spool.write_pending(sync=False)
             rows = self.reader.read(self.next_seq, max(want, 1), below=below)
         self._ahead.extend(rows)

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool_format import (
     CHUNK_ROWS,
     FILE_HEADER,
@@ -41,7 +40,8 @@ from stratum_proxy.store.spool_state import (
     unlock_directory,
 )
 
-Item = tuple[int, ShareRecord, bool]  # (seq, row, also in the memory queue)
+Values = tuple[Any, ...]  # a row's values in COLUMNS order (see row_source.Values)
+Item = tuple[int, Values, bool]  # (seq, row, also in the memory queue)
 _DEFAULT_ROW_BYTES = 400  # estimate for segments not yet read back
 
 
@@ -74,7 +74,7 @@ class Spool:
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
         # Event-loop side: (seq, record, also_in_memory_queue); drained by write_pending.
-        self.pending: deque[tuple[int, ShareRecord, bool]] = deque()
+        self.pending: deque[Item] = deque()
         self.full = False
         self.rows_shed = 0
         # Seqs of rows only in the memory queue (spool full or failing): a stop

@@ -22,7 +22,7 @@ from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_format import list_segments
 from stratum_proxy.store.spool_reader import CorruptionReport, SpoolReader, directory_segments
 from stratum_proxy.store.spool_state import load_state, save_state
-from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig
+from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig, row_encode
 
 _READ_ROWS = 50_000
 
@@ -124,7 +124,7 @@ def drain_spool(
             source=source,
             state=state,
             store_factory=lambda: store,
-            encode=encode or _default_encode,
+            encode=row_encode(encode) if encode else _default_encode,
             log=log,
             on_idle=lambda: None,
         )

@@ -32,9 +32,9 @@ from typing import Any, Protocol
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.deadletter import write_dead_letter
 from stratum_proxy.store.mailbox import QueryMailbox
-from stratum_proxy.store.priority import lower_thread_priority
+from stratum_proxy.store.priority import lower_engine_threads, lower_thread_priority
 from stratum_proxy.store.record import ShareRecord
-from stratum_proxy.store.row_source import Row, RowSource
+from stratum_proxy.store.row_source import Row, RowSource, Values
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_state import Inflight, SpoolState, save_state
 
@@ -48,7 +48,13 @@ class StoreLike(Protocol):
     def close(self) -> None: ...
 
 
-Encode = Callable[[Sequence[ShareRecord], str], Any]
+Encode = Callable[[Sequence[ShareRecord], str], Any]  # what a pipeline's caller may pass
+RowEncode = Callable[[Sequence[Values], str], Any]  # what the writer calls (plain rows)
+
+
+def row_encode(encode: Encode) -> RowEncode:
+    """A caller's encoder, given ShareRecords (the memory queue holds plain tuples)."""
+    return lambda rows, token: encode([ShareRecord._make(r) for r in rows], token)
 
 
 @dataclass(slots=True)
@@ -85,7 +91,7 @@ class StoreWriter:
         source: RowSource,
         state: SpoolState,
         store_factory: Callable[[], StoreLike],
-        encode: Encode,
+        encode: RowEncode,
         log: Any,
         on_idle: Callable[[], None],
     ) -> None:
@@ -104,6 +110,8 @@ class StoreWriter:
         self.abandoned = False  # close() gave up on us: touch no shared state any more
         self._store: StoreLike | None = None
         self._rng = random.Random()
+        self.known_threads: set[int] | None = None  # set by the owner: threads not the engine's
+        self._next_renice = 0.0
         self.thread = threading.Thread(target=self._run, name="share-writer", daemon=True)
 
     # -- control (other threads) -----------------------------------------------------
@@ -179,6 +187,7 @@ class StoreWriter:
                 continue
             self.counters.store_up = True
             self._log.info("store_opened", attempts=attempt + 1)
+            self._maybe_lower_engine_threads()
             return store
         return None
 
@@ -237,9 +246,7 @@ class StoreWriter:
         )
         self._insert(batch, records, token, first, last)
 
-    def _insert(
-        self, batch: Any, records: list[ShareRecord], token: str, first: int, last: int
-    ) -> None:
+    def _insert(self, batch: Any, records: list[Values], token: str, first: int, last: int) -> None:
         attempt = 0
         while True:
             self._serve_queries()
@@ -262,11 +269,21 @@ class StoreWriter:
             if attempt:
                 self._log.info("store_recovered", retries=attempt, token=token)
             self.counters.store_up = True
+            self._maybe_lower_engine_threads()
             self.counters.batches_written += 1
             self.counters.rows_written += len(records)
             self.counters.last_write_ts = time.time()
             self._acknowledged(last, len(records))
             return
+
+    def _maybe_lower_engine_threads(self) -> None:
+        # The engine starts threads lazily (the first merge, ...): look again
+        # now and then, after an insert, not on every one.
+        now = time.monotonic()
+        if self.known_threads is None or now < self._next_renice:
+            return
+        self._next_renice = now + 5.0
+        lower_engine_threads(self.known_threads)
 
     def _acknowledged(self, last_seq: int, rows: int) -> None:
         if self.abandoned:
@@ -281,7 +298,7 @@ class StoreWriter:
             unjournaled.popleft()
 
     def _dead_letter(
-        self, records: list[ShareRecord], token: str, first: int, last: int, error: str
+        self, records: list[Values], token: str, first: int, last: int, error: str
     ) -> None:
         self._log.error(
             "batch_dead_lettered",
@@ -294,7 +311,7 @@ class StoreWriter:
             try:
                 write_dead_letter(
                     self.spool.directory,
-                    rows=records,
+                    rows=[ShareRecord._make(r) for r in records],
                     error=error,
                     token=token,
                     first_seq=first,

@@ -13,8 +13,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from stratum_proxy.store.priority import lower_thread_priority
-
 if TYPE_CHECKING:
     from stratum_proxy.store.pipeline import SharePipeline
 
@@ -32,7 +30,7 @@ class SpoolFlusher:
         self.thread = threading.Thread(target=self._run, name="spool-flusher", daemon=True)
 
     def _run(self) -> None:
-        lower_thread_priority()
+        # Not niced (see priority.py): its work is short and mostly holds the GIL.
         interval = self.pipeline.settings.fsync_interval_s
         while not self._stop.wait(interval):
             self.flush_now()

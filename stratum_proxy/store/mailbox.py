@@ -24,6 +24,10 @@ class QueryMailbox:
         self._queries.put((sql, future))
         return future
 
+    def waiting(self) -> bool:
+        """Whether a query waits (a hint: one may arrive right after)."""
+        return not self._queries.empty()
+
     def serve(self, store: Any, last_error: str | None) -> None:
         """Writer thread: run every waiting query on ``store`` (None: not open yet)."""
         while True:

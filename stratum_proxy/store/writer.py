@@ -32,7 +32,7 @@ from typing import Any, Protocol
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.deadletter import write_dead_letter
 from stratum_proxy.store.mailbox import QueryMailbox
-from stratum_proxy.store.priority import lower_engine_threads, lower_thread_priority
+from stratum_proxy.store.priority import engine_priority, lower_engine_threads
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.row_source import Row, RowSource, Values
 from stratum_proxy.store.spool import Spool
@@ -150,7 +150,6 @@ class StoreWriter:
     # -- the thread ------------------------------------------------------------------
 
     def _run(self) -> None:
-        lower_thread_priority()  # before opening the store: the engine's threads inherit it
         try:
             self._store = self._open_store()
             if self._store is None:
@@ -178,8 +177,9 @@ class StoreWriter:
         attempt = 0
         while self._stop_at is None:
             try:
-                store = self._store_factory()
-                store.ensure_schema()
+                with engine_priority():  # the engine's threads inherit it
+                    store = self._store_factory()
+                    store.ensure_schema()
             except Exception as exc:
                 self._note_failure(exc, attempt, what="open")
                 self._sleep(self._backoff(attempt))
@@ -253,7 +253,8 @@ class StoreWriter:
             try:
                 self.counters.insert_started = time.monotonic()
                 assert self._store is not None
-                self._store.insert(batch)
+                with engine_priority():
+                    self._store.insert(batch)
             except Exception as exc:
                 if isinstance(exc, StoreError) and not exc.retryable:
                     self._dead_letter(records, token, first, last, str(exc))
@@ -371,7 +372,9 @@ class StoreWriter:
                 self._wake.clear()
 
     def _serve_queries(self) -> None:
-        self.mailbox.serve(self._store, self.counters.last_error)
+        if self.mailbox.waiting():
+            with engine_priority():  # a report can keep the engine busy for a while
+                self.mailbox.serve(self._store, self.counters.last_error)
 
     def _close_store(self) -> None:
         assert self._store is not None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -161,15 +161,30 @@ def encode_record(r: Sequence[Any]) -> bytes:
         raise _invalid(r, exc) from exc
 
 
-def encode_batch(records: Sequence[Sequence[Any]], token: str) -> EncodedBatch:
+# Rows encoded between two ``pause`` calls: ~0.2 ms of GIL-held work.
+_SLICE_ROWS = 64
+
+
+def encode_batch(
+    records: Sequence[Sequence[Any]], token: str, *, pause: Callable[[], None] | None = None
+) -> EncodedBatch:
     """Encode ``records`` (ShareRecords or plain tuples) for one insert carrying ``token``.
 
-    Raises StoreError(retryable=False) for a record no ClickHouse column can
-    hold (non-finite ts, out-of-range UInt32): retrying could never succeed.
+    ``pause`` is called between slices of rows (a background thread lets the
+    event loop run there).  Raises StoreError(retryable=False) for a record no
+    ClickHouse column can hold (non-finite ts, out-of-range UInt32): retrying
+    could never succeed.
     """
     if not token:
         raise ValueError("a batch needs a non-empty deduplication token")
-    payload = b"".join([encode_record(r) for r in records])
+    if pause is None:
+        payload = b"".join([encode_record(r) for r in records])
+    else:
+        parts: list[bytes] = []
+        for start in range(0, len(records), _SLICE_ROWS):
+            parts += [encode_record(r) for r in records[start : start + _SLICE_ROWS]]
+            pause()
+        payload = b"".join(parts)
     return EncodedBatch(token=token, rows=len(records), payload=payload)
 
 

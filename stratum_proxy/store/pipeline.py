@@ -31,7 +31,7 @@ import structlog
 
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.flusher import SpoolFlusher
-from stratum_proxy.store.priority import thread_ids
+from stratum_proxy.store.priority import let_event_loop_run, thread_ids
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.row_source import Row, RowSource
 from stratum_proxy.store.settings import StoreSettings, resolve_spool_dir
@@ -313,4 +313,4 @@ def _preload_engine(url: str) -> None:
 def _default_encode(records: Any, token: str) -> Any:
     from stratum_proxy.store.backend import encode_batch
 
-    return encode_batch(records, token)
+    return encode_batch(records, token, pause=let_event_loop_run)

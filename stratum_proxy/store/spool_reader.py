@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from stratum_proxy.store.priority import let_event_loop_run
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool_format import (
     CHUNK_HEADER_SIZE,
@@ -187,6 +188,8 @@ class SpoolReader:
             while damage and damage[0].index <= index:
                 c = damage.popleft()
                 self._damage.append((self._offset + c.offset, c.length, c.reason))
+            if index:
+                let_event_loop_run()  # decoding a chunk holds the GIL for ~1 ms
             self._take(chunk, self._offset + parsed.offsets[index], min_seq, want, out)
         for c in damage:
             self._damage.append((self._offset + c.offset, c.length, c.reason))

@@ -175,3 +175,17 @@ def test_spool_dir_defaults_next_to_the_embedded_data() -> None:
         "data/spool"
     )
     assert resolve_spool_dir(StoreSettings(spool_dir=Path("/x"))) == Path("/x")
+
+
+def test_queued_rows_leave_the_collectors_view(tmp_path: Path) -> None:
+    # A ShareRecord (a tuple subclass) is never untracked by the cyclic GC;
+    # queued rows must be, or every collection walks the whole queue.
+    import gc
+
+    pipeline = make(tmp_path, BatchLog())
+    pipeline.put(synthetic_record(1, ts=1.0))  # not started: the row waits in memory
+    gc.collect()  # untracks the row's values...
+    gc.collect()  # ...and then the (seq, values) pair that holds them
+    queued, pending = pipeline._queue[0], pipeline.spool.pending[0]
+    assert not gc.is_tracked(queued) and not gc.is_tracked(pending)
+    assert ShareRecord._make(queued[1]) == synthetic_record(1, ts=1.0)

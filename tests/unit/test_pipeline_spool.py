@@ -172,3 +172,35 @@ def test_reader_keeps_up_with_a_growing_active_segment(tmp_path: Path) -> None:
     assert [seq for seq, _ in rows] == list(range(11, 16))
     assert isinstance(rows[0][1], ShareRecord)
     spool.close()
+
+
+def test_segments_of_the_one_row_format_still_replay(tmp_path: Path) -> None:
+    old = [encode_record(seq, encode_payload(synthetic_record(seq))) for seq in range(5, 25)]
+    (tmp_path / "seg-00000000000000000005.spool").write_bytes(FILE_HEADER + b"".join(old))
+    spool = Spool(tmp_path, segment_bytes=1 << 20, max_bytes=1 << 30)
+    assert spool.open().last_seq == 24
+    fill(spool, range(25, 30))  # new chunks after the old records
+    spool.close()
+    seqs, damage = read_all(tmp_path)
+    assert seqs == list(range(5, 30)) and damage == []
+
+
+def test_rows_of_a_chunk_beyond_below_wait_for_the_next_read(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path)
+    fill(spool, range(1, 101))  # one chunk
+    damage: list[CorruptionReport] = []
+    reader = SpoolReader(tmp_path, directory_segments(tmp_path), damage.append)
+    first = reader.read(1, 1000, below=40)
+    assert [seq for seq, _ in first] == list(range(1, 40))
+    assert [seq for seq, _ in reader.read(60, 1000)] == list(range(60, 101))
+    assert damage == []
+    spool.close()
+
+
+def test_a_chunk_at_the_disk_cap_is_split_to_keep_what_fits(tmp_path: Path) -> None:
+    spool = open_spool(tmp_path, max_bytes=20 * 1024, segment_bytes=64 * 1024)
+    fill(spool, range(1, CHUNK_ROWS + 1))  # one run, far larger than the cap
+    written = len(read_all(tmp_path)[0])
+    assert written > 0 and spool.bytes_on_disk <= 20 * 1024
+    assert written + spool.rows_shed == CHUNK_ROWS
+    spool.close()

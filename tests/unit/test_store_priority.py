@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
-from stratum_proxy.store.priority import BACKGROUND_NICE, engine_priority, lower_engine_threads
+from stratum_proxy.store.priority import (
+    BACKGROUND_NICE,
+    engine_priority,
+    lower_engine_threads,
+    thread_ids,
+)
 
 
 def own_nice() -> int:
@@ -32,12 +38,19 @@ def test_engine_priority_nices_the_body_and_restores_when_allowed() -> None:
         assert seen["after"] == seen["before"]
 
 
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="no per-thread nice here")
 def test_python_threads_are_not_taken_for_engine_threads() -> None:
+    known = thread_ids()
     stop = threading.Event()
-    thread = threading.Thread(target=stop.wait)
+    tid: list[int] = []
+    thread = threading.Thread(target=lambda: (tid.append(threading.get_native_id()), stop.wait()))
     thread.start()
     try:
-        assert lower_engine_threads(known=set()) == 0  # only threads named by the engine
+        while not tid:
+            time.sleep(0.001)
+        before = os.getpriority(os.PRIO_PROCESS, tid[0])
+        lower_engine_threads(known)  # the new thread keeps the process's name
+        assert os.getpriority(os.PRIO_PROCESS, tid[0]) == before
     finally:
         stop.set()
         thread.join()

@@ -41,8 +41,13 @@ def spool_status(spool_dir: Path) -> dict[str, Any]:
         lambda first, rows, _last: segment_rows.__setitem__(first, rows),
     )
     rows, oldest, newest = 0, None, None
+    next_seq = state.acked_seq + 1
     while True:
-        chunk = reader.read(state.acked_seq + 1, _READ_ROWS)
+        # Ask from the next seq each time, as the writer does: the reader
+        # positions itself by seq, not by a cursor.
+        chunk = reader.read(next_seq, _READ_ROWS)
+        if chunk:
+            next_seq = chunk[-1][0] + 1
         for _seq, record in chunk:
             rows += 1
             oldest = record.ts if oldest is None else min(oldest, record.ts)

@@ -180,22 +180,25 @@ class SpoolReader:
                     Corruption(offset=0, length=end, reason=cut.reason, index=cut.index)
                 )
         damage = deque(parsed.corruptions)
+        limit = len(out) + want  # ``want`` counts from here; ``out`` may hold rows already
         for index, chunk in enumerate(parsed.records):
-            if chunk.first_seq >= self._below:
-                self._blocked = True  # stay on this record for the next read
-                self._offset += parsed.offsets[index]
-                return
             while damage and damage[0].index <= index:
                 c = damage.popleft()
                 self._damage.append((self._offset + c.offset, c.length, c.reason))
+            if len(out) >= limit or chunk.first_seq >= self._below:
+                # Stay on this record for the next read: a read never decodes more
+                # than it returns (plus the rest of one chunk, held).
+                self._blocked = chunk.first_seq >= self._below
+                self._offset += parsed.offsets[index]
+                return
             if index:
                 let_event_loop_run()  # decoding a chunk holds the GIL for ~1 ms
-            self._take(chunk, self._offset + parsed.offsets[index], min_seq, want, out)
+            self._take(chunk, self._offset + parsed.offsets[index], min_seq, limit, out)
         for c in damage:
             self._damage.append((self._offset + c.offset, c.length, c.reason))
         self._offset += end
 
-    def _take(self, chunk: Chunk, offset: int, min_seq: int, want: int, out: list[Row]) -> None:
+    def _take(self, chunk: Chunk, offset: int, min_seq: int, limit: int, out: list[Row]) -> None:
         if self._damage:
             gap = max(0, chunk.first_seq - self._last_seen - 1)
             for i, (at, length, reason) in enumerate(self._damage):
@@ -216,7 +219,7 @@ class SpoolReader:
             if seq >= min_seq:
                 self._held.append((seq, record))
             seq += 1
-        self._serve_held(min_seq, want, out)
+        self._serve_held(min_seq, limit, out)
 
     def _serve_held(self, min_seq: int, max_rows: int, out: list[Row]) -> None:
         # A chunk is decoded whole; rows the caller cannot take now wait here.

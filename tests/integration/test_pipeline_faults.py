@@ -65,14 +65,25 @@ def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
-def put_rows(pipeline: SharePipeline, start: int, count: int) -> float:
-    """Put rows; returns the slowest single put in seconds."""
-    worst = 0.0
+def put_rows(pipeline: SharePipeline, start: int, count: int) -> list[float]:
+    """Put rows; returns each put's duration in seconds."""
+    durations = []
     for i in range(start, start + count):
         t0 = time.perf_counter()
         pipeline.put(synthetic_record(i))
-        worst = max(worst, time.perf_counter() - t0)
-    return worst
+        durations.append(time.perf_counter() - t0)
+    return durations
+
+
+def assert_never_waited(durations: list[float]) -> None:
+    """put never waits on the store: a put that did would wait out every retry or hang.
+
+    A loaded machine may preempt a few single puts for some milliseconds; a put
+    waiting on the failing store would make the bulk of them slow instead.
+    """
+    ordered = sorted(durations)
+    assert ordered[int(len(ordered) * 0.99)] < 0.001
+    assert ordered[-1] < 0.5
 
 
 def test_rows_reach_the_store_exactly(tmp_path: Path) -> None:
@@ -103,7 +114,7 @@ def test_retryable_errors_are_retried_and_nothing_is_doubled(tmp_path: Path) -> 
     )
     pipeline.start()
     wait_for(lambda: pipeline.statistics()["store_up"] == 1)  # opened; inserts will fail
-    worst = put_rows(pipeline, 0, 3000)  # ten times the queue: most rows go to the spool
+    durations = put_rows(pipeline, 0, 3000)  # ten times the queue: most rows go to the spool
     wait_for(lambda: int(pipeline.statistics()["retries"] or 0) >= 3)
     stats = pipeline.statistics()
     assert stats["store_up"] == 0 and stats["rows_written"] == 0
@@ -112,7 +123,7 @@ def test_retryable_errors_are_retried_and_nothing_is_doubled(tmp_path: Path) -> 
     wait_for(lambda: pipeline.statistics()["rows_written"] == 3000)
     pipeline.close()
     assert store_counts(settings) == (3000, 3000)
-    assert worst < 0.05  # the event loop never waited on the failing store
+    assert_never_waited(durations)  # the event loop never waited on the failing store
 
 
 def test_non_retryable_errors_go_to_the_dead_letter_file(tmp_path: Path) -> None:
@@ -151,13 +162,13 @@ def test_hanging_store_does_not_block_put_or_close(tmp_path: Path) -> None:
     pipeline.start()
     put_rows(pipeline, 0, 100)
     wait_for(lambda: pipeline.statistics()["insert_running_s"] is not None)
-    worst = put_rows(pipeline, 100, 1400)
+    durations = put_rows(pipeline, 100, 1400)
     with pytest.raises(Exception, match="timed out"):
         pipeline.query("SELECT 1", timeout_s=0.2)
     t0 = time.monotonic()
     pipeline.close(timeout_s=0.5)
     assert time.monotonic() - t0 < 2.0
-    assert worst < 0.05
+    assert_never_waited(durations)
     assert pipeline.statistics()["rows_shed"] == 0
     # The hung insert finishes late (as a stuck server eventually would); the
     # engine must be released before the next pipeline opens it.

@@ -11,6 +11,7 @@ from stratum_proxy.errors import StoreBusyError
 from stratum_proxy.store.faults import synthetic_record
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool import Spool
+from stratum_proxy.store.spool_admin import spool_status
 from stratum_proxy.store.spool_format import (
     CHUNK_ROWS,
     FILE_HEADER,
@@ -204,3 +205,30 @@ def test_a_chunk_at_the_disk_cap_is_split_to_keep_what_fits(tmp_path: Path) -> N
     assert written > 0 and spool.bytes_on_disk <= 20 * 1024
     assert written + spool.rows_shed == CHUNK_ROWS
     spool.close()
+
+
+@pytest.mark.parametrize("batch", [1, 7, 300, 1000])
+def test_small_reads_walk_the_whole_spool_holding_at_most_one_chunk(
+    tmp_path: Path, batch: int
+) -> None:
+    # Several segments of many chunks, read back in reads smaller and larger
+    # than a chunk: every row once, in order, never decoding far ahead.
+    spool = open_spool(tmp_path, segment_bytes=64 * 1024)
+    for start in range(1, 5001, 500):
+        fill(spool, range(start, start + 500))
+    assert len(spool.segments()) > 2
+    reader = SpoolReader(tmp_path, directory_segments(tmp_path), print)
+    seen: list[int] = []
+    next_seq = 1
+    while True:
+        rows = reader.read(next_seq, batch)
+        assert len(rows) <= batch
+        assert len(reader._held) < 256  # at most the rest of one chunk
+        if rows:
+            next_seq = rows[-1][0] + 1
+        seen.extend(seq for seq, _ in rows)
+        if reader.exhausted:
+            break
+    assert seen == list(range(1, 5001))
+    spool.close()
+    assert spool_status(tmp_path)["rows"] == 5000

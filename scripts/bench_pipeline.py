@@ -122,6 +122,7 @@ async def _p99(pipeline: SharePipeline | None, count: int) -> float:
                 pipeline.put(synthetic_record(i))
                 i += 1
             writer.write(line)
+        writer.close()
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     reader, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
@@ -132,6 +133,8 @@ async def _p99(pipeline: SharePipeline | None, count: int) -> float:
         await reader.readline()
         times.append(time.perf_counter() - t0)
     writer.close()
+    await writer.wait_closed()
+    await reader.read()  # the server's handler saw EOF and closed: nothing left to cancel
     server.close()
     await server.wait_closed()
     return sorted(times)[int(count * 0.99)]

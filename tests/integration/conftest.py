@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ from stratum_proxy.logging import configure_logging
 from stratum_proxy.proxy.server import ProxyServer
 from stratum_proxy.settings import Settings, load_settings
 from stratum_proxy.store.backend import open_store
+from stratum_proxy.store.chdb_store import ChdbStore
 from stratum_proxy.store.settings import StoreSettings
 
 
@@ -55,6 +56,18 @@ class RunningProxy:
 
 
 ProxyFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[ChdbStore]:
+    """An embedded store with the schema, in a fresh directory."""
+    s = open_store(f"chdb://{tmp_path / 'db'}", StoreSettings())
+    assert isinstance(s, ChdbStore)
+    try:
+        s.ensure_schema()
+        yield s
+    finally:
+        s.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
 
 from stratum_proxy.errors import ConfigError
-from stratum_proxy.store.backend import Store, encode_batch, open_store
+from stratum_proxy.store.backend import Store, encode_batch
 from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.reports import cleanup, si, stats_report, worker_stats
-from stratum_proxy.store.settings import StoreSettings
 
 NOW = float(math.floor(__import__("time").time()))
 HOURS = 24.0
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"chdb://{tmp_path}", StoreSettings())
-    try:
-        s.ensure_schema()
-        yield s
-    finally:
-        s.close()
 
 
 def rec(ts: float, worker: str, **change: object) -> ShareRecord:

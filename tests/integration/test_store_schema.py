@@ -2,70 +2,18 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import orjson
 import pytest
+from helpers.store_rows import rec, rows, scalar
 
 from stratum_proxy.errors import ConfigError
 from stratum_proxy.store import migrate
 from stratum_proxy.store.backend import encode_batch, open_store, schema_for
 from stratum_proxy.store.chdb_store import ChdbStore
-from stratum_proxy.store.record import COLUMNS, ShareRecord
+from stratum_proxy.store.record import COLUMNS
 from stratum_proxy.store.schema import SchemaConfig, all_statements, sql_string
 from stratum_proxy.store.settings import StoreSettings
-
-HASHES_PER_DIFF = 4294967296
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[ChdbStore]:
-    s = open_store(f"chdb://{tmp_path / 'db'}", StoreSettings())
-    assert isinstance(s, ChdbStore)
-    try:
-        s.ensure_schema()
-        yield s
-    finally:
-        s.close()
-
-
-def rec(**change: object) -> ShareRecord:
-    base = ShareRecord(
-        ts=time.time() - 60,
-        proxy_id="proxy-1",
-        upstream="pool-a",
-        protocol="sv1",
-        channel_id=1,
-        worker="farm.rig1",
-        miner_addr="10.0.0.2:40000",
-        job_id="1f",
-        extranonce2="0000002a",
-        ntime="6650b2f1",
-        nonce="1a2b3c4d",
-        version=0x20000000,
-        share_hash="0000000000000000000abc" + "0" * 42,
-        share_difficulty=70_000.5,
-        pool_difficulty=65_536.0,
-        network_difficulty=83_148_355_189_239.77,
-        status="accepted",
-        reject_reason="",
-        is_block=False,
-        response_ms=23.25,
-    )
-    return base._replace(**change)
-
-
-def rows(store: ChdbStore, sql: str) -> list[dict[str, object]]:
-    out = store.query(
-        sql + " FORMAT JSONEachRow SETTINGS output_format_json_quote_64bit_integers=0"
-    )
-    return [orjson.loads(line) for line in out.splitlines()]
-
-
-def scalar(store: ChdbStore, sql: str) -> str:
-    return store.query(sql).decode().strip()
 
 
 def test_schema_has_the_record_columns_and_types(store: ChdbStore) -> None:

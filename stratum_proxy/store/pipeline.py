@@ -162,15 +162,7 @@ class SharePipeline:
 
     def _on_corruption(self, report: CorruptionReport) -> None:
         self.rows_corrupt += report.rows_lost
-        self.log.error(
-            "spool_corrupt_record_skipped",
-            segment=str(report.path),
-            offset=report.offset,
-            bytes=report.length,
-            reason=report.reason,
-            rows_lost=report.rows_lost,
-            exact=report.exact,
-        )
+        report.log(self.log)
 
     def _maybe_end_spill(self) -> None:
         if self._spill and self._writer is not None and self._writer.source.caught_up():

@@ -101,14 +101,7 @@ def drain_spool(
         state = recovery.state
 
         def on_corruption(report: CorruptionReport) -> None:
-            log.error(
-                "spool_corrupt_record_skipped",
-                segment=str(report.path),
-                offset=report.offset,
-                bytes=report.length,
-                reason=report.reason,
-                rows_lost=report.rows_lost,
-            )
+            report.log(log)
 
         reader = SpoolReader(
             spool_dir,

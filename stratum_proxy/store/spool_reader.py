@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from stratum_proxy.store.priority import let_event_loop_run
 from stratum_proxy.store.record import ShareRecord
@@ -47,6 +48,18 @@ class CorruptionReport:
     reason: str
     rows_lost: int
     exact: bool  # False: estimated from the bytes (the damage ran to the segment's end)
+
+    def log(self, log: Any) -> None:
+        """The one error line every spool reader writes for skipped damage."""
+        log.error(
+            "spool_corrupt_record_skipped",
+            segment=str(self.path),
+            offset=self.offset,
+            bytes=self.length,
+            reason=self.reason,
+            rows_lost=self.rows_lost,
+            exact=self.exact,
+        )
 
 
 def directory_segments(directory: Path) -> Segments:

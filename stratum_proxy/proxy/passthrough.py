@@ -92,9 +92,19 @@ class PoolSide(asyncio.Protocol):
 
 
 class MinerFlowControl:
-    """Pausing and resuming the miner's socket, shared by both relay kinds."""
+    """What both relay kinds do alike: pausing the miner's socket, a pool that left."""
 
     miner: asyncio.Transport
+    closed: bool
+    log: Any
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def pool_closed(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.log.info("pool_closed_connection", error=str(exc) if exc else None)
+            self.close()
 
     def pause_miner(self) -> None:
         if not self.miner.is_closing():
@@ -264,11 +274,6 @@ class PassthroughRelay(MinerFlowControl):
             self.drain_deadline = time.monotonic() + _DRAIN_AFTER_MINER_LEFT_S
             return
         self.close()
-
-    def pool_closed(self, exc: Exception | None) -> None:
-        if not self.closed:
-            self.log.info("pool_closed_connection", error=str(exc) if exc else None)
-            self.close()
 
     def close(self) -> None:
         """Close both sides; every pending submit becomes a no_response row."""

@@ -154,11 +154,6 @@ class TranslateRelay(MinerFlowControl):
         self.miner_gone = True
         self.close()
 
-    def pool_closed(self, exc: Exception | None) -> None:
-        if not self.closed:
-            self.log.info("pool_closed_connection", error=str(exc) if exc else None)
-            self.close()
-
     def close(self) -> None:
         if self.closed:
             return

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -208,9 +209,12 @@ async def run_demo(
             proxy_address = await start_proxy(pool.host, pool.port)
         host, port = proxy_address or (pool.host, pool.port)
         await farm.start_miners(host, port)
-        deadline = time.monotonic() + seconds
-        while (left := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(refresh, left))
+        # A fixed schedule (every ``refresh`` s, the last frame at ``seconds``), so a
+        # sliver of time left after a late timer does not print an extra frame.
+        start = time.monotonic()
+        frames = max(1, math.ceil(seconds / refresh - 1e-9))
+        for i in range(1, frames + 1):
+            await asyncio.sleep(max(0.0, start + min(i * refresh, seconds) - time.monotonic()))
             out(render_table(farm.rows(), title=f"miners -> {host}:{port}, pool :{pool.port}"))
         return farm.rows()
     finally:

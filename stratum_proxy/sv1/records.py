@@ -133,6 +133,26 @@ def build_share_record(
     )
 
 
+# ShareRecord fields the pool's answer fills in: status, reject_reason (16, 17),
+# response_ms (19); is_block (18) stays.  record.py fixes the order.
+_OUTCOME_AT = ShareRecord._fields.index("status")
+assert ShareRecord._fields[_OUTCOME_AT : _OUTCOME_AT + 4] == (
+    "status", "reject_reason", "is_block", "response_ms",
+)  # fmt: skip
+_new_record = tuple.__new__
+
+
+def with_outcome(
+    record: ShareRecord, status: str, reject_reason: str, response_ms: float
+) -> ShareRecord:
+    """``record`` with its verdict: ``_replace`` does the same at four times the cost."""
+    at = _OUTCOME_AT
+    return _new_record(
+        ShareRecord,
+        (*record[:at], status, reject_reason, record[at + 2], response_ms, *record[at + 4 :]),
+    )
+
+
 def salvage_submit(msg_id: RpcId, params: Any) -> Submit:
     """A best-effort ``Submit`` from params that failed validation.
 

@@ -62,6 +62,7 @@ from stratum_proxy.sv1.records import (
     build_share_record,
     salvage_submit,
     share_record,
+    with_outcome,
 )
 from stratum_proxy.sv1.state import ConnectionState
 from stratum_proxy.sv1.verdict import verdict
@@ -183,11 +184,11 @@ class Sv1Tracker:
         self, side: Side, lines: list[bytes], now: float, events: list[Event]
     ) -> None:
         if side == "miner":
-            handlers, fast = self._miner_handlers, self._fast_submit
+            handlers, fast, counter = self._miner_handlers, self._fast_submit, "lines_from_miner"
         else:
-            handlers, fast = self._pool_handlers, self._fast_response
+            handlers, fast, counter = self._pool_handlers, self._fast_response, "lines_from_pool"
         stats = self._stats
-        stats["lines_from_" + side] += len(lines)
+        stats[counter] += len(lines)
         for line in lines:
             try:
                 obj = orjson.loads(line)
@@ -365,26 +366,27 @@ class Sv1Tracker:
         record = entry.record
         assert record is not None
         accepted, reason = verdict(result, error, reject_reason)
-        record = record._replace(
-            status=STATUS_ACCEPTED if accepted else STATUS_REJECTED,
-            reject_reason=reason,
-            response_ms=max(0.0, (now - entry.sent_at) * 1000.0),
+        record = with_outcome(
+            record,
+            STATUS_ACCEPTED if accepted else STATUS_REJECTED,
+            reason,
+            max(0.0, (now - entry.sent_at) * 1000.0),
         )
         self._stats["accepted" if accepted else "rejected"] += 1
         if record.is_block:
             self._stats["blocks"] += 1
-        events.append(ShareResolved(record=record))
+        events.append(ShareResolved(record))
 
     def _give_up(self, entry: PendingRequest, reason: str, events: list[Event]) -> None:
         record = entry.record
         if record is None:
             self._stats["unanswered_requests"] += 1
             return
-        record = record._replace(reject_reason=reason)  # status stays no_response
+        record = with_outcome(record, record.status, reason, record.response_ms)  # no_response
         self._stats["no_response"] += 1
         if record.is_block:
             self._stats["blocks"] += 1
-        events.append(ShareResolved(record=record))
+        events.append(ShareResolved(record))
 
     def _on_pool_notification(self, msg: Any, now: float, events: list[Event]) -> None:
         event = self._state.apply(msg)

@@ -1,9 +1,17 @@
 """The ``Store`` contract used by the single writer thread, and batch encoding.
 
-A batch is encoded once, as ClickHouse ``RowBinary`` (the fastest exact input
-format measured by ``scripts/bench_store.py``: no text escaping, floats sent as
-their IEEE bits).  ``encode_batch`` is deterministic: the same records and
-token give the same bytes, so a retried batch is the same batch.
+A batch is encoded once, in one of two ClickHouse input formats:
+
+* ``JSONCompactEachRow`` (``json_rows``): one orjson call per slice of rows,
+  used whenever cheap checks over the batch's columns prove that the engine
+  stores exactly what RowBinary would (nearly always);
+* ``RowBinary``: every value packed by Python (no text escaping, floats as
+  their IEEE bits), for the rest.  It checks each value, so a record no
+  column can hold gets a precise, non-retryable StoreError.
+
+Both store the same values (ts cut to whole milliseconds by
+``record.ts_millis``).  ``encode_batch`` is deterministic: the same records
+and token give the same format and bytes, so a retried batch is the same batch.
 """
 
 from __future__ import annotations
@@ -15,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from stratum_proxy.errors import ConfigError, StoreError
-from stratum_proxy.store.record import COLUMNS, ShareRecord
+from stratum_proxy.store import json_rows
+from stratum_proxy.store.record import COLUMNS, ShareRecord, ts_millis
 from stratum_proxy.store.schema import SchemaConfig
 from stratum_proxy.store.settings import StoreSettings
 
@@ -27,19 +36,29 @@ _FLOATS = struct.Struct("<ddd")  # share, pool, network difficulty
 _TAIL = struct.Struct("<?f")  # is_block, response_ms (Float32)
 _MAX_UINT32 = 0xFFFFFFFF
 
+ROW_BINARY = "RowBinary"
+JSON_ROWS = json_rows.FORMAT
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class EncodedBatch:
-    """A batch ready to insert: ``rows`` RowBinary rows in ``COLUMNS`` order.
+    """A batch ready to insert: ``rows`` rows in ``COLUMNS`` order, in ``format``.
 
-    Backends that cannot send the bytes as they are (clickhouse-driver builds
-    Native blocks) decode them with ``decode_columns``, so both backends store
-    exactly the same values.
+    ``format`` is a ClickHouse input format name (``ROW_BINARY`` or
+    ``JSON_ROWS``).  Backends that cannot send the bytes as they are
+    (clickhouse-driver builds Native blocks) decode them with
+    ``decode_columns``, so both backends store exactly the same values.
     """
 
     token: str
     rows: int
     payload: bytes
+    format: str = ROW_BINARY
+
+
+def format_settings(fmt: str) -> dict[str, object]:
+    """Query settings an insert of a batch in ``fmt`` needs besides ``insert_settings``."""
+    return dict(json_rows.INSERT_SETTINGS) if fmt == JSON_ROWS else {}
 
 
 class Store(Protocol):
@@ -124,8 +143,8 @@ def encode_record(r: Sequence[Any]) -> bytes:
     """One row (a ShareRecord or a plain tuple in ``COLUMNS`` order) as RowBinary.
 
     The hot path checks nothing itself: unpacking refuses a wrong column count,
-    struct refuses out-of-range integers and Float32 overflow, round() refuses
-    nan/inf; ``_invalid`` then says why.  Repeating strings are looked up
+    struct refuses out-of-range integers and Float32 overflow, ts_millis
+    refuses nan/inf; ``_invalid`` then says why.  Repeating strings are looked up
     inline (``_seen(v) or _repeat(v)``): a hit costs no Python call.
     """
     s, c, seen = _string, _repeat, _seen
@@ -136,7 +155,7 @@ def encode_record(r: Sequence[Any]) -> bytes:
          extranonce1) = r  # fmt: skip
         return b"".join(
             (
-                _pack_ts(round(ts * 1000)),
+                _pack_ts(ts_millis(ts)),
                 seen(proxy_id) or c(proxy_id),
                 seen(upstream) or c(upstream),
                 seen(protocol) or c(protocol),
@@ -157,7 +176,7 @@ def encode_record(r: Sequence[Any]) -> bytes:
                 seen(extranonce1) or c(extranonce1),
             )
         )
-    except (struct.error, TypeError, ValueError, OverflowError, AttributeError) as exc:
+    except (struct.error, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise _invalid(r, exc) from exc
 
 
@@ -170,11 +189,24 @@ def encode_batch(
 ) -> EncodedBatch:
     """Encode ``records`` (ShareRecords or plain tuples) for one insert carrying ``token``.
 
-    ``pause`` is called between slices of rows (a background thread lets the
-    event loop run there).  Raises StoreError(retryable=False) for a record no
-    ClickHouse column can hold (non-finite ts, out-of-range UInt32): retrying
-    could never succeed.
+    JSON rows when ``json_rows`` finds every value fit to travel so, else
+    RowBinary.  ``pause`` is called between slices of rows (a background
+    thread lets the event loop run there).  Raises StoreError(retryable=False)
+    for a record no ClickHouse column can hold (non-finite ts, out-of-range
+    UInt32): retrying could never succeed.
     """
+    if not token:
+        raise ValueError("a batch needs a non-empty deduplication token")
+    payload = json_rows.maybe_encode(records, pause=pause)
+    if payload is not None:
+        return EncodedBatch(token=token, rows=len(records), payload=payload, format=JSON_ROWS)
+    return encode_row_binary(records, token, pause=pause)
+
+
+def encode_row_binary(
+    records: Sequence[Sequence[Any]], token: str, *, pause: Callable[[], None] | None = None
+) -> EncodedBatch:
+    """``encode_batch`` always as RowBinary: every value checked (and tests compare the two)."""
     if not token:
         raise ValueError("a batch needs a non-empty deduplication token")
     if pause is None:
@@ -185,7 +217,7 @@ def encode_batch(
             parts += [encode_record(r) for r in records[start : start + _SLICE_ROWS]]
             pause()
         payload = b"".join(parts)
-    return EncodedBatch(token=token, rows=len(records), payload=payload)
+    return EncodedBatch(token=token, rows=len(records), payload=payload, format=ROW_BINARY)
 
 
 def insert_columns_sql(table: str) -> str:
@@ -209,10 +241,16 @@ def _pull_string(buf: bytes, pos: int) -> tuple[bytes, int]:
 
 
 def decode_columns(batch: EncodedBatch) -> list[list[object]]:
-    """The payload back as one list per column (strings as UTF-8 bytes).
+    """The payload back as one list per column, whatever its format.
 
-    The inverse of ``encode_batch``; used by the server backend and by tests.
+    Strings as UTF-8 bytes, ts as integer milliseconds, response_ms as its
+    Float32 value.  The inverse of ``encode_batch``; used by the server
+    backend and by tests.  ValueError (or IndexError) for a corrupt payload.
     """
+    if batch.format == JSON_ROWS:
+        return json_rows.decode_columns(batch.payload, batch.rows)
+    if batch.format != ROW_BINARY:
+        raise ValueError(f"unknown batch format {batch.format!r}")
     cols: list[list[object]] = [[] for _ in COLUMNS]
     buf, pos = batch.payload, 0
     for _ in range(batch.rows):

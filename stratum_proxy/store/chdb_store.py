@@ -8,8 +8,9 @@ second one raises StoreBusyError until the first is closed (tests open, use
 and close one store per temporary directory).  Across processes, the data
 directory is guarded by ``lock.acquire_lock``.
 
-Inserts stream the batch's RowBinary payload through ``send_insert``: the
-bytes go to the engine as they are, with no SQL text built around them.
+Inserts stream the batch's payload through ``send_insert`` in the batch's own
+format (JSONCompactEachRow or RowBinary, see ``backend``): the bytes go to the
+engine as they are, with no SQL text built around them.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stratum_proxy.errors import StoreBusyError, StoreError
-from stratum_proxy.store.backend import EncodedBatch, insert_columns_sql
+from stratum_proxy.store.backend import EncodedBatch, format_settings, insert_columns_sql
 from stratum_proxy.store.classify import classify
 from stratum_proxy.store.lock import StoreLock, acquire_lock
 from stratum_proxy.store.migrate import ensure_schema
@@ -74,14 +75,15 @@ class ChdbStore:
     def insert(self, batch: EncodedBatch) -> None:
         if batch.rows == 0:
             return
+        all_settings = insert_settings(batch.token) | format_settings(batch.format)
         settings = ", ".join(
             f"{key} = {sql_string(value) if isinstance(value, str) else value}"
-            for key, value in insert_settings(batch.token).items()
+            for key, value in all_settings.items()
         )
         sql = f"{insert_columns_sql(self.schema.insert_table)} SETTINGS {settings}"
         session = self._require_session()
         try:
-            inserter = session.send_insert(sql, "RowBinary")
+            inserter = session.send_insert(sql, batch.format)
             try:
                 inserter.append(batch.payload)
             except BaseException:

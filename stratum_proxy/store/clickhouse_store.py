@@ -4,10 +4,10 @@ DDL and inserts go over the native protocol with clickhouse-driver.  Its
 ``Client`` is synchronous and not thread-safe: the writer thread owns it.  It
 reconnects by itself on the next call after a network error.
 
-Inserts decode the batch's RowBinary payload back into columns
-(``decode_columns``) and send them as Native blocks with strings as raw bytes,
-so the server stores exactly the values the embedded store would.  Every
-insert carries the batch's ``insert_deduplication_token``.
+Inserts decode the batch's payload (JSON rows or RowBinary, see ``backend``)
+back into columns (``decode_columns``) and send them as Native blocks with
+strings as raw bytes, so the server stores exactly the values the embedded
+store would.  Every insert carries the batch's ``insert_deduplication_token``.
 
 ``query`` must return what ClickHouse prints (``FORMAT JSONEachRow`` and so
 on), but the native protocol returns rows, not formatted text.  So ``query``
@@ -20,6 +20,7 @@ clickhouse-client when not on a terminal.
 from __future__ import annotations
 
 import ssl
+import struct
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -68,7 +69,7 @@ class ClickHouseStore:
         settings["strings_as_bytes"] = True  # a client setting: send our bytes untouched
         try:
             columns = decode_columns(batch)
-        except (ValueError, IndexError) as exc:
+        except (ValueError, IndexError, TypeError, AttributeError, struct.error) as exc:
             raise StoreError(f"batch {batch.token} is corrupt: {exc}", retryable=False) from exc
         sql = f"{insert_columns_sql(self.schema.insert_table)} VALUES"
         try:

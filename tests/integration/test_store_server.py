@@ -1,9 +1,9 @@
 """The clickhouse:// backend.
 
 Without a server, the part of its insert path that can run here does: the
-columns it hands clickhouse-driver are serialised by the driver's own column
-writers into a Native block, fed to the real engine, and must give the very
-rows the embedded store's RowBinary insert gives.
+columns it hands clickhouse-driver (decoded from either batch format) are
+serialised by the driver's own column writers into a Native block, fed to the
+real engine, and must give the very rows the embedded store's insert gives.
 
 With ``CLICKHOUSE_URL`` set (e.g. clickhouse://default:@127.0.0.1:9000/mining),
 the same schema / insert / dedup / query checks run against that server in a
@@ -18,6 +18,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import orjson
 import pytest
@@ -28,9 +29,12 @@ from clickhouse_driver.context import Context
 from clickhouse_driver.streams.native import BlockOutputStream
 
 from stratum_proxy.store.backend import (
+    JSON_ROWS,
+    ROW_BINARY,
     Store,
     decode_columns,
     encode_batch,
+    encode_row_binary,
     insert_columns_sql,
     open_store,
 )
@@ -94,13 +98,19 @@ def _driver_native_block(columns: list[list[object]]) -> bytes:
     return bytes(sink.data)
 
 
-def test_driver_columns_store_the_same_rows_as_rowbinary(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("encode", "fmt"), [(encode_batch, JSON_ROWS), (encode_row_binary, ROW_BINARY)]
+)
+def test_driver_columns_store_the_same_rows_as_the_embedded_insert(
+    tmp_path: Path, encode: Any, fmt: str
+) -> None:
     store = open_store(f"chdb://{tmp_path}", StoreSettings())
     assert isinstance(store, ChdbStore)
     try:
         store.ensure_schema()
         store.query("CREATE TABLE mining.via_driver AS mining.shares")
-        batch = encode_batch([rec(i) for i in range(30)], "tok")
+        batch = encode([rec(i) for i in range(30)], "tok")
+        assert batch.format == fmt
         store.insert(batch)
         inserter = store._session.send_insert(insert_columns_sql("mining.via_driver"), "Native")
         inserter.append(_driver_native_block(decode_columns(batch)))

@@ -1,17 +1,28 @@
-"""encode_batch: deterministic RowBinary that decodes back to every value."""
+"""encode_batch: deterministic batches (JSON rows or RowBinary) that decode back to every value."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import math
 import struct
+import uuid
+from collections.abc import Callable
+from decimal import Decimal
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stratum_proxy.errors import StoreError
-from stratum_proxy.store.backend import decode_columns, encode_batch
+from stratum_proxy.store.backend import (
+    JSON_ROWS,
+    ROW_BINARY,
+    EncodedBatch,
+    decode_columns,
+    encode_batch,
+    encode_row_binary,
+)
 from stratum_proxy.store.record import COLUMNS, ShareRecord, record_values
 
 _text = st.text(max_size=300)  # any unicode, incl. quotes, tabs, newlines, NUL
@@ -52,7 +63,8 @@ def _expected(record: ShareRecord) -> list[object]:
     out: list[object] = []
     for name, value in zip(COLUMNS, record_values(record), strict=True):
         if name == "ts":
-            out.append(round(value * 1000))  # DateTime64(3): integer milliseconds
+            # DateTime64(3): integer ms, the decimal digits beyond them dropped
+            out.append(int(Decimal(repr(value)) * 1000))
         elif isinstance(value, str):
             out.append(value.encode("utf-8", "surrogatepass"))
         elif name == "response_ms":
@@ -62,55 +74,88 @@ def _expected(record: ShareRecord) -> list[object]:
     return out
 
 
+Encoder = Callable[[list[ShareRecord], str], EncodedBatch]
+ENCODERS = [encode_batch, encode_row_binary]
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
 @settings(max_examples=200, deadline=None)
 @given(st.lists(records(), max_size=20), st.text(min_size=1, max_size=40))
-def test_round_trip_and_determinism(batch: list[ShareRecord], token: str) -> None:
-    encoded = encode_batch(batch, token)
+def test_round_trip_and_determinism(encode: Encoder, batch: list[ShareRecord], token: str) -> None:
+    encoded = encode(batch, token)
     assert encoded.rows == len(batch) and encoded.token == token
     # Same records (fresh copies) and token give the same bytes.
-    again = encode_batch([ShareRecord(*r) for r in batch], token)
+    again = encode([ShareRecord(*r) for r in batch], token)
     assert again == encoded
     columns = decode_columns(encoded)
     rows = [list(row) for row in zip(*columns, strict=True)] if batch else []
     assert rows == [_expected(r) for r in batch]
 
 
-def test_long_strings_use_multibyte_lengths() -> None:
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_long_strings_use_multibyte_lengths(encode: Encoder) -> None:
     record = _one(worker="w" * 70_000, reject_reason="é" * 200)
-    columns = decode_columns(encode_batch([record], "t"))
+    columns = decode_columns(encode([record], "t"))
     assert columns[COLUMNS.index("worker")] == [b"w" * 70_000]
     assert columns[COLUMNS.index("reject_reason")] == ["é".encode() * 200]
 
 
 def test_lone_surrogate_is_kept_not_fatal() -> None:
-    columns = decode_columns(encode_batch([_one(worker="a\ud800b")], "t"))
-    assert columns[COLUMNS.index("worker")] == [b"a\xed\xa0\x80b"]
+    batch = encode_batch([_one(worker="a\ud800b")], "t")
+    assert batch.format == ROW_BINARY  # orjson refuses it; RowBinary keeps its bytes
+    assert decode_columns(batch)[COLUMNS.index("worker")] == [b"a\xed\xa0\x80b"]
+
+
+class _Status(enum.Enum):
+    ACCEPTED = "accepted"
 
 
 @pytest.mark.parametrize(
-    "change",
+    ("change", "message"),
     [
-        {"channel_id": -1},
-        {"channel_id": 2**32},
-        {"version": 2**32},
-        {"ts": math.nan},
-        {"ts": math.inf},
-        {"response_ms": 1e300},  # beyond Float32
+        ({"channel_id": -1}, "channel_id=-1 does not fit UInt32"),
+        ({"channel_id": 2**32}, "channel_id=4294967296 does not fit UInt32"),
+        ({"version": 2**32}, "version=4294967296 does not fit UInt32"),
+        ({"version": 1.5}, "version=1.5 does not fit UInt32"),
+        ({"ts": math.nan}, "ts nan is not a finite time"),
+        ({"ts": math.inf}, "ts inf is not a finite time"),
+        ({"ts": "1700000000"}, "ts '1700000000' is not a finite time"),
+        ({"response_ms": 1e300}, "float too large"),  # beyond Float32
+        ({"share_difficulty": "1.5"}, "cannot encode share record"),
+        ({"worker": None}, "cannot encode share record"),
+        ({"worker": 7}, "cannot encode share record"),
+        ({"status": _Status.ACCEPTED}, "cannot encode share record"),
+        ({"miner_addr": uuid.UUID(int=1)}, "cannot encode share record"),
     ],
 )
-def test_values_no_column_can_hold_are_permanent_errors(change: dict[str, object]) -> None:
+def test_values_no_column_can_hold_are_permanent_errors(
+    change: dict[str, object], message: str
+) -> None:
     with pytest.raises(StoreError) as info:
         encode_batch([_one(), _one(**change)], "t")
     assert not info.value.retryable
+    assert message in str(info.value)
+
+
+def test_a_row_of_the_wrong_length_is_a_permanent_error() -> None:
+    with pytest.raises(StoreError) as info:
+        encode_batch([_one(), (*_one(), "extra")], "t")
+    assert not info.value.retryable and "23 values, not 22" in str(info.value)
 
 
 def test_token_is_required() -> None:
-    with pytest.raises(ValueError):
-        encode_batch([_one()], "")
+    for encode in ENCODERS:
+        with pytest.raises(ValueError):
+            encode([_one()], "")
 
 
-def test_truncated_payload_is_detected() -> None:
-    batch = encode_batch([_one(), _one()], "t")
+def test_plausible_shares_travel_as_json_rows() -> None:
+    assert encode_batch([_one(), _one(ts=1_700_000_000)], "t").format == JSON_ROWS
+
+
+@pytest.mark.parametrize("encode", ENCODERS)
+def test_truncated_payload_is_detected(encode: Encoder) -> None:
+    batch = encode([_one(), _one()], "t")
     cut = dataclasses.replace(batch, payload=batch.payload[:-3])
     with pytest.raises((ValueError, struct.error, IndexError)):
         decode_columns(cut)

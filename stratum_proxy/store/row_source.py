@@ -18,8 +18,9 @@ from typing import Any
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_reader import SpoolReader
 
-# A row's values in ``COLUMNS`` order: a ShareRecord, or (in the memory queue
-# and the spool's buffer) a plain tuple of them.  Plain on purpose: the cyclic
+# A row's values in ``COLUMNS`` order: a plain tuple of them (in the memory
+# queue, the spool's buffer and what the spool reader decodes; a ShareRecord is
+# accepted wherever a row is, e.g. from tests).  Plain on purpose: the cyclic
 # collector untracks an exact tuple of strings and numbers at its first pass,
 # but never a tuple subclass such as ShareRecord, so queued ShareRecords would
 # pile up in the older generations and make every collection slower.

@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from stratum_proxy.store.deadletter import read_dead_letters
+from stratum_proxy.store.record import COLUMNS
 from stratum_proxy.store.row_source import RowSource
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_format import list_segments
@@ -25,6 +26,7 @@ from stratum_proxy.store.spool_state import load_state, save_state
 from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig, row_encode
 
 _READ_ROWS = 50_000
+_TS = COLUMNS.index("ts")
 
 
 def spool_status(spool_dir: Path) -> dict[str, Any]:
@@ -48,10 +50,11 @@ def spool_status(spool_dir: Path) -> dict[str, Any]:
         chunk = reader.read(next_seq, _READ_ROWS)
         if chunk:
             next_seq = chunk[-1][0] + 1
-        for _seq, record in chunk:
+        for _seq, values in chunk:
             rows += 1
-            oldest = record.ts if oldest is None else min(oldest, record.ts)
-            newest = record.ts if newest is None else max(newest, record.ts)
+            ts = values[_TS]
+            oldest = ts if oldest is None else min(oldest, ts)
+            newest = ts if newest is None else max(newest, ts)
         if reader.exhausted:
             break
     reader.finish()

@@ -5,6 +5,7 @@ memory queue) and by ``spool drain``/``spool status``.  The reader never reads
 past the bytes the spool reports as written, so a record being appended is
 never mistaken for a torn one.  Segments vanish under it when the store
 acknowledged them; it then seeks to the segment holding the next wanted seq.
+Rows come back as plain tuples (``Chunk.decode``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from stratum_proxy.store.priority import let_event_loop_run
-from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.spool_format import (
     CHUNK_HEADER_SIZE,
     FILE_HEADER,
@@ -34,7 +34,7 @@ _MAX_RECORD = MAX_PAYLOAD + CHUNK_HEADER_SIZE
 _MIN_CHUNK = 2 * _MAX_RECORD
 _ROW_BYTES_GUESS = 400
 
-Row = tuple[int, ShareRecord]
+Row = tuple[int, tuple[Any, ...]]  # seq, values in COLUMNS order (a plain tuple)
 Segments = Callable[[], list[tuple[int, int]]]  # (first seq, readable bytes), oldest first
 
 
@@ -165,9 +165,7 @@ class SpoolReader:
         if self._on_segment_done is not None and self._seg_rows:
             self._on_segment_done(self._seg, self._seg_rows, self._last_seen)
 
-    def _read_piece(
-        self, size: int, min_seq: int, want: int, out: list[tuple[int, ShareRecord]]
-    ) -> None:
+    def _read_piece(self, size: int, min_seq: int, want: int, out: list[Row]) -> None:
         assert self._seg is not None
         path = self.directory / segment_name(self._seg)
         length = min(size - self._offset, max(_MIN_CHUNK, want * _ROW_BYTES_GUESS))

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import time
 from array import array
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypeVar
 
@@ -100,8 +100,19 @@ async def open_connections(config: LoadConfig, tally: Tally) -> tuple[list[LoadC
     return ready, len(results) - len(ready)
 
 
-async def run_load(config: LoadConfig) -> LoadResult:
-    """Run one measurement and close every connection afterwards."""
+WindowHook = Callable[[str], None]
+
+
+def _no_hook(phase: str) -> None:
+    pass
+
+
+async def run_load(config: LoadConfig, on_window: WindowHook = _no_hook) -> LoadResult:
+    """Run one measurement and close every connection afterwards.
+
+    ``on_window("start")`` and ``on_window("end")`` mark the measured window
+    (the benchmark reads the CPU time of the process under test there).
+    """
     tally = Tally()
     conns, failed = await open_connections(config, tally)
     try:
@@ -116,9 +127,9 @@ async def run_load(config: LoadConfig) -> LoadResult:
                 seconds=0.0,
             )
         if config.mode == "closed":
-            window = await _closed_loop(config, conns, tally)
+            window = await _closed_loop(config, conns, tally, on_window)
         else:
-            window = await _open_loop(config, conns, tally)
+            window = await _open_loop(config, conns, tally, on_window)
         return LoadResult(
             mode=config.mode,
             connections=len(conns),
@@ -135,21 +146,27 @@ async def run_load(config: LoadConfig) -> LoadResult:
         await asyncio.sleep(0)
 
 
-async def _closed_loop(config: LoadConfig, conns: list[LoadConnection], tally: Tally) -> float:
+async def _closed_loop(
+    config: LoadConfig, conns: list[LoadConnection], tally: Tally, on_window: WindowHook
+) -> float:
     for conn in conns:
         conn.closed_loop = True
         conn.submit()
     await asyncio.sleep(config.warmup)
+    on_window("start")
     tally.start_window()
     started = time.perf_counter()
     await asyncio.sleep(config.seconds)
     tally.measuring = False
+    on_window("end")
     for conn in conns:
         conn.closed_loop = False
     return time.perf_counter() - started
 
 
-async def _open_loop(config: LoadConfig, conns: list[LoadConnection], tally: Tally) -> float:
+async def _open_loop(
+    config: LoadConfig, conns: list[LoadConnection], tally: Tally, on_window: WindowHook
+) -> float:
     total = config.warmup + config.seconds
     began = time.perf_counter()
     window_start = 0.0
@@ -157,6 +174,7 @@ async def _open_loop(config: LoadConfig, conns: list[LoadConnection], tally: Tal
     turn = 0
     while (now := time.perf_counter()) - began < total:
         if not window_start and now - began >= config.warmup:
+            on_window("start")
             tally.start_window()
             window_start = now
         due = int(config.rate * (now - began)) - issued
@@ -166,6 +184,7 @@ async def _open_loop(config: LoadConfig, conns: list[LoadConnection], tally: Tal
         issued += max(due, 0)
         await asyncio.sleep(_OPEN_TICK)
     tally.measuring = False
+    on_window("end")
     return time.perf_counter() - (window_start or began)
 
 
@@ -192,9 +211,11 @@ class IdleFarm:
             await asyncio.sleep(0)
 
 
-def run_load_sync(config: LoadConfig) -> dict[str, float | int | str]:
+def run_load_sync(
+    config: LoadConfig, on_window: WindowHook = _no_hook
+) -> dict[str, float | int | str]:
     """Entry point for a separate process: run on uvloop when available, return the summary."""
-    return run_fast(run_load(config)).summary()
+    return run_fast(run_load(config, on_window)).summary()
 
 
 def run_fast(main: Coroutine[Any, Any, T]) -> T:

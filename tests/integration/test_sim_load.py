@@ -127,4 +127,6 @@ def test_bench_script_direct_and_relay() -> None:
     assert set(results) == {"direct", "relay"}
     for figures in results.values():
         assert figures["connections"] == 4 and figures["shares_per_s"] > 0
+        # CPU time of the serving process over the window, per answered share
+        assert 0 < figures["cpu_us_per_share"] < 100_000
     assert report["ratios"]["relay"]["throughput_ratio"] > 0

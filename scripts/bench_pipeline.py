@@ -2,11 +2,14 @@
 
     python scripts/bench_pipeline.py [--rows 300000]
 
-1. rows/s into the embedded store through the whole pipeline (put -> writer -> chdb);
-2. rows/s the spool journals (encode, checksum, write, grouped fsync);
-3. event-loop CPU per put: time.thread_time() around a tight put loop, minus the
-   same loop without the put (targets: >= 100,000 rows/s; <= 5 us per put);
-4. miner round-trip p99 over loopback while the store hangs, next to a baseline.
+1. rows/s into the embedded store through the whole pipeline (put -> writer -> chdb),
+   and by the writer alone draining a backlog (target: >= 100,000 rows/s);
+2. the writer's encoding cost per row: JSON rows (the fast path) and the
+   RowBinary fallback;
+3. rows/s the spool journals (encode, checksum, write, grouped fsync);
+4. event-loop CPU per put: time.thread_time() around a tight put loop, minus the
+   same loop without the put (target: <= 5 us per put);
+5. miner round-trip p99 over loopback while the store hangs, next to a baseline.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from stratum_proxy.store.backend import open_store
+from stratum_proxy.store.backend import JSON_ROWS, encode_batch, encode_row_binary, open_store
 from stratum_proxy.store.faults import HANG, RETRYABLE, FaultyStore, synthetic_record
 from stratum_proxy.store.pipeline import SharePipeline
 from stratum_proxy.store.settings import StoreSettings
@@ -77,6 +80,24 @@ def bench_writer(rows: int, records: list) -> None:
         elapsed = time.perf_counter() - t0
         pipeline.close()
     print(f"writer alone -> chdb:    {rows / elapsed:12,.0f} rows/s  (backlog of {rows} rows)")
+
+
+def bench_encode(rows: int, records: list) -> None:
+    """Thread CPU per row of one batch's encoding, best of three (plain tuples, as queued)."""
+    batch = [tuple(records[i % len(records)]) for i in range(rows)]
+    costs = {}
+    for name, encode in (("JSON rows", encode_batch), ("RowBinary", encode_row_binary)):
+        best = float("inf")
+        for _ in range(3):
+            t0 = time.thread_time()
+            encoded = encode(batch, "bench")
+            best = min(best, time.thread_time() - t0)
+        assert name == "RowBinary" or encoded.format == JSON_ROWS
+        costs[name] = best / rows * 1e6
+    print(
+        f"encode per row:          {costs['JSON rows']:12.2f} us     "
+        f"(RowBinary fallback {costs['RowBinary']:.2f} us)"
+    )
 
 
 def bench_spool(rows: int, records: list) -> None:
@@ -169,6 +190,7 @@ def main() -> None:
     records = [synthetic_record(i) for i in range(10_000)]
     bench_store(args.rows, records)
     bench_writer(args.rows, records)
+    bench_encode(min(args.rows, 50_000), records)
     bench_spool(args.rows, records)
     bench_put_cpu(args.rows, records)
     bench_round_trip(5000)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
 from stratum_proxy.sv1 import events as ev
+from stratum_proxy.sv1.events import ShareResolved
 from stratum_proxy.sv1.tracker import ShareContext, Sv1Tracker
 
 if TYPE_CHECKING:
@@ -27,6 +28,8 @@ _PRECONNECT_BUFFER = 256 * 1024
 _DRAIN_AFTER_MINER_LEFT_S = 2.0
 # Skipped-line warnings per connection before they are only counted.
 _SKIP_WARNINGS = 5
+_time = time.time
+_monotonic = time.monotonic
 
 
 class MinerRelay(Protocol):
@@ -182,37 +185,54 @@ class PassthroughRelay(MinerFlowControl):
     # -- data -------------------------------------------------------------
 
     def from_miner(self, data: bytes) -> None:
-        self.last_miner_rx = time.monotonic()
-        if self.pool is None:
+        self.last_miner_rx = _monotonic()
+        pool = self.pool
+        if pool is None:
             self._pending.append(data)
             self._pending_bytes += len(data)
             if self._pending_bytes > _PRECONNECT_BUFFER:
                 self.log.warning("miner_flood_before_pool", bytes=self._pending_bytes)
                 self.close()
             return
-        self.pool.write(data)
-        self._observe(self.tracker.miner_data, data, "miner")
+        pool.write(data)
+        # _observe written out: this runs once per share.
+        try:
+            events = self.tracker.miner_data(data, _time())
+        except RemoteProtocolError as exc:
+            self._bad_input("miner", exc)
+            return
+        if events:
+            self._handle(events)
 
     def from_pool(self, data: bytes) -> None:
         if not self.miner_gone:
             self.miner.write(data)
-        self._observe(self.tracker.pool_data, data, "pool")
+        try:
+            events = self.tracker.pool_data(data, _time())
+        except RemoteProtocolError as exc:
+            self._bad_input("pool", exc)
+            return
+        if events:
+            self._handle(events)
 
     def _observe(self, feed: Any, data: bytes, side: str) -> bool:
         try:
-            events = feed(data, time.time())
+            events = feed(data, _time())
         except RemoteProtocolError as exc:
-            self.log.warning("connection_closed_bad_input", side=side, error=str(exc))
-            self.close()
+            self._bad_input(side, exc)
             return False
         if events:
             self._handle(events)
         return True
 
+    def _bad_input(self, side: str, exc: RemoteProtocolError) -> None:
+        self.log.warning("connection_closed_bad_input", side=side, error=str(exc))
+        self.close()
+
     def _handle(self, events: list[Any]) -> None:
         server = self.server
         for event in events:
-            if isinstance(event, ev.ShareResolved):
+            if type(event) is ShareResolved:
                 server.record_share(event.record, self.log)
             elif isinstance(event, ev.LineSkipped):
                 self._skipped += 1

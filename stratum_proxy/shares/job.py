@@ -23,8 +23,8 @@ from stratum_proxy.shares.math import (
 # already catches every repeat; the bound keeps a hostile miner from growing it.
 _ROOT_CACHE_SIZE = 64
 _MAX_HASH = (1 << 256) - 1
-_pack_tail = struct.Struct("<III").pack
-_pack_u32 = struct.Struct("<I").pack
+# version, prevhash, merkle root, ntime, nbits, nonce: the 80-byte header in one call.
+_pack_header = struct.Struct("<I32s32sIII").pack
 
 
 class ShareResult(NamedTuple):
@@ -88,12 +88,8 @@ class Job:
 
     def header(self, extranonce2: bytes, ntime: int, nonce: int, version: int) -> bytes:
         """The 80-byte block header for a share on this job."""
-        return (
-            _pack_u32(version)
-            + self.prevhash
-            + self.merkle_root(extranonce2)
-            + _pack_tail(ntime, self.nbits, nonce)
-        )
+        root = self._roots.get(extranonce2) or self.merkle_root(extranonce2)
+        return _pack_header(version, self.prevhash, root, ntime, self.nbits, nonce)
 
 
 def rolled_version(job_version: int, mask: int, version_bits: int | None) -> int:

@@ -40,9 +40,8 @@ class PendingRequest:
         "worker",
     )
 
-    def __init__(
+    def __init__(  # positional too: one is made per share on the hot path
         self,
-        *,
         key: RpcId,
         method: str,
         sent_at: float,

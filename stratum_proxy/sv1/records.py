@@ -9,11 +9,12 @@ share_difficulty 0.0: the pool will judge it anyway and the farm must see it.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from hashlib import sha256 as _sha256
 from typing import Any
 
 import orjson
 
-from stratum_proxy.shares import Job, compute_share, rolled_version
+from stratum_proxy.shares import DIFF1_TARGET, Job
 from stratum_proxy.store.record import STATUS_NO_RESPONSE, ShareRecord
 from stratum_proxy.sv1.messages import RpcId, Submit
 
@@ -27,6 +28,12 @@ class ShareContext:
     channel_id: int
     miner_addr: str
     protocol: str = "sv1"
+
+
+_fromhex = bytes.fromhex
+_from_bytes = int.from_bytes
+_new_record = tuple.__new__  # ShareRecord's own __new__ adds a Python call per row
+_MAX_HASH = (1 << 256) - 1  # a zero hash (impossible in practice) keeps the division defined
 
 
 def hex_u32(text: str) -> int:
@@ -86,7 +93,11 @@ def build_share_record(
     difficulty_now: float,
     now: float,
 ) -> ShareRecord:
-    """``share_record`` from the submit's fields (the per-share hot path: one constructor call)."""
+    """``share_record`` from the submit's fields.
+
+    The per-share hot path, so ``hex_u32``, ``rolled_version`` and
+    ``compute_share`` are written out here (same rules, a third of the calls).
+    """
     version = 0
     share_hash = ""
     share_difficulty = 0.0
@@ -98,38 +109,56 @@ def build_share_record(
         network_difficulty = job.network_difficulty
         extranonce1 = job.extranonce1_hex
         try:
-            bits = None if version_bits is None else hex_u32(version_bits)
-            version = rolled_version(job.version, mask, bits)
-            result = compute_share(
-                job, bytes.fromhex(extranonce2), hex_u32(ntime), hex_u32(nonce), version
-            )
+            if version_bits is None:
+                version = job.version  # BIP310: no bits, no rolling
+            else:
+                bits = _fromhex(version_bits)
+                if len(version_bits) != 8 or len(bits) != 4:
+                    raise ValueError("version bits: expected 8 hex digits")
+                version = (job.version & ~mask & 0xFFFFFFFF) | (_from_bytes(bits, "big") & mask)
+            en2 = _fromhex(extranonce2)
+            time_bytes = _fromhex(ntime)
+            nonce_bytes = _fromhex(nonce)
+            # fromhex skips spaces: "1f 2e 3d" is 8 chars but 3 bytes, hence both checks.
+            if len(ntime) != 8 or len(time_bytes) != 4 or len(nonce) != 8 or len(nonce_bytes) != 4:
+                raise ValueError("ntime and nonce: expected 8 hex digits")
         except ValueError:
             pass  # the pool will reject it; the row keeps hash '' and difficulty 0
         else:
-            share_hash, share_difficulty, is_block = result[1], result[2], result[3]
-    return ShareRecord(
-        now,
-        context.proxy_id,
-        upstream,
-        context.protocol,
-        context.channel_id,
-        worker,
-        context.miner_addr,
-        job_id,
-        extranonce2,
-        ntime,
-        nonce,
-        version,
-        share_hash,
-        share_difficulty,
-        pool_difficulty,
-        network_difficulty,
-        STATUS_NO_RESPONSE,
-        "",
-        is_block,
-        0.0,
-        version_bits or "",
-        extranonce1,
+            header = job.header(
+                en2, _from_bytes(time_bytes, "big"), _from_bytes(nonce_bytes, "big"), version
+            )
+            digest = _sha256(_sha256(header).digest()).digest()
+            hash_int = _from_bytes(digest, "little")
+            share_hash = digest[::-1].hex()
+            share_difficulty = DIFF1_TARGET / (hash_int or _MAX_HASH)
+            is_block = hash_int <= job.network_target
+    return _new_record(
+        ShareRecord,
+        (
+            now,
+            context.proxy_id,
+            upstream,
+            context.protocol,
+            context.channel_id,
+            worker,
+            context.miner_addr,
+            job_id,
+            extranonce2,
+            ntime,
+            nonce,
+            version,
+            share_hash,
+            share_difficulty,
+            pool_difficulty,
+            network_difficulty,
+            STATUS_NO_RESPONSE,
+            "",
+            is_block,
+            0.0,
+            version_bits or "",
+            extranonce1,
+        ),
     )
 
 
@@ -139,7 +168,6 @@ _OUTCOME_AT = ShareRecord._fields.index("status")
 assert ShareRecord._fields[_OUTCOME_AT : _OUTCOME_AT + 4] == (
     "status", "reject_reason", "is_block", "response_ms",
 )  # fmt: skip
-_new_record = tuple.__new__
 
 
 def with_outcome(

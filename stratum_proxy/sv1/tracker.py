@@ -38,7 +38,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import orjson
+from orjson import JSONDecodeError
+from orjson import loads as _loads
 
 from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_REJECTED, ShareRecord
 from stratum_proxy.sv1 import messages as m
@@ -68,6 +69,14 @@ from stratum_proxy.sv1.state import ConnectionState
 from stratum_proxy.sv1.verdict import verdict
 
 _Handler = Callable[[Any, float, list[Event]], None]
+_new_record = tuple.__new__
+# Row fields the hot paths read by index (ShareRecord fixes the order).
+_HASH_AT = ShareRecord._fields.index("share_hash")
+_OUTCOME_AT = ShareRecord._fields.index("status")
+_IS_BLOCK_AT = ShareRecord._fields.index("is_block")
+assert ShareRecord._fields[_OUTCOME_AT : _OUTCOME_AT + 4] == (
+    "status", "reject_reason", "is_block", "response_ms",
+)  # fmt: skip
 _EXCERPT_BYTES = 80
 # JSON-RPC ids the fast paths take as they are (bool is excluded: type(True) is bool).
 _FAST_IDS = (int, str)
@@ -125,11 +134,53 @@ class Sv1Tracker:
 
     def miner_data(self, data: bytes, now: float) -> list[Event]:
         """Bytes the miner sent (already forwarded to the pool)."""
-        return self._feed("miner", data, now)
+        events = self._stashed
+        if events:
+            self._stashed = []
+        else:
+            events = []
+        try:
+            lines = self._miner_buffer.feed(data)
+        except LineTooLongError as exc:
+            self._framing_error("miner", exc, now, events)
+            raise
+        if lines:
+            self._stats["lines_from_miner"] += len(lines)
+            for line in lines:
+                # Submits are nearly all the traffic: well-formed ones skip the
+                # message objects; anything unusual takes the general path.
+                try:
+                    obj = _loads(line)
+                except JSONDecodeError as exc:
+                    self._skip("miner", repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {exc}", events)
+                    continue
+                if not (type(obj) is dict and self._fast_submit(obj, now, events)):
+                    self._general_line("miner", line, obj, now, events)
+        return events
 
     def pool_data(self, data: bytes, now: float) -> list[Event]:
         """Bytes the pool sent (already forwarded to the miner)."""
-        return self._feed("pool", data, now)
+        events = self._stashed
+        if events:
+            self._stashed = []
+        else:
+            events = []
+        try:
+            lines = self._pool_buffer.feed(data)
+        except LineTooLongError as exc:
+            self._framing_error("pool", exc, now, events)
+            raise
+        if lines:
+            self._stats["lines_from_pool"] += len(lines)
+            for line in lines:
+                try:
+                    obj = _loads(line)
+                except JSONDecodeError as exc:
+                    self._skip("pool", repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {exc}", events)
+                    continue
+                if not (type(obj) is dict and self._fast_response(obj, now, events)):
+                    self._general_line("pool", line, obj, now, events)
+        return events
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (oldest request's deadline)."""
@@ -167,50 +218,41 @@ class Sv1Tracker:
         events, self._stashed = self._stashed, []
         return events
 
-    def _feed(self, side: Side, data: bytes, now: float) -> list[Event]:
-        events = self._take_stashed()
-        buffer = self._miner_buffer if side == "miner" else self._pool_buffer
-        try:
-            lines = buffer.feed(data)
-        except LineTooLongError as exc:
-            self._stats["framing_errors"] += 1
-            self._handle_lines(side, exc.lines_before, now, events)
-            self._stashed = events
-            raise
-        self._handle_lines(side, lines, now, events)
-        return events
-
-    def _handle_lines(
-        self, side: Side, lines: list[bytes], now: float, events: list[Event]
+    def _framing_error(
+        self, side: Side, exc: LineTooLongError, now: float, events: list[Event]
     ) -> None:
-        if side == "miner":
-            handlers, fast, counter = self._miner_handlers, self._fast_submit, "lines_from_miner"
+        # The lines before the overlong one were forwarded: analyse them, and keep
+        # their events for the next call (normally connection_lost).
+        self._stats["framing_errors"] += 1
+        self._stats["lines_from_" + side] += len(exc.lines_before)
+        for line in exc.lines_before:
+            try:
+                obj = _loads(line)
+            except JSONDecodeError as json_exc:
+                self._skip(side, repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {json_exc}", events)
+                continue
+            fast = self._fast_submit if side == "miner" else self._fast_response
+            if not (type(obj) is dict and fast(obj, now, events)):
+                self._general_line(side, line, obj, now, events)
+        self._stashed = events
+
+    def _general_line(
+        self, side: Side, line: bytes, obj: Any, now: float, events: list[Event]
+    ) -> None:
+        """Any line the fast paths declined: validated into a message object."""
+        try:
+            msg = parse_object(obj)
+        except m.InvalidMessage as exc:
+            self._skip(side, repr(line[:_EXCERPT_BYTES]), str(exc), events)
+            if side == "miner":
+                self._track_invalid(exc, now, events)
+            return
+        handlers = self._miner_handlers if side == "miner" else self._pool_handlers
+        handler = handlers.get(type(msg))
+        if handler is None:
+            self._stats["unexpected_messages"] += 1  # e.g. a notify sent by a miner
         else:
-            handlers, fast, counter = self._pool_handlers, self._fast_response, "lines_from_pool"
-        stats = self._stats
-        stats[counter] += len(lines)
-        for line in lines:
-            try:
-                obj = orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                self._skip(side, repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {exc}", events)
-                continue
-            # Submits and their answers are nearly all the traffic: well-formed ones
-            # skip the message objects; anything unusual takes the general path.
-            if type(obj) is dict and fast(obj, now, events):
-                continue
-            try:
-                msg = parse_object(obj)
-            except m.InvalidMessage as exc:
-                self._skip(side, repr(line[:_EXCERPT_BYTES]), str(exc), events)
-                if side == "miner":
-                    self._track_invalid(exc, now, events)
-                continue
-            handler = handlers.get(type(msg))
-            if handler is None:
-                stats["unexpected_messages"] += 1  # e.g. a notify sent by a miner
-            else:
-                handler(msg, now, events)
+            handler(msg, now, events)
 
     def _skip(self, side: Side, excerpt: str, reason: str, events: list[Event]) -> None:
         self._stats["skipped_from_" + side] += 1
@@ -221,8 +263,11 @@ class Sv1Tracker:
     def _track(self, entry: PendingRequest, events: list[Event]) -> None:
         evicted = self._outstanding.add(entry)
         if evicted is not None:
-            self._stats["evicted_requests"] += 1
-            self._give_up(evicted, "evicted: too many requests without an answer", events)
+            self._evicted(evicted, events)
+
+    def _evicted(self, entry: PendingRequest, events: list[Event]) -> None:
+        self._stats["evicted_requests"] += 1
+        self._give_up(entry, "evicted: too many requests without an answer", events)
 
     def _pending(self, key: m.RpcId, method: str, now: float) -> PendingRequest:
         return PendingRequest(key=key, method=method, sent_at=now, deadline=now + self._timeout)
@@ -286,13 +331,12 @@ class Sv1Tracker:
         stats["submits"] += 1
         if job is None:
             stats["unknown_job_shares"] += 1
-        if not record.share_hash:
+        if not record[_HASH_AT]:
             stats["uncomputable_shares"] += 1
-        deadline = now + self._timeout
-        entry = PendingRequest(
-            key=key, method="mining.submit", sent_at=now, deadline=deadline, record=record
-        )
-        self._track(entry, events)
+        entry = PendingRequest(key, "mining.submit", now, now + self._timeout, record)
+        evicted = self._outstanding.add(entry)
+        if evicted is not None:
+            self._evicted(evicted, events)
 
     def _track_invalid(self, exc: m.InvalidMessage, now: float, events: list[Event]) -> None:
         # The pool still answers a request we could not validate: track it so
@@ -321,7 +365,20 @@ class Sv1Tracker:
             reason is not None and type(reason) is not str
         ):
             return False
-        self._answer(msg_id, obj.get("result"), obj.get("error"), reason, now, events)
+        result = obj.get("result")
+        error = obj.get("error")
+        entry = self._outstanding.pop_answered(msg_id)
+        if entry is None:
+            self._stats["unmatched_responses"] += 1
+        elif entry.record is None:
+            self._answer_request(entry, result, error, reason, events)
+        else:
+            # A submit's verdict: the per-share hot path, verdict() only when not plainly accepted.
+            if result is True and not error and not reason:
+                accepted, why = True, ""
+            else:
+                accepted, why = verdict(result, error, reason)
+            self._resolve_share(entry, accepted, why, now, events)
         return True
 
     def _on_response(self, msg: m.Response, now: float, events: list[Event]) -> None:
@@ -339,10 +396,22 @@ class Sv1Tracker:
         entry = self._outstanding.pop_answered(key)
         if entry is None:
             self._stats["unmatched_responses"] += 1
-            return
-        if entry.record is not None:
-            self._resolve_share(entry, result, error, reject_reason, now, events)
-        elif entry.method == "mining.authorize":
+        elif entry.record is None:
+            self._answer_request(entry, result, error, reject_reason, events)
+        else:
+            accepted, why = verdict(result, error, reject_reason)
+            self._resolve_share(entry, accepted, why, now, events)
+
+    def _answer_request(
+        self,
+        entry: PendingRequest,
+        result: Any,
+        error: Any,
+        reject_reason: str | None,
+        events: list[Event],
+    ) -> None:
+        """The pool answered a request other than a submit."""
+        if entry.method == "mining.authorize":
             accepted, reason = verdict(result, error, reject_reason)
             events.append(WorkerAuthorized(worker=entry.worker, accepted=accepted, reason=reason))
         elif not error and entry.method in _STATE_RESULTS:
@@ -355,26 +424,29 @@ class Sv1Tracker:
                 events.append(event)
 
     def _resolve_share(
-        self,
-        entry: PendingRequest,
-        result: Any,
-        error: Any,
-        reject_reason: str | None,
-        now: float,
-        events: list[Event],
+        self, entry: PendingRequest, accepted: bool, reason: str, now: float, events: list[Event]
     ) -> None:
         record = entry.record
         assert record is not None
-        accepted, reason = verdict(result, error, reject_reason)
-        record = with_outcome(
-            record,
-            STATUS_ACCEPTED if accepted else STATUS_REJECTED,
-            reason,
-            max(0.0, (now - entry.sent_at) * 1000.0),
+        ms = (now - entry.sent_at) * 1000.0
+        record = _new_record(
+            ShareRecord,
+            (
+                *record[:_OUTCOME_AT],
+                STATUS_ACCEPTED if accepted else STATUS_REJECTED,
+                reason,
+                record[_IS_BLOCK_AT],
+                ms if ms > 0.0 else 0.0,
+                *record[_IS_BLOCK_AT + 2 :],
+            ),
         )
-        self._stats["accepted" if accepted else "rejected"] += 1
-        if record.is_block:
-            self._stats["blocks"] += 1
+        stats = self._stats
+        if accepted:
+            stats["accepted"] += 1
+        else:
+            stats["rejected"] += 1
+        if record[_IS_BLOCK_AT]:
+            stats["blocks"] += 1
         events.append(ShareResolved(record))
 
     def _give_up(self, entry: PendingRequest, reason: str, events: list[Event]) -> None:

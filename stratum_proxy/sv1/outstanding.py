@@ -16,9 +16,10 @@ cannot grow memory.
 from __future__ import annotations
 
 from collections import OrderedDict, deque
+from typing import NamedTuple
 
-from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.sv1.messages import RpcId
+from stratum_proxy.sv1.records import ShareDraft
 
 # Far above any honest miner: a farm ASIC submits a few shares per second and
 # a pool answers within a second; 1024 unanswered requests means the pool is
@@ -26,42 +27,33 @@ from stratum_proxy.sv1.messages import RpcId
 DEFAULT_MAX_OUTSTANDING = 1024
 
 
-class PendingRequest:
-    """One request the miner sent and the pool has not answered yet."""
+class PendingRequest(NamedTuple):
+    """One request the miner sent and the pool has not answered yet.
 
-    __slots__ = (
-        "deadline",
-        "key",
-        "method",
-        "record",
-        "requested_mask",
-        "sent_at",
-        "seq",
-        "worker",
-    )
+    A tuple: one is made per share, and a tuple costs a third of a slotted
+    object's ``__init__``.  ``seq`` orders requests by arrival (given by
+    ``OutstandingRequests.add``).
+    """
 
-    def __init__(  # positional too: one is made per share on the hot path
-        self,
-        key: RpcId,
-        method: str,
-        sent_at: float,
-        deadline: float,
-        record: ShareRecord | None = None,
-        worker: str = "",
-        requested_mask: int | None = None,
-    ) -> None:
-        self.seq = 0  # set by OutstandingRequests.add
-        self.key = key
-        self.method = method
-        self.sent_at = sent_at
-        self.deadline = deadline
-        self.record = record  # the share row being built (submits only)
-        self.worker = worker  # mining.authorize: the worker being authorized
-        self.requested_mask = requested_mask  # mining.configure: the miner's mask
+    seq: int
+    key: RpcId
+    method: str
+    sent_at: float
+    deadline: float
+    draft: ShareDraft | None = None  # the share row being built (submits only)
+    worker: str = ""  # mining.authorize: the worker being authorized
+    requested_mask: int | None = None  # mining.configure: the miner's mask
+
+
+_new_entry = tuple.__new__
 
 
 class OutstandingRequests:
-    """Per-id FIFOs plus one arrival-ordered index for expiry and eviction."""
+    """Per-id FIFOs plus one arrival-ordered index for expiry and eviction.
+
+    An id with one request waiting (nearly always) maps to the entry itself;
+    a deque is made only when a miner reuses an id before it was answered.
+    """
 
     __slots__ = ("_by_id", "_limit", "_next_seq", "_order")
 
@@ -69,35 +61,56 @@ class OutstandingRequests:
         if limit < 1:
             raise ValueError(f"the outstanding-request limit must be positive, got {limit}")
         self._limit = limit
-        self._by_id: dict[RpcId, deque[PendingRequest]] = {}
+        self._by_id: dict[RpcId, PendingRequest | deque[PendingRequest]] = {}
         self._order: OrderedDict[int, PendingRequest] = OrderedDict()
         self._next_seq = 0
 
     def __len__(self) -> int:
         return len(self._order)
 
-    def add(self, entry: PendingRequest) -> PendingRequest | None:
-        """Track ``entry``; return the oldest entry if it had to be evicted."""
-        entry.seq = self._next_seq
-        self._next_seq += 1
-        queue = self._by_id.get(entry.key)
-        if queue is None:
-            self._by_id[entry.key] = deque((entry,))
+    def add(
+        self,
+        key: RpcId,
+        method: str,
+        sent_at: float,
+        deadline: float,
+        draft: ShareDraft | None = None,
+        worker: str = "",
+        requested_mask: int | None = None,
+    ) -> PendingRequest | None:
+        """Track a request; return the oldest entry if it had to be evicted."""
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        entry = _new_entry(
+            PendingRequest, (seq, key, method, sent_at, deadline, draft, worker, requested_mask)
+        )
+        by_id = self._by_id
+        waiting = by_id.get(key)
+        if waiting is None:
+            by_id[key] = entry
+        elif isinstance(waiting, deque):
+            waiting.append(entry)
         else:
-            queue.append(entry)
-        self._order[entry.seq] = entry
-        if len(self._order) > self._limit:
+            by_id[key] = deque((waiting, entry))
+        order = self._order
+        order[seq] = entry
+        if len(order) > self._limit:
             return self._pop_oldest()
         return None
 
     def pop_answered(self, key: RpcId) -> PendingRequest | None:
         """The oldest outstanding request with this id, removed; None if none."""
-        queue = self._by_id.get(key)
-        if queue is None:
+        by_id = self._by_id
+        waiting = by_id.get(key)
+        if waiting is None:
             return None
-        entry = queue.popleft()
-        if not queue:
-            del self._by_id[key]
+        if isinstance(waiting, deque):
+            entry = waiting.popleft()
+            if not waiting:
+                del by_id[key]
+        else:
+            entry = waiting
+            del by_id[key]
         del self._order[entry.seq]
         return entry
 
@@ -128,8 +141,11 @@ class OutstandingRequests:
     def _pop_oldest(self) -> PendingRequest:
         _, entry = self._order.popitem(last=False)
         # The globally oldest entry is also the oldest of its own id.
-        queue = self._by_id[entry.key]
-        queue.popleft()
-        if not queue:
+        waiting = self._by_id[entry.key]
+        if isinstance(waiting, deque):
+            waiting.popleft()
+            if not waiting:
+                del self._by_id[entry.key]
+        else:
             del self._by_id[entry.key]
         return entry

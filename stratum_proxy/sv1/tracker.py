@@ -41,7 +41,7 @@ from typing import Any
 from orjson import JSONDecodeError
 from orjson import loads as _loads
 
-from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_REJECTED, ShareRecord
+from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_NO_RESPONSE, STATUS_REJECTED
 from stratum_proxy.sv1 import messages as m
 from stratum_proxy.sv1.codec import LineBuffer, LineTooLongError
 from stratum_proxy.sv1.events import (
@@ -59,24 +59,20 @@ from stratum_proxy.sv1.outstanding import (
 from stratum_proxy.sv1.params import maybe_mask
 from stratum_proxy.sv1.parser import parse_object
 from stratum_proxy.sv1.records import (
+    HASH_AT,
+    IS_BLOCK_AT,
     ShareContext,
-    build_share_record,
+    ShareDraft,
+    draft_share_row,
+    finish_row,
     salvage_submit,
     share_record,
-    with_outcome,
 )
 from stratum_proxy.sv1.state import ConnectionState
 from stratum_proxy.sv1.verdict import verdict
 
 _Handler = Callable[[Any, float, list[Event]], None]
-_new_record = tuple.__new__
-# Row fields the hot paths read by index (ShareRecord fixes the order).
-_HASH_AT = ShareRecord._fields.index("share_hash")
-_OUTCOME_AT = ShareRecord._fields.index("status")
-_IS_BLOCK_AT = ShareRecord._fields.index("is_block")
-assert ShareRecord._fields[_OUTCOME_AT : _OUTCOME_AT + 4] == (
-    "status", "reject_reason", "is_block", "response_ms",
-)  # fmt: skip
+_new_event = tuple.__new__  # ShareResolved(record) without its Python-level __new__
 _EXCERPT_BYTES = 80
 # JSON-RPC ids the fast paths take as they are (bool is excluded: type(True) is bool).
 _FAST_IDS = (int, str)
@@ -260,30 +256,39 @@ class Sv1Tracker:
 
     # -- miner → pool ----------------------------------------------------------------
 
-    def _track(self, entry: PendingRequest, events: list[Event]) -> None:
-        evicted = self._outstanding.add(entry)
-        if evicted is not None:
-            self._evicted(evicted, events)
-
     def _evicted(self, entry: PendingRequest, events: list[Event]) -> None:
         self._stats["evicted_requests"] += 1
         self._give_up(entry, "evicted: too many requests without an answer", events)
 
-    def _pending(self, key: m.RpcId, method: str, now: float) -> PendingRequest:
-        return PendingRequest(key=key, method=method, sent_at=now, deadline=now + self._timeout)
+    def _track_request(
+        self,
+        key: m.RpcId,
+        method: str,
+        now: float,
+        events: list[Event],
+        *,
+        worker: str = "",
+        requested_mask: int | None = None,
+    ) -> None:
+        evicted = self._outstanding.add(
+            key, method, now, now + self._timeout, None, worker, requested_mask
+        )
+        if evicted is not None:
+            self._evicted(evicted, events)
 
     def _on_request(self, msg: Any, now: float, events: list[Event]) -> None:
-        entry = self._pending(msg.id, msg.method, now)
-        if type(msg) is m.Authorize:
-            entry.worker = msg.worker  # reported with the pool's answer
+        if type(msg) is m.Authorize:  # the worker is reported with the pool's answer
+            self._track_request(msg.id, msg.method, now, events, worker=msg.worker)
         elif type(msg) is m.Configure:
-            entry.requested_mask = maybe_mask(msg.parameters.get("version-rolling.mask"))
-        self._track(entry, events)
+            mask = maybe_mask(msg.parameters.get("version-rolling.mask"))
+            self._track_request(msg.id, msg.method, now, events, requested_mask=mask)
+        else:
+            self._track_request(msg.id, msg.method, now, events)
 
     def _on_submit(self, msg: m.Submit, now: float, events: list[Event]) -> None:
         state = self._state
         job = state.jobs.get(msg.job_id)
-        record = share_record(
+        draft = share_record(
             msg,
             job,
             context=self._context,
@@ -292,7 +297,7 @@ class Sv1Tracker:
             difficulty_now=state.difficulty,
             now=now,
         )
-        self._track_share(msg.id, job, record, now, events)
+        self._track_share(msg.id, job, draft, now, events)
 
     def _fast_submit(self, obj: dict[str, Any], now: float, events: list[Event]) -> bool:
         """A well-formed mining.submit straight from its JSON; False: use the general path."""
@@ -317,24 +322,23 @@ class Sv1Tracker:
             return False
         state = self._state
         job = state.jobs.get(job_id)
-        record = build_share_record(
+        draft = draft_share_row(
             worker, job_id, extranonce2, ntime, nonce, bits, job,
             self._context, self._upstream, state.mask, state.difficulty, now,
         )  # fmt: skip
-        self._track_share(msg_id, job, record, now, events)
+        self._track_share(msg_id, job, draft, now, events)
         return True
 
     def _track_share(
-        self, key: m.RpcId, job: Any, record: ShareRecord, now: float, events: list[Event]
+        self, key: m.RpcId, job: Any, draft: ShareDraft, now: float, events: list[Event]
     ) -> None:
         stats = self._stats
         stats["submits"] += 1
         if job is None:
             stats["unknown_job_shares"] += 1
-        if not record[_HASH_AT]:
+        if not draft[HASH_AT]:
             stats["uncomputable_shares"] += 1
-        entry = PendingRequest(key, "mining.submit", now, now + self._timeout, record)
-        evicted = self._outstanding.add(entry)
+        evicted = self._outstanding.add(key, "mining.submit", now, now + self._timeout, draft)
         if evicted is not None:
             self._evicted(evicted, events)
 
@@ -346,7 +350,7 @@ class Sv1Tracker:
         if exc.method == "mining.submit":
             self._on_submit(salvage_submit(exc.msg_id, exc.params), now, events)
         else:
-            self._track(self._pending(exc.msg_id, exc.method, now), events)
+            self._track_request(exc.msg_id, exc.method, now, events)
 
     def _on_miner_unknown(self, msg: m.UnknownMethod, now: float, events: list[Event]) -> None:
         self._stats["unknown_methods"] += 1
@@ -370,7 +374,7 @@ class Sv1Tracker:
         entry = self._outstanding.pop_answered(msg_id)
         if entry is None:
             self._stats["unmatched_responses"] += 1
-        elif entry.record is None:
+        elif entry.draft is None:
             self._answer_request(entry, result, error, reason, events)
         else:
             # A submit's verdict: the per-share hot path, verdict() only when not plainly accepted.
@@ -396,7 +400,7 @@ class Sv1Tracker:
         entry = self._outstanding.pop_answered(key)
         if entry is None:
             self._stats["unmatched_responses"] += 1
-        elif entry.record is None:
+        elif entry.draft is None:
             self._answer_request(entry, result, error, reject_reason, events)
         else:
             accepted, why = verdict(result, error, reject_reason)
@@ -426,35 +430,27 @@ class Sv1Tracker:
     def _resolve_share(
         self, entry: PendingRequest, accepted: bool, reason: str, now: float, events: list[Event]
     ) -> None:
-        record = entry.record
-        assert record is not None
+        draft = entry.draft
+        assert draft is not None
         ms = (now - entry.sent_at) * 1000.0
-        record = _new_record(
-            ShareRecord,
-            (
-                *record[:_OUTCOME_AT],
-                STATUS_ACCEPTED if accepted else STATUS_REJECTED,
-                reason,
-                record[_IS_BLOCK_AT],
-                ms if ms > 0.0 else 0.0,
-                *record[_IS_BLOCK_AT + 2 :],
-            ),
+        record = finish_row(
+            draft, STATUS_ACCEPTED if accepted else STATUS_REJECTED, reason, ms if ms > 0.0 else 0.0
         )
         stats = self._stats
         if accepted:
             stats["accepted"] += 1
         else:
             stats["rejected"] += 1
-        if record[_IS_BLOCK_AT]:
+        if draft[IS_BLOCK_AT]:
             stats["blocks"] += 1
-        events.append(ShareResolved(record))
+        events.append(_new_event(ShareResolved, (record,)))
 
     def _give_up(self, entry: PendingRequest, reason: str, events: list[Event]) -> None:
-        record = entry.record
-        if record is None:
+        draft = entry.draft
+        if draft is None:
             self._stats["unanswered_requests"] += 1
             return
-        record = with_outcome(record, record.status, reason, record.response_ms)  # no_response
+        record = finish_row(draft, STATUS_NO_RESPONSE, reason, 0.0)
         self._stats["no_response"] += 1
         if record.is_block:
             self._stats["blocks"] += 1

@@ -189,3 +189,24 @@ def test_queued_rows_leave_the_collectors_view(tmp_path: Path) -> None:
     queued, pending = pipeline._queue[0], pipeline.spool.pending[0]
     assert not gc.is_tracked(queued) and not gc.is_tracked(pending)
     assert ShareRecord._make(queued[1]) == synthetic_record(1, ts=1.0)
+
+
+def test_flusher_writes_between_fsyncs_in_small_steps(tmp_path: Path) -> None:
+    # A long fsync interval: rows still reach the segment file within a few
+    # write ticks (small steady writes, not one burst per interval), but they
+    # only count as durable at the next fsync.
+    log = BatchLog()
+    log.failing = True  # rows stay in the spool
+    pipeline = make(tmp_path, log, fsync_interval_s=30.0)
+    pipeline.start()
+    try:
+        first = pipeline.spool.durable_seq
+        for i in range(100):
+            pipeline.put(synthetic_record(i))
+        wait_for(lambda: not pipeline.spool.pending, timeout=2.0)
+        assert pipeline.spool.written_seq > first
+        assert pipeline.spool.durable_seq == first
+        assert pipeline.spool.bytes_on_disk > 0
+    finally:
+        pipeline.close(timeout_s=0.5)
+    assert pipeline.spool.durable_seq == pipeline.spool.written_seq

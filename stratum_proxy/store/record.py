@@ -17,10 +17,12 @@ STATUS_NO_RESPONSE = "no_response"
 class ShareRecord(NamedTuple):
     """One submitted share, whatever happened to it.
 
-    A tuple on purpose: a record holds only strings and numbers, so the
-    cyclic garbage collector stops tracking it, and the tens of thousands of
-    rows waiting in the queue cost no collector pauses (which would show up in
-    miners' round trips).  Fields are filled in with ``_replace``.
+    A tuple on purpose: a record holds only strings and numbers, so its
+    values, queued as a plain tuple (``SharePipeline.put``), leave the cyclic
+    garbage collector's view, and the tens of thousands of rows waiting in the
+    queue cost no collector pauses (which would show up in miners' round
+    trips).  The SV1 tracker fills a list draft in place and makes the record
+    once (``sv1.records.finish_row``); translate mode uses ``_replace``.
 
     ``ts`` is the proxy's receive time of the submit, as Unix seconds (float;
     the store keeps whole milliseconds, see ``ts_millis``).  ``version`` is the

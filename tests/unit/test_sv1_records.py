@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from stratum_proxy.store.faults import synthetic_record
 from stratum_proxy.store.record import ShareRecord
-from stratum_proxy.sv1.records import with_outcome
+from stratum_proxy.sv1.records import finish_row
 
 
 @given(
@@ -17,11 +17,11 @@ from stratum_proxy.sv1.records import with_outcome
     response_ms=st.floats(min_value=0, max_value=1e6),
     is_block=st.booleans(),
 )
-def test_with_outcome_is_replace(
+def test_finish_row_is_replace(
     index: int, status: str, reason: str, response_ms: float, is_block: bool
 ) -> None:
     record = synthetic_record(index)._replace(is_block=is_block, version_bits="1fffe000")
-    got = with_outcome(record, status, reason, response_ms)
+    got = finish_row(list(record), status, reason, response_ms)
     assert type(got) is ShareRecord
     assert got == record._replace(status=status, reject_reason=reason, response_ms=response_ms)
     assert got.is_block is is_block and got.version_bits == "1fffe000"

@@ -2,13 +2,14 @@
 
 Every ``fsync_interval_s`` it fsyncs the rows the event loop appended to the
 spool's pending buffer (one fsync for the whole group: this interval is the
-crash-loss bound).  Between fsyncs it writes what has gathered every
-``_WRITE_TICK_S``: encoding holds the GIL, and one burst of a whole interval's
-rows (~6,000 at 30,000 shares/s, ~8 ms of encoding) would stall the event loop
-that long, straight into miners' round trips; small steady writes cost each
-round trip at most one chunk's encoding.  It also logs, rate-limited, what must
-not go unnoticed: shed rows, spool write errors, an insert that does not
-return, and the pipeline counters every ``stats_log_interval_s``.
+crash-loss bound).  Between fsyncs, every ``_WRITE_TICK_S``, it writes what
+has gathered once that is at least ``_MIN_WRITE_ROWS`` rows.  Encoding holds
+the GIL, and one burst of a whole interval's rows (~6,000 at 30,000 shares/s,
+~8 ms of encoding) would stall the event loop that long, straight into
+miners' round trips; small steady writes cost a round trip at most one small
+chunk's encoding.  It also logs, rate-limited, what must not go unnoticed:
+shed rows, spool write errors, an insert that does not return, and the
+pipeline counters every ``stats_log_interval_s``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ _MIN_WRITE_ROWS = 32
 
 
 class SpoolFlusher:
-    """Writes and fsyncs the spool every ``fsync_interval_s``; also watches the writer."""
+    """Writes the spool in small steps, fsyncs it every ``fsync_interval_s``; watches the writer."""
 
     def __init__(self, pipeline: SharePipeline) -> None:
         self.pipeline = pipeline
@@ -48,9 +49,9 @@ class SpoolFlusher:
         while not self._stop.wait(tick):
             now = time.monotonic()
             if now >= next_sync:
-                next_sync = now + interval
                 self.flush_now()
                 self._watch()
+                next_sync = time.monotonic() + interval  # a slow fsync does not chain another
             elif len(pending) >= _MIN_WRITE_ROWS:
                 self.write_now()
 

@@ -3,10 +3,10 @@
 Every row the pipeline accepts is appended here (write-ahead), not only the rows
 that overflow the memory queue: that is what bounds a crash's loss to the rows
 received since the last grouped fsync.  The event loop only appends to
-``pending`` (a deque, no lock, no I/O); the flusher thread encodes, writes and
-fsyncs the pending rows every ``fsync_interval_s``.  Segments are deleted once
-the store acknowledged all their rows (``trim``), so on a healthy store the
-spool stays around one segment.
+``pending`` (a deque, no lock, no I/O); the flusher thread encodes and writes
+them in small steps and fsyncs every ``fsync_interval_s``.  Segments are
+deleted once the store acknowledged all their rows (``trim``), so on a healthy
+store the spool stays around one segment.
 
 Disk cap: a row that would take the spool past ``max_bytes`` is not written.
 If it is also in the memory queue it is merely not journaled (its seq is kept
@@ -89,6 +89,7 @@ class Spool:
         self._segments: list[Segment] = []
         self._fd: int | None = None  # the active (last) segment, open for appending
         self._dirty = False
+        self._sync_lost = False  # an fsync failed: durable_seq stops moving (it is reported)
         self._lock_fd: int | None = None
         self._bytes = 0  # sum of segment sizes, kept current: checked for every row
 
@@ -169,8 +170,7 @@ class Spool:
                 raise
             if sync and self._dirty and self._fd is not None:
                 os.fsync(self._fd)
-                self._dirty = False
-                self.durable_seq = self.written_seq
+                self._mark_durable()
             return written
 
     def _write_items(self, items: list[Item]) -> int:
@@ -235,9 +235,19 @@ class Spool:
                 self._seal_quietly()
 
     def _seal_quietly(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        """Close the active segment after a disk error, fsyncing what it can."""
+        if self._fd is None:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            # Rows written since the last fsync may be gone; a later fsync of
+            # another segment must not report them durable.
+            self._sync_lost = True
+            self.last_error = f"spool fsync failed: {exc}"
+        os.close(self._fd)
+        self._fd = None
+        self._mark_durable()
 
     def _needs_new_segment(self, entry: int) -> bool:
         if self._fd is None:
@@ -275,8 +285,12 @@ class Spool:
         os.fsync(self._fd)
         os.close(self._fd)
         self._fd = None
+        self._mark_durable()
+
+    def _mark_durable(self) -> None:
         self._dirty = False
-        self.durable_seq = self.written_seq
+        if not self._sync_lost:
+            self.durable_seq = self.written_seq
 
     # -- reading and trimming (writer thread) ------------------------------------------
 

@@ -72,6 +72,8 @@ from stratum_proxy.sv1.state import ConnectionState
 from stratum_proxy.sv1.verdict import verdict
 
 _Handler = Callable[[Any, float, list[Event]], None]
+_FastPath = Callable[[dict[str, Any], float, list[Event]], bool]
+_SideParts = tuple[Side, LineBuffer, _FastPath, str]
 _new_event = tuple.__new__  # ShareResolved(record) without its Python-level __new__
 _EXCERPT_BYTES = 80
 # JSON-RPC ids the fast paths take as they are (bool is excluded: type(True) is bool).
@@ -109,6 +111,19 @@ class Sv1Tracker:
         self._state = ConnectionState(max_jobs)
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._stashed: list[Event] = []
+        # Per direction: name, line buffer, fast path, line counter (bound once).
+        self._miner_side: _SideParts = (
+            "miner",
+            self._miner_buffer,
+            self._fast_submit,
+            "lines_from_miner",
+        )
+        self._pool_side: _SideParts = (
+            "pool",
+            self._pool_buffer,
+            self._fast_response,
+            "lines_from_pool",
+        )
         self._miner_handlers: dict[type, _Handler] = {
             m.Submit: self._on_submit,
             m.UnknownMethod: self._on_miner_unknown,
@@ -130,53 +145,11 @@ class Sv1Tracker:
 
     def miner_data(self, data: bytes, now: float) -> list[Event]:
         """Bytes the miner sent (already forwarded to the pool)."""
-        events = self._stashed
-        if events:
-            self._stashed = []
-        else:
-            events = []
-        try:
-            lines = self._miner_buffer.feed(data)
-        except LineTooLongError as exc:
-            self._framing_error("miner", exc, now, events)
-            raise
-        if lines:
-            self._stats["lines_from_miner"] += len(lines)
-            for line in lines:
-                # Submits are nearly all the traffic: well-formed ones skip the
-                # message objects; anything unusual takes the general path.
-                try:
-                    obj = _loads(line)
-                except JSONDecodeError as exc:
-                    self._skip("miner", repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {exc}", events)
-                    continue
-                if not (type(obj) is dict and self._fast_submit(obj, now, events)):
-                    self._general_line("miner", line, obj, now, events)
-        return events
+        return self._feed(self._miner_side, data, now)
 
     def pool_data(self, data: bytes, now: float) -> list[Event]:
         """Bytes the pool sent (already forwarded to the miner)."""
-        events = self._stashed
-        if events:
-            self._stashed = []
-        else:
-            events = []
-        try:
-            lines = self._pool_buffer.feed(data)
-        except LineTooLongError as exc:
-            self._framing_error("pool", exc, now, events)
-            raise
-        if lines:
-            self._stats["lines_from_pool"] += len(lines)
-            for line in lines:
-                try:
-                    obj = _loads(line)
-                except JSONDecodeError as exc:
-                    self._skip("pool", repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {exc}", events)
-                    continue
-                if not (type(obj) is dict and self._fast_response(obj, now, events)):
-                    self._general_line("pool", line, obj, now, events)
-        return events
+        return self._feed(self._pool_side, data, now)
 
     def get_timer(self) -> float | None:
         """When ``handle_timer`` must next be called (oldest request's deadline)."""
@@ -214,23 +187,39 @@ class Sv1Tracker:
         events, self._stashed = self._stashed, []
         return events
 
-    def _framing_error(
-        self, side: Side, exc: LineTooLongError, now: float, events: list[Event]
-    ) -> None:
-        # The lines before the overlong one were forwarded: analyse them, and keep
-        # their events for the next call (normally connection_lost).
-        self._stats["framing_errors"] += 1
-        self._stats["lines_from_" + side] += len(exc.lines_before)
-        for line in exc.lines_before:
-            try:
-                obj = _loads(line)
-            except JSONDecodeError as json_exc:
-                self._skip(side, repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {json_exc}", events)
-                continue
-            fast = self._fast_submit if side == "miner" else self._fast_response
-            if not (type(obj) is dict and fast(obj, now, events)):
-                self._general_line(side, line, obj, now, events)
-        self._stashed = events
+    def _feed(self, side: _SideParts, data: bytes, now: float) -> list[Event]:
+        name, buffer, fast, counter = side
+        events = self._stashed
+        if events:
+            self._stashed = []
+        else:
+            events = []
+        framing_error = None
+        try:
+            lines = buffer.feed(data)
+        except LineTooLongError as exc:
+            # The lines before the overlong one were forwarded: analyse them, and
+            # keep their events for the next call (normally connection_lost).
+            self._stats["framing_errors"] += 1
+            framing_error, lines = exc, exc.lines_before
+        if lines:
+            self._stats[counter] += len(lines)
+            for line in lines:
+                try:
+                    obj = _loads(line)
+                except JSONDecodeError as json_exc:
+                    self._skip(
+                        name, repr(line[:_EXCERPT_BYTES]), f"invalid JSON: {json_exc}", events
+                    )
+                    continue
+                # Submits and their answers are nearly all the traffic: well-formed ones
+                # skip the message objects; anything unusual takes the general path.
+                if not (type(obj) is dict and fast(obj, now, events)):
+                    self._general_line(name, line, obj, now, events)
+        if framing_error is not None:
+            self._stashed = events
+            raise framing_error
+        return events
 
     def _general_line(
         self, side: Side, line: bytes, obj: Any, now: float, events: list[Event]

@@ -358,20 +358,7 @@ class Sv1Tracker:
             reason is not None and type(reason) is not str
         ):
             return False
-        result = obj.get("result")
-        error = obj.get("error")
-        entry = self._outstanding.pop_answered(msg_id)
-        if entry is None:
-            self._stats["unmatched_responses"] += 1
-        elif entry.draft is None:
-            self._answer_request(entry, result, error, reason, events)
-        else:
-            # A submit's verdict: the per-share hot path, verdict() only when not plainly accepted.
-            if result is True and not error and not reason:
-                accepted, why = True, ""
-            else:
-                accepted, why = verdict(result, error, reason)
-            self._resolve_share(entry, accepted, why, now, events)
+        self._answer(msg_id, obj.get("result"), obj.get("error"), reason, now, events)
         return True
 
     def _on_response(self, msg: m.Response, now: float, events: list[Event]) -> None:
@@ -391,6 +378,9 @@ class Sv1Tracker:
             self._stats["unmatched_responses"] += 1
         elif entry.draft is None:
             self._answer_request(entry, result, error, reject_reason, events)
+        elif result is True and not error and not reject_reason:
+            # A plainly accepted share (nearly every answer): verdict() would say the same.
+            self._resolve_share(entry, True, "", now, events)
         else:
             accepted, why = verdict(result, error, reject_reason)
             self._resolve_share(entry, accepted, why, now, events)

@@ -130,3 +130,19 @@ def test_bench_script_direct_and_relay() -> None:
         # CPU time of the serving process over the window, per answered share
         assert 0 < figures["cpu_us_per_share"] < 100_000
     assert report["ratios"]["relay"]["throughput_ratio"] > 0
+
+
+def test_bench_repeat_prints_each_run_then_medians() -> None:
+    command = [
+        sys.executable, str(BENCH), "--scenario", "closed", "--miners", "4", "--seconds", "0.3",
+        "--warmup", "0.1", "--relay", "--no-proxy", "--json-only", "--repeat", "2",
+    ]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    *runs, last = [json.loads(line) for line in done.stdout.strip().splitlines()]
+    assert len(runs) == 2 and all("results" in run for run in runs)
+    assert last["repeat"] == 2
+    ratios = sorted(run["ratios"]["relay"]["throughput_ratio"] for run in runs)
+    figures = last["summary"]["relay"]["throughput_ratio"]
+    assert (figures["min"], figures["max"]) == (ratios[0], ratios[1])
+    assert figures["median"] == pytest.approx(sum(ratios) / 2)

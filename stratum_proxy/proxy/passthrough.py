@@ -28,8 +28,6 @@ _PRECONNECT_BUFFER = 256 * 1024
 _DRAIN_AFTER_MINER_LEFT_S = 2.0
 # Skipped-line warnings per connection before they are only counted.
 _SKIP_WARNINGS = 5
-_time = time.time
-_monotonic = time.monotonic
 
 
 class MinerRelay(Protocol):
@@ -185,7 +183,7 @@ class PassthroughRelay(MinerFlowControl):
     # -- data -------------------------------------------------------------
 
     def from_miner(self, data: bytes) -> None:
-        self.last_miner_rx = _monotonic()
+        self.last_miner_rx = time.monotonic()
         pool = self.pool
         if pool is None:
             self._pending.append(data)
@@ -195,39 +193,23 @@ class PassthroughRelay(MinerFlowControl):
                 self.close()
             return
         pool.write(data)
-        # _observe written out: this runs once per share.
-        try:
-            events = self.tracker.miner_data(data, _time())
-        except RemoteProtocolError as exc:
-            self._bad_input("miner", exc)
-            return
-        if events:
-            self._handle(events)
+        self._observe(self.tracker.miner_data, data, "miner")
 
     def from_pool(self, data: bytes) -> None:
         if not self.miner_gone:
             self.miner.write(data)
-        try:
-            events = self.tracker.pool_data(data, _time())
-        except RemoteProtocolError as exc:
-            self._bad_input("pool", exc)
-            return
-        if events:
-            self._handle(events)
+        self._observe(self.tracker.pool_data, data, "pool")
 
     def _observe(self, feed: Any, data: bytes, side: str) -> bool:
         try:
-            events = feed(data, _time())
+            events = feed(data, time.time())
         except RemoteProtocolError as exc:
-            self._bad_input(side, exc)
+            self.log.warning("connection_closed_bad_input", side=side, error=str(exc))
+            self.close()
             return False
         if events:
             self._handle(events)
         return True
-
-    def _bad_input(self, side: str, exc: RemoteProtocolError) -> None:
-        self.log.warning("connection_closed_bad_input", side=side, error=str(exc))
-        self.close()
 
     def _handle(self, events: list[Any]) -> None:
         server = self.server

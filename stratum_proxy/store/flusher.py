@@ -57,15 +57,12 @@ class SpoolFlusher:
 
     def flush_now(self) -> None:
         """Write and fsync every pending row."""
-        try:
-            self.pipeline.spool.write_pending(sync=True)
-        except OSError as exc:
-            self._warn("spool_write_failed", error=str(exc), spool_dir=str(self.pipeline.spool_dir))
+        self.write_now(sync=True)
 
-    def write_now(self) -> None:
-        """Write the pending rows; the next ``flush_now`` makes them durable."""
+    def write_now(self, *, sync: bool = False) -> None:
+        """Write the pending rows; without ``sync`` the next ``flush_now`` makes them durable."""
         try:
-            self.pipeline.spool.write_pending(sync=False)
+            self.pipeline.spool.write_pending(sync=sync)
         except OSError as exc:
             self._warn("spool_write_failed", error=str(exc), spool_dir=str(self.pipeline.spool_dir))
 

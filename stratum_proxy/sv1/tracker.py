@@ -189,11 +189,7 @@ class Sv1Tracker:
 
     def _feed(self, side: _SideParts, data: bytes, now: float) -> list[Event]:
         name, buffer, fast, counter = side
-        events = self._stashed
-        if events:
-            self._stashed = []
-        else:
-            events = []
+        events = self._take_stashed()
         framing_error = None
         try:
             lines = buffer.feed(data)

@@ -16,6 +16,7 @@ from typing import Any
 
 import orjson
 
+from stratum_proxy.store.private_files import open_private
 from stratum_proxy.store.record import COLUMNS, ShareRecord
 from stratum_proxy.store.spool_format import encode_payload
 
@@ -45,7 +46,7 @@ def write_dead_letter(
     )
     body = b",".join(_row_json(row) for row in rows)
     line = head[:-1] + b',"rows":[' + body + b"]}\n"
-    fd = os.open(directory / DEADLETTER_FILE, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    fd = open_private(directory / DEADLETTER_FILE, os.O_WRONLY | os.O_APPEND)
     try:
         view = memoryview(line)
         while view:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from stratum_proxy.errors import StoreBusyError
+from stratum_proxy.store.private_files import open_private, private_dir
 
 LOCK_NAME = "stratum-proxy.lock"
 # The holder's description is a short JSON object; anything longer is junk.
@@ -58,9 +59,9 @@ def lock_path(data_dir: Path) -> Path:
 
 def acquire_lock(data_dir: Path, api_address: str | None = None) -> StoreLock:
     """Lock ``data_dir`` for this process or raise StoreBusyError naming the holder."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)  # also the embedded engine's data directory: owner-only
     path = lock_path(data_dir)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = open_private(path, os.O_RDWR | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

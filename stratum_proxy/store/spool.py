@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stratum_proxy.store.deadletter import DEADLETTER_FILE
 from stratum_proxy.store.priority import let_event_loop_run
+from stratum_proxy.store.private_files import open_private, tighten_file, tighten_mode
 from stratum_proxy.store.spool_format import (
     CHUNK_ROWS,
     FILE_HEADER,
@@ -34,6 +36,7 @@ from stratum_proxy.store.spool_format import (
     segment_name,
 )
 from stratum_proxy.store.spool_state import (
+    STATE_FILE,
     SpoolState,
     load_state,
     lock_directory,
@@ -98,10 +101,15 @@ class Spool:
     def open(self) -> Recovery:
         """Lock the directory and take stock of what a previous run left behind."""
         self._lock_fd = lock_directory(self.directory)
+        # Files an older release wrote world-readable; new ones are created 0600.
+        for name in (STATE_FILE, DEADLETTER_FILE):
+            tighten_file(self.directory / name)
         state = load_state(self.directory)
         torn = 0
         for first, path in list_segments(self.directory):
-            self._segments.append(Segment(first, path, path.stat().st_size, 0, None))
+            st = path.stat()
+            tighten_mode(path, st.st_mode)
+            self._segments.append(Segment(first, path, st.st_size, 0, None))
         if self._segments:
             torn = self._repair_last()
         self._bytes = sum(s.size for s in self._segments)
@@ -273,7 +281,7 @@ class Spool:
     def _rotate(self, first_seq: int) -> None:
         self._seal()
         path = self.directory / segment_name(first_seq)
-        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        self._fd = open_private(path, os.O_WRONLY | os.O_TRUNC | os.O_APPEND)
         os.write(self._fd, FILE_HEADER)
         self._segments.append(Segment(first_seq, path, len(FILE_HEADER), 0, None))
         self._bytes += len(FILE_HEADER)

@@ -19,6 +19,7 @@ from pathlib import Path
 import orjson
 
 from stratum_proxy.errors import StoreBusyError, StoreError
+from stratum_proxy.store.private_files import open_private, private_dir
 
 STATE_FILE = "state.json"
 LOCK_FILE = "spool.lock"
@@ -68,7 +69,7 @@ def save_state(directory: Path, state: SpoolState, *, sync: bool) -> None:
     """Replace the state file atomically; ``sync`` makes it survive a power cut."""
     data = orjson.dumps(asdict(state), option=orjson.OPT_INDENT_2)
     tmp = directory / (STATE_FILE + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = open_private(tmp, os.O_WRONLY | os.O_TRUNC)  # the rename keeps the 0600 mode
     try:
         os.write(fd, data)
         if sync:
@@ -95,8 +96,8 @@ def lock_directory(directory: Path) -> int:
     Two processes appending to, or trimming, one spool would lose rows, so the
     daemon and ``spool drain`` both hold this for as long as they use the spool.
     """
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    private_dir(directory)
+    fd = open_private(directory / LOCK_FILE, os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

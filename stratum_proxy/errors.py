@@ -11,6 +11,9 @@ Errors say whose fault they are and what happens next:
 * ``ConfigError`` — the operator's settings are wrong; the message says which one.
 * ``StoreError`` — the share store failed; ``retryable`` tells the writer whether
   to back off and retry the same batch or to dead-letter it.
+* ``QueryRefused`` / ``QueryInvalid`` / ``QueryBusy`` — an API query is not
+  allowed (HTTP 403), is not valid SQL or failed in the engine (400), or found
+  every query slot taken or ran past its time limit (503 / 504).
 """
 
 from __future__ import annotations
@@ -55,3 +58,19 @@ class StoreError(StratumProxyError):
 
 class StoreBusyError(StratumProxyError):
     """An embedded store path is held by another running process."""
+
+
+class QueryRefused(StratumProxyError):
+    """The query is valid SQL but not a read of the project's own tables (HTTP 403)."""
+
+
+class QueryInvalid(StratumProxyError):
+    """The engine could not parse or run the query; the message is the engine's (HTTP 400)."""
+
+
+class QueryBusy(StratumProxyError):
+    """Every query slot is taken, or the store is not open yet (HTTP 503)."""
+
+
+class QueryTimeout(StratumProxyError):
+    """The query ran past ``api.query_timeout_s`` and was cancelled (HTTP 504)."""

@@ -11,7 +11,7 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -50,9 +50,58 @@ class LogSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    """The local HTTP endpoint: /metrics, /api/query (used by ``stratum-proxy query``)."""
+    """The HTTP API: /metrics, /healthz, /livez, /api/stats, /api/query, /api/cleanup.
+
+    Bound to loopback it may stay open; bound anywhere else every endpoint but
+    /healthz and /livez needs a bearer token (``token`` or ``token_file``), and
+    the daemon refuses to start without one.
+    """
 
     listen: str = Field(default="127.0.0.1:8081", description="host:port; empty to disable")
+    token: SecretStr = Field(default=SecretStr(""), description="bearer token for the API")
+    token_file: Path | None = Field(default=None, description="file holding the bearer token")
+    metrics_token: SecretStr = Field(
+        default=SecretStr(""), description="token for /metrics only (a Prometheus scraper)"
+    )
+    metrics_token_file: Path | None = None
+    allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host header names accepted besides IP literals and localhost",
+    )
+    # Read-only queries (/api/query): every one runs under these engine limits.
+    query_timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    query_max_result_rows: int = Field(default=1_000_000, ge=1)
+    query_max_result_bytes: int = Field(default=256 * 1024 * 1024, ge=1024)
+    query_max_memory_bytes: int = Field(default=1024 * 1024 * 1024, ge=16 * 1024 * 1024)
+    query_max_threads: int = Field(default=1, ge=1, le=64)
+    max_concurrent_queries: int = Field(default=2, ge=1, le=64)
+    # The HTTP server itself.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_header_bytes: int = Field(default=8190, ge=1024)
+    max_connections: int = Field(default=64, ge=1)
+    header_timeout_s: float = Field(
+        default=10.0, gt=0, description="a request head must arrive this soon"
+    )
+    max_worker_series: int = Field(
+        default=1000, ge=0, description="workers with their own /metrics series; others: _other"
+    )
+    # /healthz: what makes the proxy "degraded".
+    health_write_stale_s: float = Field(
+        default=120.0, gt=0, description="rows waiting and no batch acknowledged for this long"
+    )
+    health_deadletter_window_s: float = Field(
+        default=600.0, gt=0, description="a batch dead-lettered this recently"
+    )
+    health_spool_fraction: float = Field(
+        default=0.9, gt=0, le=1, description="spool this full of spool_max_bytes"
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class Settings(BaseSettings):

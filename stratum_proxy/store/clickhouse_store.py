@@ -121,19 +121,11 @@ class ClickHouseStore:
         return "".join("\t".join(str(v) for v in row) + "\n" for row in rows or [])
 
     def _http_base(self) -> str:
-        scheme = "https" if self.parsed.secure else "http"
-        host = f"[{self.parsed.host}]" if ":" in self.parsed.host else self.parsed.host
         database = urllib.parse.quote(self.parsed.database, safe="")
-        return f"{scheme}://{host}:{self.parsed.http_port}/?database={database}"
+        return f"{http_base(self.parsed)}?database={database}"
 
     def _ssl_context(self) -> ssl.SSLContext | None:
-        if not self.parsed.secure:
-            return None
-        context = ssl.create_default_context()
-        if not self.parsed.verify:
-            context.check_hostname = False
-            context.verify_mode = ssl.CERT_NONE
-        return context
+        return ssl_context(self.parsed)
 
 
 def _make_client(parsed: ClickHouseUrl, connect_timeout_s: float, timeout_s: float) -> Any:
@@ -154,3 +146,20 @@ def _make_client(parsed: ClickHouseUrl, connect_timeout_s: float, timeout_s: flo
         sync_request_timeout=connect_timeout_s,
         client_name="stratum-proxy",
     )
+
+
+def http_base(parsed: ClickHouseUrl) -> str:
+    """The server's HTTP interface, e.g. ``http://host:8123/``."""
+    scheme = "https" if parsed.secure else "http"
+    host = f"[{parsed.host}]" if ":" in parsed.host else parsed.host
+    return f"{scheme}://{host}:{parsed.http_port}/"
+
+
+def ssl_context(parsed: ClickHouseUrl) -> ssl.SSLContext | None:
+    if not parsed.secure:
+        return None
+    context = ssl.create_default_context()
+    if not parsed.verify:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context

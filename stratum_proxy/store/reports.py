@@ -68,7 +68,7 @@ SELECT worker,
     countIf(status = 'no_response') AS no_response,
     max(share_difficulty) AS best_share,
     avg(pool_difficulty) AS avg_pool_difficulty,
-    avgIf(share_difficulty, share_hash != '') AS avg_share_difficulty,
+    ifNotFinite(avgIf(share_difficulty, share_hash != ''), 0) AS avg_share_difficulty,
     countIf(is_block) AS blocks,
     sumIf(pool_difficulty, status = 'accepted') AS accepted_difficulty,
     toUnixTimestamp64Milli(min(ts)) AS first_ms,
@@ -78,8 +78,7 @@ WHERE ts >= fromUnixTimestamp64Milli({_ms(start)}, 'UTC')
   AND ts <= fromUnixTimestamp64Milli({_ms(now)}, 'UTC')
 GROUP BY worker
 ORDER BY worker
-FORMAT JSONEachRow
-SETTINGS output_format_json_quote_64bit_integers = 0, output_format_json_quote_denormals = 1"""
+FORMAT JSONEachRow"""
     return [
         _worker_row(orjson.loads(line), start, now)
         for line in store.query(sql).splitlines()
@@ -110,7 +109,10 @@ def _worker_row(row: dict[str, object], start: float, now: float) -> WorkerStats
 
 
 def _float(value: object) -> float:
-    # avgIf over no rows is nan, which ClickHouse quotes in JSON.
+    # No SETTINGS clause here (the daemon's read-only API refuses them), so
+    # 64-bit integers may come quoted and a nan as null.
+    if value is None:
+        return 0.0
     result = float(str(value))
     return result if math.isfinite(result) else 0.0
 

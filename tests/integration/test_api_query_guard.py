@@ -283,3 +283,24 @@ def test_limit_settings_end_with_readonly() -> None:
     settings = limit_settings(SimpleNamespace(**ApiSettings().model_dump()), "mining")
     assert list(settings)[-1] == "readonly" and settings["readonly"] == 1
     assert orjson.dumps(settings)  # plain values only
+
+
+async def test_the_stats_reports_sql_passes_the_guard(filled: ChdbStore) -> None:
+    """``stratum-proxy stats`` goes through /api/query when the daemon holds the store."""
+    from stratum_proxy.store.reports import worker_stats
+
+    seen: list[str] = []
+
+    class Recording:
+        def query(self, sql: str) -> bytes:
+            seen.append(sql)
+            return filled.query(sql)
+
+    rows = worker_stats(Recording(), 24, time.time())
+    assert sum(r.shares for r in rows) == ROWS
+    runner = _runner(filled)
+    try:
+        for sql in seen:
+            assert await runner.run(sql) == filled.query(sql)
+    finally:
+        assert runner.close(wait_s=10)

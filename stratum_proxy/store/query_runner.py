@@ -16,8 +16,10 @@ query the engine has not stopped a little after its time limit is answered
 QueryTimeout; its slot stays taken until the engine lets go of it, so stuck
 queries can never pile up threads.
 
-Query threads are daemon threads that nobody joins: a clean stop never waits
-for a query.  The engine's work for a query runs at the store's background
+A clean stop never waits out a query: ``close`` cancels the queries still
+running in the embedded engine (``KILL QUERY``; an engine torn down under a
+running query crashes the process on exit) and waits a moment for the
+threads.  The engine's work for a query runs at the store's background
 priority (``priority.engine_priority``), so miners' traffic goes first.
 
 Errors: QueryRefused (403), QueryInvalid (400), QueryBusy (503), QueryTimeout (504).
@@ -66,6 +68,12 @@ class QueryConnection(Protocol):
 
     def close(self) -> None: ...
 
+
+# The engine is in this process: API queries still running when it shuts down
+# must be cancelled first.  The writer never runs a SELECT, so only ours match.
+_KILL_SELECTS = (
+    "KILL QUERY WHERE query_kind = 'Select' AND query NOT ILIKE '%system.processes%' SYNC"
+)
 
 # The connection that only parses (formatQuery, EXPLAIN AST): read-only, but
 # its result size is the syntax tree's, not bounded by the query's row limit.
@@ -236,6 +244,8 @@ class QueryRunner:
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._store_up: Callable[[], Any] = lambda: True
         self._closed = False
+        self._running = 0  # jobs inside _attempt (written by the query threads)
+        self._embedded = store_url.startswith("chdb:")
         self._threads = [
             threading.Thread(target=self._serve, name=f"api-query-{i}", daemon=True)
             for i in range(api_settings.max_concurrent_queries)
@@ -275,21 +285,33 @@ class QueryRunner:
 
         return int(await self._submit(work, timeout_s=None))
 
-    def close(self, wait_s: float = 0.0) -> bool:
-        """Stop taking queries and close the connections once idle.
+    def close(self, wait_s: float = 2.0) -> bool:
+        """Stop taking queries, cancel those running, close the connections.
 
-        Waits at most ``wait_s`` for the threads (a running query is never waited
-        for longer); returns whether every thread has finished.
+        Waits at most ``wait_s`` for the threads; returns whether every thread
+        has finished.
         """
         self._closed = True
         for _ in self._threads:
             self._jobs.put(None)
+        if self._running and self._embedded:
+            self._cancel_running()
         deadline = time.monotonic() + wait_s
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
         return not any(thread.is_alive() for thread in self._threads)
 
     # -- internals -------------------------------------------------------------------
+
+    def _cancel_running(self) -> None:
+        try:
+            conn = self._connect(ADMIN)
+            try:
+                conn.execute(_KILL_SELECTS)
+            finally:
+                conn.close()
+        except Exception as exc:  # the stop goes on; the query ends at its time limit
+            self.log.warning("api_query_not_cancelled", error=str(exc))
 
     async def _submit(self, work: Work, *, timeout_s: Any = ...) -> Any:
         if self._closed:
@@ -323,10 +345,13 @@ class QueryRunner:
                 continue
             result: Any = None
             error: BaseException | None = None
+            self._running += 1
             try:
                 result = self._attempt(job, connections)
             except BaseException as exc:
                 error = _as_query_error(exc)
+            finally:
+                self._running -= 1
             # Free the slot before the caller hears back, so that its next query
             # finds the slot free.
             self._slots.release()

@@ -250,16 +250,15 @@ async def test_store_not_open_and_closed_runner_are_busy(filled: ChdbStore) -> N
         await runner.run("SELECT 1")
 
 
-async def test_close_does_not_wait_for_a_running_query(filled: ChdbStore) -> None:
-    runner = _runner(filled, query_timeout_s=3)
+async def test_close_cancels_a_running_query(filled: ChdbStore) -> None:
+    runner = _runner(filled, query_timeout_s=60)
     task = asyncio.ensure_future(runner.run(HEAVY))
     await asyncio.sleep(0.3)
     started = time.monotonic()
-    assert not runner.close()  # the query is still running
-    assert time.monotonic() - started < 0.1
-    with pytest.raises(QueryTimeout):
+    assert runner.close(wait_s=5)  # the running query was cancelled in the engine
+    assert time.monotonic() - started < 3
+    with pytest.raises(QueryTimeout, match="QUERY_WAS_CANCELLED"):
         await task
-    assert runner.close(wait_s=10)
 
 
 async def test_cleanup_runs_through_the_runner(filled: ChdbStore) -> None:

@@ -21,8 +21,10 @@ RUN pip install '.[embedded]' \
 USER stratum
 WORKDIR /var/lib/stratum-proxy
 VOLUME ["/var/lib/stratum-proxy"]
-# 3333: miners; 8081: /metrics and the query API (bind it with --api-listen 0.0.0.0:8081
-# only on a trusted network: /api/query runs any SQL on the store).
+# 3333: miners; 8081: the HTTP API (/metrics, /healthz, read-only /api/query).  To publish
+# it, bind it with --api-listen 0.0.0.0:8081 and give it a token, e.g. a mounted secret:
+#   -e STRATUM_PROXY_API__TOKEN_FILE=/run/secrets/api_token
+# (off loopback the proxy refuses to start without one).
 EXPOSE 3333 8081
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["stratum-proxy"]

@@ -24,6 +24,26 @@ def _store_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--store", help="chdb:///path or clickhouse://user:pass@host:9000/mining")
 
 
+def _api_client_flags(
+    p: argparse.ArgumentParser,
+    help_: str = "file holding the running daemon's API token (default: api.token / "
+    "api.token_file)",
+) -> None:
+    p.add_argument("--api-token-file", type=Path, help=help_)
+
+
+def _token_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    if args.api_token_file is None:
+        return {}
+    # The flag replaces whatever token the file or the environment configured.
+    return {"api.token_file": args.api_token_file, "api.token": ""}
+
+
+def _client_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Settings for a command that may go through a running daemon's API."""
+    return {"store.url": args.store, **_token_overrides(args)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stratum-proxy",
@@ -39,24 +59,31 @@ def build_parser() -> argparse.ArgumentParser:
     _store_flags(run)
     run.add_argument("--spool-dir", type=Path, help="durable backup spool directory")
     run.add_argument("--proxy-id", help="this instance's name in the share rows")
-    run.add_argument("--api-listen", help="host:port of the local HTTP API ('' disables it)")
+    run.add_argument(
+        "--api-listen",
+        help="host:port of the HTTP API ('' disables it); off loopback it needs a token",
+    )
+    _api_client_flags(run, "file holding the API's bearer token (api.token_file)")
     run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     run.add_argument("--log-format", choices=["auto", "json", "console"])
 
     query = sub.add_parser("query", help="run SQL on the share store, print ClickHouse's output")
     _common(query)
     _store_flags(query)
+    _api_client_flags(query)
     query.add_argument("sql", help='e.g. "SELECT count() FROM mining.shares"')
 
     stats = sub.add_parser("stats", help="per-worker summary of the last hours")
     _common(stats)
     _store_flags(stats)
+    _api_client_flags(stats)
     stats.add_argument("--hours", type=float, default=24.0)
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     cleanup = sub.add_parser("cleanup", help="delete share rows older than N days, now")
     _common(cleanup)
     _store_flags(cleanup)
+    _api_client_flags(cleanup)
     cleanup.add_argument("--days", type=int, required=True)
 
     spool = sub.add_parser("spool", help="inspect or drain the backup spool")
@@ -119,6 +146,7 @@ def _dispatch(args: argparse.Namespace) -> int:
                 "store.url": args.store,
                 "store.spool_dir": args.spool_dir,
                 "api.listen": args.api_listen,
+                **_token_overrides(args),
                 "log.level": args.log_level,
                 "log.format": args.log_format,
             },
@@ -131,20 +159,20 @@ def _dispatch(args: argparse.Namespace) -> int:
     if command == "query":
         from stratum_proxy.commands import run_query
 
-        settings = _settings(args, **{"store.url": args.store})
+        settings = _settings(args, **_client_overrides(args))
         sys.stdout.buffer.write(run_query(settings, args.sql))
         sys.stdout.flush()
         return EXIT_OK
     if command == "stats":
         from stratum_proxy.commands import run_stats
 
-        settings = _settings(args, **{"store.url": args.store})
+        settings = _settings(args, **_client_overrides(args))
         print(run_stats(settings, args.hours, as_json=args.json), end="")
         return EXIT_OK
     if command == "cleanup":
         from stratum_proxy.commands import run_cleanup
 
-        settings = _settings(args, **{"store.url": args.store})
+        settings = _settings(args, **_client_overrides(args))
         print(run_cleanup(settings, args.days))
         return EXIT_OK
     if command == "spool":

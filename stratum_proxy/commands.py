@@ -43,28 +43,70 @@ def _held_by_daemon(settings: Any) -> Any:
     return read_lock_holder(parsed.path)
 
 
-def query_via_api(api_address: str, sql: str, timeout_s: float = 60.0) -> bytes:
-    """Run ``sql`` through a running daemon's /api/query (it holds the embedded store)."""
+def _api_url(api_address: str, path: str) -> str:
+    """``http://host:port/path`` for the daemon's API; a wildcard bind is reached on loopback."""
+    from stratum_proxy.proxy.endpoints import parse_listen
+
+    host, port = parse_listen(api_address)
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{host}]:{port}{path}" if ":" in host else f"http://{host}:{port}{path}"
+
+
+def _api_token(settings: Any) -> str | None:
+    """The bearer token for a running daemon (api.token, api.token_file, --api-token-file)."""
+    from stratum_proxy.web.tokens import client_token
+
+    return client_token(settings.api)
+
+
+def _call_api(
+    api_address: str,
+    path: str,
+    body: bytes,
+    *,
+    token: str | None,
+    content_type: str = "text/plain; charset=utf-8",
+    timeout_s: float = 60.0,
+) -> bytes:
+    """POST ``body`` to a running daemon's API; HTTP errors become our errors."""
     import urllib.error
     import urllib.request
 
-    from stratum_proxy.errors import StoreError
+    from stratum_proxy.errors import ConfigError, QueryRefused, StoreError
 
+    headers = {"Content-Type": content_type}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        f"http://{api_address}/api/query", data=sql.encode(), method="POST"
+        _api_url(api_address, path), data=body, method="POST", headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
             return bytes(response.read())
     except urllib.error.HTTPError as exc:
-        detail = exc.read().decode("utf-8", "replace").strip()
-        raise StoreError(detail or f"HTTP {exc.code}", retryable=False) from None
+        detail = exc.read().decode("utf-8", "replace").strip() or f"HTTP {exc.code}"
+        if exc.code == 401:
+            what = "refused the token it was sent" if token else "needs a token"
+            raise ConfigError(
+                f"the daemon's API at {api_address} {what}: set api.token_file or "
+                "STRATUM_PROXY_API__TOKEN to the daemon's token, or pass --api-token-file"
+            ) from None
+        if exc.code == 403:
+            raise QueryRefused(f"the daemon's API at {api_address} refused: {detail}") from None
+        raise StoreError(detail, retryable=exc.code in (503, 504)) from None
     except (urllib.error.URLError, OSError) as exc:
         raise StoreError(
             f"the store is held by a running stratum-proxy whose API at {api_address} "
             f"did not answer ({exc}); stop that process or check its [api] listen setting",
             retryable=True,
         ) from None
+
+
+def query_via_api(
+    api_address: str, sql: str, timeout_s: float = 60.0, *, token: str | None = None
+) -> bytes:
+    """Run ``sql`` through a running daemon's /api/query (it holds the embedded store)."""
+    return _call_api(api_address, "/api/query", sql.encode(), token=token, timeout_s=timeout_s)
 
 
 def run_query(settings: Any, sql: str) -> bytes:
@@ -80,7 +122,7 @@ def run_query(settings: Any, sql: str) -> bytes:
     holder = _held_by_daemon(settings)
     if holder is not None:
         if holder.api_address:
-            return query_via_api(holder.api_address, sql)
+            return query_via_api(holder.api_address, sql, token=_api_token(settings))
         path = parse_store_url(settings.store.url)
         assert isinstance(path, ChdbUrl)
         raise StoreBusyError(busy_message(path.path, holder))
@@ -95,11 +137,12 @@ def run_query(settings: Any, sql: str) -> bytes:
 class _ApiStore:
     """Just enough of a Store to run read-side reports through a daemon's API."""
 
-    def __init__(self, api_address: str) -> None:
+    def __init__(self, api_address: str, token: str | None) -> None:
         self.api_address = api_address
+        self._token = token
 
     def query(self, sql: str) -> bytes:
-        return query_via_api(self.api_address, sql)
+        return query_via_api(self.api_address, sql, token=self._token)
 
     def close(self) -> None:
         return None
@@ -108,7 +151,7 @@ class _ApiStore:
 def _reporting_store(settings: Any) -> Any:
     holder = _held_by_daemon(settings)
     if holder is not None and holder.api_address:
-        return _ApiStore(holder.api_address)
+        return _ApiStore(holder.api_address, _api_token(settings))
     store = _open(settings)
     store.ensure_schema()
     return store
@@ -135,15 +178,33 @@ def run_stats(settings: Any, hours: float, *, as_json: bool) -> str:
 
 
 def run_cleanup(settings: Any, days: int) -> str:
+    """Delete old share rows: through a running daemon's POST /api/cleanup, or directly."""
     import time
 
+    import orjson
+
+    from stratum_proxy.errors import ConfigError
     from stratum_proxy.store.reports import cleanup
 
-    store = _reporting_store(settings)
-    try:
-        deleted = cleanup(store, days, time.time(), schema=_schema(settings))
-    finally:
-        store.close()
+    if days < 1:
+        raise ConfigError(f"cleanup --days must be a whole number of days, at least 1 (got {days})")
+    holder = _held_by_daemon(settings)
+    if holder is not None and holder.api_address:
+        answer = _call_api(
+            holder.api_address,
+            "/api/cleanup",
+            orjson.dumps({"days": days}),
+            token=_api_token(settings),
+            content_type="application/json",
+            timeout_s=600.0,  # a DELETE mutation rewrites a partition
+        )
+        deleted = int(orjson.loads(answer)["deleted"])
+    else:
+        store = _reporting_store(settings)
+        try:
+            deleted = cleanup(store, days, time.time(), schema=_schema(settings))
+        finally:
+            store.close()
     return f"deleted {deleted} share rows older than {days} days"
 
 

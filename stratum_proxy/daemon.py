@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from typing import Any
@@ -12,8 +13,9 @@ from stratum_proxy.proxy.endpoints import parse_listen
 from stratum_proxy.proxy.server import ProxyServer
 from stratum_proxy.settings import Settings
 from stratum_proxy.store.pipeline import SharePipeline
-from stratum_proxy.web.api import ApiServer
-from stratum_proxy.web.metrics import render_metrics
+from stratum_proxy.store.query_runner import QueryRunner
+from stratum_proxy.web.api import ApiBackend, ApiServer
+from stratum_proxy.web.tokens import load_api_tokens
 
 
 def install_event_loop_policy() -> None:
@@ -35,7 +37,7 @@ def run_daemon(settings: Settings) -> int:
     configure_logging(settings.log.level, settings.log.format)
     install_event_loop_policy()
     sys.setswitchinterval(_GIL_SWITCH_INTERVAL_S)
-    return asyncio.run(serve(settings))
+    return asyncio.run(serve(settings, exit_when_stopped=True))
 
 
 async def serve(
@@ -43,19 +45,30 @@ async def serve(
     *,
     stop: asyncio.Event | None = None,
     on_ready: Any = None,
+    exit_when_stopped: bool = False,
 ) -> int:
     """Run until SIGTERM/SIGINT (or ``stop`` is set); returns the process exit code.
 
     ``on_ready(server, api_address)`` is called once miners can connect (tests use
-    it to learn the ports the OS picked).
+    it to learn the ports the OS picked).  An API that may not start (off
+    loopback without a token) raises ConfigError before anything opens.
+
+    A stop cancels API queries still running and waits for them only briefly
+    (``QueryRunner.close``).  If one is still in the embedded engine when every
+    row is in the store or the spool, ``exit_when_stopped`` (the real daemon)
+    ends the process at once rather than let the interpreter's exit tear the
+    engine down under it.
     """
     log = get_logger(proxy_id=settings.proxy_id)
     api_address = settings.api.listen or None
+    api_host_port = parse_listen(api_address) if api_address else None
+    tokens = load_api_tokens(settings.api, api_host_port[0], log) if api_host_port else None
     pipeline = SharePipeline(
         settings.store, proxy_id=settings.proxy_id, logger=log, api_address=api_address
     )
     pipeline.start()
     server = ProxyServer(settings, pipeline, log)
+    queries: QueryRunner | None = None
     api: ApiServer | None = None
     if stop is None:
         stop = asyncio.Event()
@@ -64,17 +77,26 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     api_bound: tuple[str, int] | None = None
     try:
+        if api_host_port is not None:
+            # Queries run on their own connections and threads, never the writer's.
+            queries = QueryRunner(settings.store.url, settings.store, settings.api, log)
+            queries.attach(lambda: bool(pipeline.statistics()["store_up"]))
         await server.start()
-        if api_address:
+        if api_host_port is not None and tokens is not None and queries is not None:
             api = ApiServer(
-                stats=lambda: {"proxy": server.statistics(), "pipeline": pipeline.statistics()},
-                metrics=lambda: render_metrics(
-                    server.statistics(), pipeline.statistics(), server.workers.snapshot_totals()
+                settings=settings.api,
+                tokens=tokens,
+                backend=ApiBackend(
+                    proxy_stats=server.statistics,
+                    pipeline_stats=pipeline.statistics,
+                    workers=server.workers,
+                    spool_max_bytes=settings.store.spool_max_bytes,
+                    query=queries.run,
+                    cleanup=queries.cleanup,
                 ),
-                query=pipeline.query,
                 log=log,
             )
-            api_bound = await api.start(*parse_listen(api_address))
+            api_bound = await api.start(*api_host_port)
         log.info(
             "proxy_started",
             listen=settings.listen,
@@ -87,18 +109,36 @@ async def serve(
         log.info("proxy_stopping")
     except OSError as exc:
         log.error("cannot_start", error=str(exc))
-        await _stop(server, api, pipeline, log)
-        return 1
-    await _stop(server, api, pipeline, log)
-    log.info("proxy_stopped")
-    return 0
+        code = 1
+    else:
+        code = 0
+    queries_done = await _stop(server, api, queries, pipeline, log)
+    if code == 0:
+        log.info("proxy_stopped")
+    if exit_when_stopped and not queries_done:
+        log.info("api_query_abandoned", reason="still running in the engine at exit")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
-async def _stop(server: ProxyServer, api: ApiServer | None, pipeline: Any, log: Any) -> None:
+async def _stop(
+    server: ProxyServer,
+    api: ApiServer | None,
+    queries: QueryRunner | None,
+    pipeline: Any,
+    log: Any,
+) -> bool:
+    """Stop in order; returns whether the API's query threads have all finished."""
     await server.shutdown()
     if api is not None:
         await api.close()
+    # Queries still running are cancelled before the store (and the embedded engine)
+    # closes; off the loop, and bounded: a query that will not stop is left behind.
+    queries_done = await asyncio.to_thread(queries.close) if queries is not None else True
     await asyncio.to_thread(pipeline.close)
     stats = pipeline.statistics()
     log.info("pipeline_closed", **{k: v for k, v in stats.items() if v is not None})
     sys.stderr.flush()
+    return queries_done

@@ -80,11 +80,34 @@ class WorkerStats:
         counters.add(record)
 
     def take_interval(self) -> dict[str, WorkerCounters]:
-        """Return and reset the interval counters, folding them into the totals."""
+        """Return and reset the interval counters, folding them into the totals.
+
+        A worker's totals entry is replaced, never changed in place: a metrics
+        snapshot (``snapshot_refs``) read on another thread then sees either
+        the old totals plus the old interval or the new totals, never both.
+        """
         interval, self.interval = self.interval, {}
+        totals = self.totals
         for worker, counters in interval.items():
-            self.totals.setdefault(worker, WorkerCounters()).merge(counters)
+            merged = WorkerCounters()
+            previous = totals.get(worker)
+            if previous is not None:
+                merged.merge(previous)
+            merged.merge(counters)
+            totals[worker] = merged  # an existing key keeps its place: first-seen order
         return interval
+
+    def snapshot_refs(
+        self,
+    ) -> tuple[list[tuple[str, WorkerCounters]], list[tuple[str, WorkerCounters]]]:
+        """The totals and the running interval as two shallow lists, cheap on the event loop.
+
+        Workers are never forgotten, and totals then interval (interval workers
+        not yet in the totals last) lists them in first-seen order.  The
+        counters are shared, not copied: the interval ones may still grow while
+        they are read, which only ever moves a sum up.
+        """
+        return list(self.totals.items()), list(self.interval.items())
 
     def snapshot_totals(self) -> dict[str, WorkerCounters]:
         """Totals including the running interval (for metrics)."""

@@ -241,6 +241,7 @@ class SharePipeline:
             "rows_corrupt": self.rows_corrupt,
             "rows_dead_lettered": counters.rows_dead_lettered if counters else 0,
             "last_write_ts": counters.last_write_ts if counters else None,
+            "last_dead_letter_ts": counters.last_dead_letter_ts if counters else None,
             "store_up": int(counters.store_up) if counters else 0,
             "insert_running_s": time.monotonic() - started if started is not None else None,
         }

@@ -67,6 +67,7 @@ class WriterCounters:
     rows_dead_lettered: int = 0
     batches_dead_lettered: int = 0
     last_write_ts: float | None = None
+    last_dead_letter_ts: float | None = None  # wall time of the last dead-lettered batch
     store_up: bool = False
     insert_started: float | None = None  # monotonic time of the insert under way
     last_error: str | None = None
@@ -328,6 +329,7 @@ class StoreWriter:
                 self._sleep(self.config.retry_max_s)
         self.counters.rows_dead_lettered += len(records)
         self.counters.batches_dead_lettered += 1
+        self.counters.last_dead_letter_ts = time.time()
         self._acknowledged(last, 0)
 
     def _save(self, state: SpoolState, *, sync: bool = True) -> None:

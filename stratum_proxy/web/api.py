@@ -1,115 +1,263 @@
-"""The local HTTP endpoint: /metrics, /api/stats, /api/query, /healthz.
+"""The HTTP API: aiohttp on the daemon's event loop.
 
-A deliberately small HTTP/1.1 server on asyncio streams (one request per
-connection, bounded sizes).  It listens on 127.0.0.1 by default: /api/query
-runs any SQL on the share store, so it must not face the farm network.
+    GET  /livez        200 "ok" while the process serves HTTP
+    GET  /healthz      200 {"status":"ok"} or 503 {"status":"degraded","reasons":[...]}
+    GET  /metrics      Prometheus exposition (prometheus_client)
+    GET  /api/stats    the proxy's and the pipeline's statistics (JSON)
+    POST /api/query    read-only SQL as the body; the engine's own output
+    POST /api/cleanup  {"days": N} -> {"deleted": n}; Content-Type: application/json
+
+Who may call what is ``auth`` (Host, Origin, bearer token); how many
+connections and how slowly is ``guard``.  Queries run in the store's
+``QueryRunner`` (its own connection and thread, never the writer's), which also
+bounds how many run at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from prometheus_client import CONTENT_TYPE_LATEST
 
-from stratum_proxy.errors import StratumProxyError
+from stratum_proxy.errors import (
+    ConfigError,
+    QueryBusy,
+    QueryInvalid,
+    QueryRefused,
+    QueryTimeout,
+    StoreError,
+)
+from stratum_proxy.proxy.stats import WorkerStats
+from stratum_proxy.web.auth import auth_middleware
+from stratum_proxy.web.guard import ConnectionGuard, guard_middleware
+from stratum_proxy.web.health import judge_health
+from stratum_proxy.web.metrics import render, take_snapshot
+from stratum_proxy.web.tokens import ApiTokens
 
-_MAX_HEADER_BYTES = 16 * 1024
-_MAX_BODY_BYTES = 1024 * 1024
-_READ_TIMEOUT_S = 10.0
+# Time for handlers still running when the API closes; then they are cancelled
+# (a query still running is then cancelled by QueryRunner.close).
+_SHUTDOWN_TIMEOUT_S = 1.0
 
-Handler = Callable[[str, bytes], Awaitable[tuple[int, str, bytes]]]
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiBackend:
+    """What the API reads and calls; every callable but the two async ones is cheap."""
+
+    proxy_stats: Callable[[], Mapping[str, Any]]
+    pipeline_stats: Callable[[], Mapping[str, Any]]
+    workers: WorkerStats
+    spool_max_bytes: int
+    query: Callable[[str], Awaitable[bytes]] | None = None
+    cleanup: Callable[[int], Awaitable[int]] | None = None
 
 
 class ApiServer:
-    def __init__(
-        self,
-        *,
-        stats: Callable[[], dict[str, Any]],
-        metrics: Callable[[], str],
-        query: Callable[[str], bytes] | None,
-        log: Any,
-    ) -> None:
-        self._stats = stats
-        self._metrics = metrics
-        self._query = query
+    def __init__(self, *, settings: Any, tokens: ApiTokens, backend: ApiBackend, log: Any) -> None:
+        self.settings = settings
+        self.tokens = tokens
+        self.backend = backend
         self.log = log
+        self.guard = ConnectionGuard(
+            max_connections=settings.max_connections,
+            header_timeout_s=settings.header_timeout_s,
+            log=log,
+        )
+        self._metrics_lock = asyncio.Lock()  # one exposition built at a time
+        self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
 
+    def build_app(self) -> web.Application:
+        app = web.Application(
+            client_max_size=self.settings.max_body_bytes,
+            middlewares=[
+                guard_middleware(self.guard),
+                auth_middleware(self.tokens, self.settings.allowed_hosts),
+            ],
+        )
+        app.router.add_get("/livez", self._livez)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/api/stats", self._stats)
+        app.router.add_post("/api/query", self._query)
+        app.router.add_post("/api/cleanup", self._cleanup)
+        return app
+
     async def start(self, host: str, port: int) -> tuple[str, int]:
-        self._server = await asyncio.start_server(self._serve, host, port)
+        api = self.settings
+        self._runner = web.AppRunner(
+            self.build_app(),
+            access_log=None,  # request lines may carry what we refuse to log
+            logger=_aiohttp_logger(self.log),
+            handler_cancellation=True,  # a client that hangs up cancels its request
+            shutdown_timeout=_SHUTDOWN_TIMEOUT_S,
+            max_line_size=api.max_header_bytes,
+            max_field_size=api.max_header_bytes,
+            lingering_time=api.header_timeout_s,
+        )
+        await self._runner.setup()
+        aiohttp_protocol = self._runner.server
+        assert aiohttp_protocol is not None
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(
+            self.guard.protocol_factory(aiohttp_protocol), host, port, reuse_address=True
+        )
         address = self._server.sockets[0].getsockname()[:2]
-        self.log.info("api_listening", address=f"{address[0]}:{address[1]}")
+        self.log.info(
+            "api_listening",
+            address=f"{address[0]}:{address[1]}",
+            token_required=self.tokens.required,
+        )
         return address[0], address[1]
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        self.guard.close_all()
+        self._server = self._runner = None
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            status, ctype, body = await asyncio.wait_for(self._handle(reader), _READ_TIMEOUT_S * 6)
-        except (TimeoutError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
-            status, ctype, body = 400, "text/plain", b"bad request\n"
-        except Exception as exc:  # never let one request kill the API
-            self.log.error("api_error", error=repr(exc))
-            status, ctype, body = 500, "text/plain", f"internal error: {exc}\n".encode()
-        reason = {
-            200: "OK",
-            400: "Bad Request",
-            404: "Not Found",
-            405: "Method Not Allowed",
-            413: "Payload Too Large",
-            500: "Internal Server Error",
-            503: "Service Unavailable",
-        }
-        head = (
-            f"HTTP/1.1 {status} {reason.get(status, 'Error')}\r\n"
-            f"Content-Type: {ctype}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    def statistics(self) -> dict[str, int]:
+        return self.guard.statistics()
+
+    # -- handlers -------------------------------------------------------------------
+
+    async def _livez(self, request: web.Request) -> web.Response:
+        return web.Response(text="ok\n")
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        reasons = judge_health(
+            self.backend.proxy_stats(),
+            self.backend.pipeline_stats(),
+            api=self.settings,
+            spool_max_bytes=self.backend.spool_max_bytes,
+            now=time.time(),
         )
-        try:
-            writer.write(head.encode() + body)
-            await writer.drain()
-        except ConnectionError:
-            pass
-        finally:
-            writer.close()
+        if reasons:
+            return _json({"status": "degraded", "reasons": reasons}, status=503)
+        return _json({"status": "ok"})
 
-    async def _handle(self, reader: asyncio.StreamReader) -> tuple[int, str, bytes]:
-        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), _READ_TIMEOUT_S)
-        if len(head) > _MAX_HEADER_BYTES:
-            return 413, "text/plain", b"headers too large\n"
-        lines = head.decode("latin-1").split("\r\n")
-        method, path, _ = [*lines[0].split(" "), "", "", ""][:3]
-        headers = {
-            k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in lines[1:] if h)
-        }
-        length = int(headers.get("content-length", "0") or 0)
-        if length > _MAX_BODY_BYTES:
-            return 413, "text/plain", b"body too large\n"
-        body = (
-            await asyncio.wait_for(reader.readexactly(length), _READ_TIMEOUT_S) if length else b""
+    async def _stats(self, request: web.Request) -> web.Response:
+        return _json(
+            {
+                "proxy": self.backend.proxy_stats(),
+                "pipeline": self.backend.pipeline_stats(),
+                "api": self.statistics(),
+            }
         )
-        path = path.split("?", 1)[0]
-        if path == "/healthz":
-            return 200, "text/plain", b"ok\n"
-        if path == "/metrics":
-            return 200, "text/plain; version=0.0.4", self._metrics().encode()
-        if path == "/api/stats":
-            return 200, "application/json", orjson.dumps(self._stats(), default=str)
-        if path == "/api/query":
-            if method != "POST":
-                return 405, "text/plain", b"POST the SQL as the request body\n"
-            return await self._run_query(body.decode("utf-8", "replace"))
-        return 404, "text/plain", b"not found\n"
 
-    async def _run_query(self, sql: str) -> tuple[int, str, bytes]:
-        if self._query is None:
-            return 503, "text/plain", b"no store\n"
+    async def _metrics(self, request: web.Request) -> web.Response:
+        backend = self.backend
+        snapshot = take_snapshot(
+            backend.proxy_stats(), backend.pipeline_stats(), backend.workers, self.statistics()
+        )
+        async with self._metrics_lock:
+            body = await asyncio.to_thread(render, snapshot, self.settings.max_worker_series)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _query(self, request: web.Request) -> web.Response:
+        body = await self._read_body(request)
         try:
-            result = await asyncio.to_thread(self._query, sql)
-        except StratumProxyError as exc:
-            return 400, "text/plain", f"{exc}\n".encode()
-        return 200, "application/octet-stream", result
+            sql = body.decode("utf-8").strip()
+        except UnicodeDecodeError:
+            return _text(400, "the SQL must be UTF-8 text")
+        if not sql:
+            return _text(400, "POST the SQL as the request body")
+        if self.backend.query is None:
+            return _text(503, "no store to query")
+        try:
+            result = await self.backend.query(sql)
+        except Exception as exc:
+            return self._failed(exc, "query")
+        return web.Response(body=result, content_type="application/octet-stream")
+
+    async def _cleanup(self, request: web.Request) -> web.Response:
+        # A browser can only send application/json cross-site after a CORS
+        # preflight, which this API never grants.
+        if request.content_type != "application/json":
+            return _text(415, 'send {"days": N} with Content-Type: application/json')
+        body = await self._read_body(request)
+        try:
+            days = orjson.loads(body).get("days")
+        except (orjson.JSONDecodeError, AttributeError):
+            days = None
+        if isinstance(days, bool) or not isinstance(days, int) or days < 1:
+            return _text(400, 'expected {"days": N} with N a whole number of days, at least 1')
+        if self.backend.cleanup is None:
+            return _text(503, "no store to clean up")
+        try:
+            deleted = await self.backend.cleanup(days)
+        except Exception as exc:
+            return self._failed(exc, "cleanup")
+        return _json({"deleted": deleted})
+
+    async def _read_body(self, request: web.Request) -> bytes:
+        """The whole body within ``header_timeout_s``; 413 past ``max_body_bytes``."""
+        limit = self.settings.max_body_bytes
+        if request.content_length is not None and request.content_length > limit:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=limit, actual_size=request.content_length, text="body too large\n"
+            )
+        try:
+            async with asyncio.timeout(self.settings.header_timeout_s):
+                return await request.read()  # aiohttp answers 413 past client_max_size
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="the request body came too slowly\n") from None
+
+    def _failed(self, exc: Exception, what: str) -> web.Response:
+        """The HTTP answer for a failed query or cleanup."""
+        if isinstance(exc, QueryRefused):
+            return _text(403, str(exc))
+        if isinstance(exc, QueryInvalid | ConfigError):
+            return _text(400, str(exc))
+        if isinstance(exc, QueryBusy):
+            return _text(503, str(exc), **{"Retry-After": "1"})
+        if isinstance(exc, QueryTimeout):
+            return _text(504, str(exc))
+        if isinstance(exc, StoreError):
+            if exc.retryable:
+                return _text(503, str(exc), **{"Retry-After": "5"})
+            return _text(400, str(exc))
+        self.log.error(f"api_{what}_failed", error=repr(exc))
+        return _text(500, f"internal error: {type(exc).__name__}")
+
+
+class _AiohttpLog(logging.Handler):
+    """aiohttp's own log lines, into ours: what happened and the error's type, no request data."""
+
+    def __init__(self, log: Any) -> None:
+        super().__init__()
+        self.log = log
+
+    def emit(self, record: logging.LogRecord) -> None:
+        exc = record.exc_info[1] if record.exc_info else None
+        error = type(exc).__name__ if exc is not None else None
+        if isinstance(exc, HttpProcessingError) and exc.code < 500:
+            self.log.debug("api_bad_request", error=error)  # the peer's fault, answered 4xx
+        elif record.levelno >= logging.ERROR:
+            self.log.error("api_internal_error", message=record.getMessage(), error=error)
+
+
+def _aiohttp_logger(log: Any) -> logging.Logger:
+    logger = logging.Logger("stratum_proxy.web.aiohttp")  # this server's own, not global
+    logger.propagate = False
+    logger.addHandler(_AiohttpLog(log))
+    return logger
+
+
+def _text(status: int, text: str, **headers: str) -> web.Response:
+    return web.Response(status=status, text=text.rstrip("\n") + "\n", headers=headers or None)
+
+
+def _json(value: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(value, default=str), content_type="application/json"
+    )

@@ -1,101 +1,207 @@
-"""Prometheus text exposition of the proxy's and the pipeline's counters."""
+"""/metrics: the proxy's and the pipeline's counters, exposed with prometheus_client.
+
+Two steps so that a scrape costs the event loop almost nothing:
+
+* ``take_snapshot`` runs on the loop: two statistics dicts and two shallow
+  lists of the per-worker counters (``WorkerStats.snapshot_refs``).
+* ``render`` runs on a thread: it folds the workers, builds the metric
+  families in a ``StatsCollector`` on a fresh ``CollectorRegistry`` and lets
+  ``generate_latest`` write the exposition.
+
+Per-worker series are bounded: the first ``max_worker_series`` workers (in
+first-seen order, which never changes while the process runs) get their own
+``worker`` label; every later one is summed into ``worker="_other"``.  Workers
+are never forgotten and counters never go down, so every series only grows.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from stratum_proxy.proxy.stats import WorkerCounters
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from stratum_proxy.proxy.stats import WorkerCounters, WorkerStats
+
+OTHER_WORKER = "_other"
+
+# Pipeline statistics that only grow (exported as counters, ``..._total``);
+# every other number in ``SharePipeline.statistics()`` is a gauge.
+PIPELINE_COUNTERS = {
+    "rows_put": "Rows handed to the pipeline",
+    "batches_written": "Batches the store acknowledged",
+    "rows_written": "Rows the store acknowledged",
+    "retries": "Insert attempts that failed and were retried",
+    "rows_shed": "Rows dropped because the queue and the spool were full",
+    "rows_dead_lettered": "Rows written to the dead-letter file",
+    "rows_corrupt": "Spool rows that failed their checksum",
+}
+PIPELINE_GAUGES = {
+    "queue_depth": "Rows in the memory queue",
+    "spool_bytes": "Bytes in the spool on disk",
+    "spool_rows": "Rows in the spool not yet acknowledged by the store",
+    "store_up": "1 if the store accepted the last attempt",
+    "last_write_ts": "Unix time of the last acknowledged batch",
+    "last_dead_letter_ts": "Unix time of the last dead-lettered batch",
+    "insert_running_s": "Seconds the insert under way has been running (0: none)",
+}
+_STATUSES = ("accepted", "rejected", "no_response")
 
 
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+@dataclass(frozen=True, slots=True)
+class MetricsSnapshot:
+    proxy: Mapping[str, Any]
+    pipeline: Mapping[str, Any]
+    totals: Sequence[tuple[str, WorkerCounters]]
+    interval: Sequence[tuple[str, WorkerCounters]]
+    api: Mapping[str, Any] = field(default_factory=dict)
 
 
-def _line(name: str, value: float, labels: Mapping[str, str] | None = None) -> str:
-    if labels:
-        inner = ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
-        return f"{name}{{{inner}}} {value}"
-    return f"{name} {value}"
+def take_snapshot(
+    proxy: Mapping[str, Any],
+    pipeline: Mapping[str, Any],
+    workers: WorkerStats,
+    api: Mapping[str, Any] | None = None,
+) -> MetricsSnapshot:
+    """On the event loop: O(workers) pointer copies, no per-worker work."""
+    totals, interval = workers.snapshot_refs()
+    return MetricsSnapshot(proxy, pipeline, totals, interval, api or {})
 
 
-def render_metrics(
-    proxy: Mapping[str, Any], pipeline: Mapping[str, Any], workers: Mapping[str, WorkerCounters]
-) -> str:
-    out: list[str] = []
+@dataclass(slots=True)
+class FoldedWorkers:
+    named: dict[str, WorkerCounters]
+    other: WorkerCounters
+    folded: int  # distinct workers summed into ``_other``
 
-    def metric(
-        name: str, kind: str, help_: str, samples: Iterable[tuple[dict[str, str], float]]
-    ) -> None:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-        out.extend(_line(name, v, labels) for labels, v in samples)
 
-    metric(
-        "stratum_proxy_connections",
-        "gauge",
-        "Open miner connections",
-        [({}, proxy.get("connections", 0))],
-    )
-    metric(
-        "stratum_proxy_connections_accepted_total",
-        "counter",
-        "Miner connections accepted",
-        [({}, proxy.get("connections_accepted", 0))],
-    )
-    metric(
-        "stratum_proxy_connections_refused_total",
-        "counter",
-        "Miner connections refused (limit or shutdown)",
-        [({}, proxy.get("connections_refused", 0))],
-    )
-    metric(
-        "stratum_proxy_lines_skipped_total",
-        "counter",
-        "Unparseable lines skipped",
-        [({}, proxy.get("lines_skipped", 0))],
-    )
-    metric(
-        "stratum_proxy_block_candidates_total",
-        "counter",
-        "Shares meeting the network target",
-        [({}, proxy.get("block_candidates", 0))],
-    )
-    pools = proxy.get("pools", {})
-    metric(
-        "stratum_proxy_pool_up",
-        "gauge",
-        "1 if the pool accepted our last connection",
-        [({"pool": name}, 1.0 if info.get("up") else 0.0) for name, info in pools.items()],
-    )
-    statuses = ("accepted", "rejected", "no_response")
-    metric(
-        "stratum_proxy_shares_total",
-        "counter",
-        "Shares by worker and pool verdict",
-        [
-            ({"worker": w, "status": s}, getattr(c, s))
-            for w, c in sorted(workers.items())
-            for s in statuses
-        ],
-    )
-    metric(
-        "stratum_proxy_accepted_work_total",
-        "counter",
-        "Sum of pool difficulty of accepted shares (x 2^32 = hashes)",
-        [({"worker": w}, c.accepted_work) for w, c in sorted(workers.items())],
-    )
-    metric(
-        "stratum_proxy_best_share_difficulty",
-        "gauge",
-        "Best share difficulty since start",
-        [({"worker": w}, c.best_difficulty) for w, c in sorted(workers.items())],
-    )
-    for key, value in sorted(pipeline.items()):
-        if isinstance(value, bool):
-            value = 1.0 if value else 0.0
-        if isinstance(value, int | float):
-            metric(
-                f"stratum_proxy_pipeline_{key}", "gauge", f"Share pipeline: {key}", [({}, value)]
+def fold_workers(
+    totals: Sequence[tuple[str, WorkerCounters]],
+    interval: Sequence[tuple[str, WorkerCounters]],
+    limit: int,
+) -> FoldedWorkers:
+    """Sum totals and interval per worker; workers past the first ``limit`` go to ``_other``."""
+    named: dict[str, WorkerCounters] = {}
+    other = WorkerCounters()
+    folded: set[str] = set()
+    for source in (totals, interval):
+        for worker, counters in source:
+            mine = named.get(worker)
+            if mine is None and worker not in folded:
+                # A real worker called "_other" cannot have a series of its own.
+                if len(named) < limit and worker != OTHER_WORKER:
+                    mine = named[worker] = WorkerCounters()
+                else:
+                    folded.add(worker)
+            (mine if mine is not None else other).merge(counters)
+    return FoldedWorkers(named, other, len(folded))
+
+
+class StatsCollector:
+    """A prometheus_client collector over one snapshot."""
+
+    def __init__(self, snapshot: MetricsSnapshot, max_worker_series: int) -> None:
+        self.snapshot = snapshot
+        self.max_worker_series = max_worker_series
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self._proxy(self.snapshot.proxy)
+        yield from self._workers()
+        yield from self._pipeline(self.snapshot.pipeline)
+        yield from self._api(self.snapshot.api)
+
+    def _proxy(self, proxy: Mapping[str, Any]) -> Iterator[Metric]:
+        yield GaugeMetricFamily(
+            "stratum_proxy_connections", "Open miner connections", proxy.get("connections", 0)
+        )
+        for key, help_ in (
+            ("connections_accepted", "Miner connections accepted"),
+            ("connections_refused", "Miner connections refused (limit or shutdown)"),
+            ("lines_skipped", "Unparseable lines skipped"),
+            ("block_candidates", "Shares meeting the network target"),
+        ):
+            yield CounterMetricFamily(f"stratum_proxy_{key}", help_, proxy.get(key, 0))
+        pools = GaugeMetricFamily(
+            "stratum_proxy_pool_up",
+            "1 unless the last connection to the pool failed",
+            labels=["pool"],
+        )
+        for name, info in (proxy.get("pools") or {}).items():
+            pools.add_metric([name], 1.0 if info.get("up") else 0.0)
+        yield pools
+
+    def _workers(self) -> Iterator[Metric]:
+        snap = self.snapshot
+        folded = fold_workers(snap.totals, snap.interval, self.max_worker_series)
+        rows = list(folded.named.items())
+        if folded.folded:
+            rows.append((OTHER_WORKER, folded.other))
+        shares = CounterMetricFamily(
+            "stratum_proxy_shares", "Shares by worker and pool verdict", labels=["worker", "status"]
+        )
+        work = CounterMetricFamily(
+            "stratum_proxy_accepted_work",
+            "Sum of pool difficulty of accepted shares (x 2^32 = hashes)",
+            labels=["worker"],
+        )
+        best = GaugeMetricFamily(
+            "stratum_proxy_best_share_difficulty",
+            "Best share difficulty since start",
+            labels=["worker"],
+        )
+        for worker, counters in rows:
+            for status in _STATUSES:
+                shares.add_metric([worker, status], getattr(counters, status))
+            work.add_metric([worker], counters.accepted_work)
+            best.add_metric([worker], counters.best_difficulty)
+        yield shares
+        yield work
+        yield best
+        yield GaugeMetricFamily(
+            "stratum_proxy_workers_folded",
+            f'Workers summed into worker="{OTHER_WORKER}" (past api.max_worker_series)',
+            folded.folded,
+        )
+
+    def _pipeline(self, pipeline: Mapping[str, Any]) -> Iterator[Metric]:
+        for key, help_ in PIPELINE_COUNTERS.items():
+            yield CounterMetricFamily(
+                f"stratum_proxy_pipeline_{key}", f"Share pipeline: {help_}", pipeline.get(key) or 0
             )
-    return "\n".join(out) + "\n"
+        for key, value in pipeline.items():
+            if key in PIPELINE_COUNTERS or isinstance(value, str):
+                continue
+            if value is None:
+                if key != "insert_running_s":
+                    continue  # e.g. no batch written yet: no sample rather than a fake 0
+                value = 0.0
+            help_ = PIPELINE_GAUGES.get(key, key.replace("_", " "))
+            yield GaugeMetricFamily(
+                f"stratum_proxy_pipeline_{key}", f"Share pipeline: {help_}", float(value)
+            )
+
+    def _api(self, api: Mapping[str, Any]) -> Iterator[Metric]:
+        if not api:
+            return
+        yield GaugeMetricFamily(
+            "stratum_proxy_api_connections", "Open HTTP API connections", api.get("connections", 0)
+        )
+        yield CounterMetricFamily(
+            "stratum_proxy_api_connections_refused",
+            "HTTP API connections closed at once (api.max_connections reached)",
+            api.get("connections_refused", 0),
+        )
+        yield CounterMetricFamily(
+            "stratum_proxy_api_slow_clients",
+            "HTTP API connections closed for not sending a request in api.header_timeout_s",
+            api.get("slow_clients", 0),
+        )
+
+
+def render(snapshot: MetricsSnapshot, max_worker_series: int) -> bytes:
+    """The exposition text (prometheus_client.CONTENT_TYPE_LATEST); run it off the loop."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(StatsCollector(snapshot, max_worker_series))
+    return generate_latest(registry)

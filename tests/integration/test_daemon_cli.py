@@ -48,6 +48,9 @@ async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
                 await asyncio.sleep(0.1)
 
 
+API_TOKEN = "cli-api-token-93ab0c"
+
+
 @pytest.mark.slow
 async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
     pool = TestPool(PoolConfig(answer_delay=0.05))
@@ -56,6 +59,10 @@ async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
     store = f"chdb://{tmp_path}/db"
     log_path = tmp_path / "proxy.log"
     log_file = log_path.open("wb")
+    token_file = tmp_path / "api-token"
+    token_file.write_text(API_TOKEN + "\n")
+    token_file.chmod(0o600)
+    with_token = dict(os.environ, STRATUM_PROXY_API__TOKEN=API_TOKEN)
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -77,6 +84,7 @@ async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
         ],
         stdout=log_file,
         stderr=subprocess.STDOUT,
+        env=with_token,  # a token on loopback is required too
     )
     miners = [
         TestMiner(MinerConfig(workers=(f"w{i}",), follow_reconnect=False, answer_timeout=3))
@@ -87,12 +95,28 @@ async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
         tasks = [asyncio.create_task(m.run("127.0.0.1", port)) for m in miners]
         for m in miners:
             await m.wait_submits(5, timeout=30)
-        # While it runs, `query` goes through the daemon's API (it holds the store).
-        running = await asyncio.to_thread(
-            _cli, "query", "--store", store, "SELECT 1 AS one FORMAT JSONEachRow"
-        )
+        # While it runs, `query` goes through the daemon's API (it holds the store),
+        # with the daemon's token from the environment or from --api-token-file.
+        sql = "SELECT 1 AS one FORMAT JSONEachRow"
+        running = await asyncio.to_thread(_cli, "query", "--store", store, sql, env=with_token)
         assert running.returncode == 0, running.stderr
         assert orjson.loads(running.stdout) == {"one": 1}
+        no_token = await asyncio.to_thread(_cli, "query", "--store", store, sql)
+        assert no_token.returncode == 2
+        assert b"needs a token" in no_token.stderr and b"api.token_file" in no_token.stderr
+        wrong = tmp_path / "wrong-token"
+        wrong.write_text("nope\n")
+        refused = await asyncio.to_thread(
+            _cli, "query", "--store", store, "--api-token-file", str(wrong), sql
+        )
+        assert refused.returncode == 2 and b"refused the token" in refused.stderr
+        flag = ("--api-token-file", str(token_file))
+        stats = await asyncio.to_thread(_cli, "stats", "--store", store, "--json", *flag)
+        assert stats.returncode == 0, stats.stderr
+        # cleanup goes through POST /api/cleanup (/api/query is read-only).
+        cleaned = await asyncio.to_thread(_cli, "cleanup", "--store", store, "--days", "30", *flag)
+        assert cleaned.returncode == 0, cleaned.stderr
+        assert cleaned.stdout.startswith(b"deleted 0 share rows older than 30 days")
         proc.send_signal(signal.SIGTERM)  # with submits in flight
         rc = await asyncio.to_thread(proc.wait, 30)
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -104,6 +128,7 @@ async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
     stderr = log_path.read_text()
     assert rc == 0, stderr
     assert '"event":"proxy_stopped"' in stderr
+    assert API_TOKEN not in stderr  # never logged
     out = _cli(
         "query",
         "--store",
@@ -187,6 +212,23 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     cfg.write_text("[limits]\nmax_connections = 0\n")
     out = _cli("run", "--config", str(cfg), "--pool", "stratum+tcp://127.0.0.1:1")
     assert out.returncode == 2 and b"limits.max_connections" in out.stderr
+    # The API off loopback without a token: refused before anything opens.
+    out = _cli(
+        "run",
+        "--listen",
+        "127.0.0.1:0",
+        "--pool",
+        "stratum+tcp://127.0.0.1:1",
+        "--store",
+        f"chdb://{tmp_path}/db",
+        "--spool-dir",
+        str(tmp_path / "spool"),
+        "--api-listen",
+        "0.0.0.0:0",
+    )
+    assert out.returncode == 2, out.stderr
+    assert b"api.token_file" in out.stderr and b"--api-listen" in out.stderr
+    assert b"listening" not in out.stderr and not (tmp_path / "spool").exists()
     env = dict(os.environ, STRATUM_PROXY_STORE__URL="mysql://nope")
     out = _cli("query", "SELECT 1", env=env)
     assert out.returncode == 2 and b"scheme 'mysql' is not supported" in out.stderr

@@ -196,5 +196,7 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(settings)"
-        lines.append(f"setting {where}: {err['msg']} (got {err.get('input')!r})")
+        # A secret given in the wrong shape is still a secret: never echo it.
+        got = "not shown" if "token" in where else repr(err.get("input"))
+        lines.append(f"setting {where}: {err['msg']} (got {got})")
     return "invalid settings:\n  " + "\n  ".join(lines)

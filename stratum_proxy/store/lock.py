@@ -112,8 +112,9 @@ def busy_message(data_dir: Path, holder: LockHolder | None) -> str:
     if holder and holder.api_address:
         return (
             f"store {data_dir} is held by {who} (API at {holder.api_address}); stop it, "
-            f"or run the query through it with POST http://{holder.api_address}/api/query "
-            "(stratum-proxy query does this by itself when it finds the lock)"
+            f"or run a read-only query through it with POST http://{holder.api_address}/api/query "
+            "(stratum-proxy query does this by itself when it finds the lock, sending the "
+            "api.token of the settings)"
         )
     return (
         f"store {data_dir} is held by {who}, which has no local API to forward queries to; "

@@ -77,3 +77,12 @@ def test_broken_toml_and_missing_file(tmp_path: Path) -> None:
         load_settings(cfg)
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.toml")
+
+
+def test_a_token_in_the_wrong_shape_is_not_echoed(tmp_path: Path) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('[api]\ntoken = ["hunter2-secret"]\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert "api.token" in str(caught.value)
+    assert "hunter2-secret" not in str(caught.value)

@@ -3,7 +3,7 @@
 Two steps so that a scrape costs the event loop almost nothing:
 
 * ``take_snapshot`` runs on the loop: two statistics dicts and two shallow
-  lists of the per-worker counters (``WorkerStats.snapshot_refs``).
+  copies of the per-worker counters (``WorkerStats.snapshot_refs``).
 * ``render`` runs on a thread: it folds the workers, builds the metric
   families in a ``StatsCollector`` on a fresh ``CollectorRegistry`` and lets
   ``generate_latest`` write the exposition.
@@ -16,7 +16,7 @@ are never forgotten and counters never go down, so every series only grows.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +54,8 @@ _STATUSES = ("accepted", "rejected", "no_response")
 class MetricsSnapshot:
     proxy: Mapping[str, Any]
     pipeline: Mapping[str, Any]
-    totals: Sequence[tuple[str, WorkerCounters]]
-    interval: Sequence[tuple[str, WorkerCounters]]
+    totals: Mapping[str, WorkerCounters]
+    interval: Mapping[str, WorkerCounters]
     api: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -78,8 +78,8 @@ class FoldedWorkers:
 
 
 def fold_workers(
-    totals: Sequence[tuple[str, WorkerCounters]],
-    interval: Sequence[tuple[str, WorkerCounters]],
+    totals: Mapping[str, WorkerCounters],
+    interval: Mapping[str, WorkerCounters],
     limit: int,
 ) -> FoldedWorkers:
     """Sum totals and interval per worker; workers past the first ``limit`` go to ``_other``."""
@@ -87,7 +87,7 @@ def fold_workers(
     other = WorkerCounters()
     folded: set[str] = set()
     for source in (totals, interval):
-        for worker, counters in source:
+        for worker, counters in source.items():
             mine = named.get(worker)
             if mine is None and worker not in folded:
                 # A real worker called "_other" cannot have a series of its own.

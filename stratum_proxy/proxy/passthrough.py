@@ -232,6 +232,32 @@ class PassthroughRelay(MinerFlowControl):
                     port=event.port,
                     wait_s=event.wait_s,
                 )
+            elif isinstance(event, ev.LateAnswer):
+                server.count("late_answers")
+                server.log_limited(
+                    self.log,
+                    "late_answer",
+                    worker=event.worker,
+                    job_id=event.job_id,
+                    nonce=event.nonce,
+                    accepted=event.accepted,
+                    reason=event.reason,
+                    late_ms=round(event.late_ms, 1),
+                    block_candidate=event.is_block,
+                    note="the share's row says no_response; this verdict came after it",
+                )
+            elif isinstance(event, ev.RequestsEvicted):
+                server.count("evicted_requests")
+                server.log_limited(
+                    self.log,
+                    "requests_evicted",
+                    method=event.method,
+                    outstanding=event.outstanding,
+                    reason="the pool is not keeping up with this miner's requests",
+                )
+            elif isinstance(event, ev.UnmatchedAnswer):
+                server.count("unmatched_answers")
+                server.log_limited(self.log, "unmatched_answer", id=event.id)
             elif isinstance(event, ev.PoolMessage):
                 self.log.info("pool_message", text=event.text)
             elif isinstance(event, ev.DifficultySet):

@@ -26,6 +26,7 @@ from stratum_proxy.settings import Settings
 from stratum_proxy.store.record import STATUS_REJECTED, ShareRecord
 
 _SWEEP_INTERVAL_S = 0.5
+_LOG_EVERY_S = 10.0  # rate limit of repeated warnings (log_limited)
 _BACKLOG = 1024
 
 
@@ -56,6 +57,7 @@ class ProxyServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = False
         self._rejected_logged_at = 0.0
+        self._limited: dict[str, tuple[float, int]] = {}  # event -> (last logged, held back)
         self._debug = settings.log.level == "debug"
 
     # -- lifecycle --------------------------------------------------------
@@ -176,6 +178,17 @@ class ProxyServer:
 
     def count(self, name: str) -> None:
         self.counters[name] += 1
+
+    def log_limited(self, log: Any, event: str, **fields: Any) -> None:
+        """A warning at most every ``_LOG_EVERY_S`` per event name, with how many were
+        held back since the last one: a flood of the same trouble is one line a while."""
+        now = time.monotonic()
+        last, held = self._limited.get(event, (-_LOG_EVERY_S, 0))
+        if now - last < _LOG_EVERY_S:
+            self._limited[event] = (last, held + 1)
+            return
+        self._limited[event] = (now, 0)
+        log.warning(event, suppressed=held, **fields)
 
     # -- periodic work ----------------------------------------------------
 

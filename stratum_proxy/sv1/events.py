@@ -88,6 +88,38 @@ class PoolMessage:
     text: str
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LateAnswer:
+    """The pool answered a submit after it was recorded ``no_response``.
+
+    The row stays as it is (rows are never rewritten); the verdict is counted
+    and logged, and it never lands on another share.
+    """
+
+    worker: str
+    job_id: str
+    nonce: str
+    accepted: bool
+    reason: str
+    late_ms: float  # after the share was given up
+    is_block: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RequestsEvicted:
+    """Too many requests waited for the pool: the oldest was given up (and recorded)."""
+
+    method: str
+    outstanding: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnmatchedAnswer:
+    """The pool answered an id no request of this miner is waiting with."""
+
+    id: str
+
+
 Event: TypeAlias = (
     ShareResolved
     | LineSkipped
@@ -98,4 +130,7 @@ Event: TypeAlias = (
     | VersionMaskSet
     | PoolReconnectRequested
     | PoolMessage
+    | LateAnswer
+    | RequestsEvicted
+    | UnmatchedAnswer
 )

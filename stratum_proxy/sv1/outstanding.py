@@ -11,6 +11,19 @@ id 4 would otherwise steal the answer of a later submit with id 4.  The table
 is bounded twice: by time (each entry has a deadline) and by count (the
 oldest is evicted), so a miner that floods requests the pool never answers
 cannot grow memory.
+
+A submit given up on (timed out or evicted) still has its place in the pool's
+queue: the pool answers it later, before the submits sent after it.  So it
+stays in its id's FIFO as a ``GivenUp`` entry, and the answer that comes for
+it is a late answer, never the answer of the next share with that id (which
+is what shifted every later verdict by one on a pool that fell behind).
+Given-up submits form a prefix of their id's FIFO (they arrived before every
+request of that id still waiting), are bounded in number (``ghost_limit``,
+oldest forgotten first) and forgotten ``ghost_ttl_s`` after they were given
+up: a pool that never answers a submit at all would otherwise hold the
+pairing one answer behind for good.  Other requests are not kept once given
+up: pools do leave some unanswered (``mining.multi_version``,
+``mining.extranonce.subscribe``), and they must not swallow a later answer.
 """
 
 from __future__ import annotations
@@ -25,6 +38,8 @@ from stratum_proxy.sv1.records import ShareDraft
 # a pool answers within a second; 1024 unanswered requests means the pool is
 # gone or the miner is hostile.
 DEFAULT_MAX_OUTSTANDING = 1024
+# A pool that answers a submit later than this after we gave up has dropped it.
+DEFAULT_GHOST_TTL_S = 300.0
 
 
 class PendingRequest(NamedTuple):
@@ -45,6 +60,16 @@ class PendingRequest(NamedTuple):
     requested_mask: int | None = None  # mining.configure: the miner's mask
 
 
+class GivenUp(NamedTuple):
+    """A submit recorded as no_response whose answer the pool still owes."""
+
+    seq: int
+    key: RpcId
+    sent_at: float
+    given_up_at: float
+    request: PendingRequest
+
+
 _new_entry = tuple.__new__
 
 
@@ -55,15 +80,37 @@ class OutstandingRequests:
     a deque is made only when a miner reuses an id before it was answered.
     """
 
-    __slots__ = ("_by_id", "_limit", "_next_seq", "_order")
+    __slots__ = (
+        "_by_id",
+        "_ghost_limit",
+        "_ghost_order",
+        "_ghost_ttl_s",
+        "_ghosts",
+        "_limit",
+        "_next_seq",
+        "_order",
+        "forgotten",
+    )
 
-    def __init__(self, limit: int = DEFAULT_MAX_OUTSTANDING) -> None:
+    def __init__(
+        self,
+        limit: int = DEFAULT_MAX_OUTSTANDING,
+        *,
+        ghost_ttl_s: float = DEFAULT_GHOST_TTL_S,
+        ghost_limit: int | None = None,
+    ) -> None:
         if limit < 1:
             raise ValueError(f"the outstanding-request limit must be positive, got {limit}")
         self._limit = limit
         self._by_id: dict[RpcId, PendingRequest | deque[PendingRequest]] = {}
         self._order: OrderedDict[int, PendingRequest] = OrderedDict()
         self._next_seq = 0
+        # Given-up submits still owed an answer: per id (oldest first) and by seq.
+        self._ghosts: dict[RpcId, deque[GivenUp]] = {}
+        self._ghost_order: OrderedDict[int, GivenUp] = OrderedDict()
+        self._ghost_ttl_s = ghost_ttl_s
+        self._ghost_limit = 4 * limit if ghost_limit is None else ghost_limit
+        self.forgotten = 0  # given-up submits whose answer never came (pairing may slip)
 
     def __len__(self) -> int:
         return len(self._order)
@@ -95,11 +142,22 @@ class OutstandingRequests:
         order = self._order
         order[seq] = entry
         if len(order) > self._limit:
-            return self._pop_oldest()
+            return self._give_up_oldest(sent_at)
         return None
 
-    def pop_answered(self, key: RpcId) -> PendingRequest | None:
-        """The oldest outstanding request with this id, removed; None if none."""
+    def pop_answered(self, key: RpcId) -> PendingRequest | GivenUp | None:
+        """The oldest request with this id still owed an answer, removed; None if none.
+
+        A ``GivenUp`` means the answer is late: its share was already recorded.
+        """
+        if self._ghosts:  # rare: only after a submit was given up
+            owed = self._ghosts.get(key)
+            if owed:
+                ghost = owed.popleft()
+                if not owed:
+                    del self._ghosts[key]
+                del self._ghost_order[ghost.seq]
+                return ghost
         by_id = self._by_id
         waiting = by_id.get(key)
         if waiting is None:
@@ -128,7 +186,9 @@ class OutstandingRequests:
         """Every entry whose deadline has passed, oldest first."""
         expired: list[PendingRequest] = []
         while self._order and next(iter(self._order.values())).deadline <= now:
-            expired.append(self._pop_oldest())
+            expired.append(self._give_up_oldest(now))
+        if self._ghost_order:
+            self._forget_ghosts(now)
         return expired
 
     def pop_all(self) -> list[PendingRequest]:
@@ -136,7 +196,42 @@ class OutstandingRequests:
         entries = list(self._order.values())
         self._order.clear()
         self._by_id.clear()
+        self._ghosts.clear()
+        self._ghost_order.clear()
         return entries
+
+    def owed(self) -> int:
+        """Given-up submits whose late answer is still expected."""
+        return len(self._ghost_order)
+
+    def _give_up_oldest(self, now: float) -> PendingRequest:
+        entry = self._pop_oldest()
+        if entry.method == "mining.submit":
+            ghost = GivenUp(entry.seq, entry.key, entry.sent_at, now, entry)
+            owed = self._ghosts.get(entry.key)
+            if owed is None:
+                self._ghosts[entry.key] = deque((ghost,))
+            else:
+                owed.append(ghost)  # newer than every given-up one before it
+            self._ghost_order[entry.seq] = ghost
+            if len(self._ghost_order) > self._ghost_limit:
+                self._forget_ghosts(now)
+        return entry
+
+    def _forget_ghosts(self, now: float) -> None:
+        """Drop given-up submits past their time, or the oldest past the count limit."""
+        order = self._ghost_order
+        while order:
+            ghost = next(iter(order.values()))
+            if len(order) <= self._ghost_limit and ghost.given_up_at + self._ghost_ttl_s > now:
+                return
+            order.popitem(last=False)
+            # The oldest given-up submit overall is the oldest of its own id.
+            owed = self._ghosts[ghost.key]
+            owed.popleft()
+            if not owed:
+                del self._ghosts[ghost.key]
+            self.forgotten += 1
 
     def _pop_oldest(self) -> PendingRequest:
         _, entry = self._order.popitem(last=False)

@@ -41,7 +41,13 @@ from typing import Any
 from orjson import JSONDecodeError
 from orjson import loads as _loads
 
-from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_NO_RESPONSE, STATUS_REJECTED
+from stratum_proxy.store.record import (
+    STATUS_ACCEPTED,
+    STATUS_NO_RESPONSE,
+    STATUS_REJECTED,
+    ShareRecord,
+)
+from stratum_proxy.sv1 import events as ev
 from stratum_proxy.sv1 import messages as m
 from stratum_proxy.sv1.codec import LineBuffer, LineTooLongError
 from stratum_proxy.sv1.events import (
@@ -53,6 +59,7 @@ from stratum_proxy.sv1.events import (
 )
 from stratum_proxy.sv1.outstanding import (
     DEFAULT_MAX_OUTSTANDING,
+    GivenUp,
     OutstandingRequests,
     PendingRequest,
 )
@@ -85,6 +92,7 @@ _STAT_KEYS = (
     "submits", "accepted", "rejected", "no_response", "blocks", "uncomputable_shares",
     "unknown_job_shares", "jobs", "unmatched_responses", "unanswered_requests",
     "evicted_requests", "unknown_methods", "unexpected_messages", "framing_errors",
+    "late_answers",
 )  # fmt: skip
 
 
@@ -244,6 +252,7 @@ class Sv1Tracker:
     def _evicted(self, entry: PendingRequest, events: list[Event]) -> None:
         self._stats["evicted_requests"] += 1
         self._give_up(entry, "evicted: too many requests without an answer", events)
+        events.append(ev.RequestsEvicted(method=entry.method, outstanding=len(self._outstanding)))
 
     def _track_request(
         self,
@@ -372,6 +381,9 @@ class Sv1Tracker:
         entry = self._outstanding.pop_answered(key)
         if entry is None:
             self._stats["unmatched_responses"] += 1
+            events.append(ev.UnmatchedAnswer(id=repr(key)))
+        elif isinstance(entry, GivenUp):
+            self._late_answer(entry, result, error, reject_reason, now, events)
         elif entry.draft is None:
             self._answer_request(entry, result, error, reject_reason, events)
         elif result is True and not error and not reject_reason:
@@ -380,6 +392,33 @@ class Sv1Tracker:
         else:
             accepted, why = verdict(result, error, reject_reason)
             self._resolve_share(entry, accepted, why, now, events)
+
+    def _late_answer(
+        self,
+        ghost: GivenUp,
+        result: Any,
+        error: Any,
+        reject_reason: str | None,
+        now: float,
+        events: list[Event],
+    ) -> None:
+        """The answer to a submit already recorded no_response: counted, reported, kept apart."""
+        self._stats["late_answers"] += 1
+        draft = ghost.request.draft
+        assert draft is not None  # only submits are kept once given up
+        share = ShareRecord._make(draft)
+        accepted, why = verdict(result, error, reject_reason)
+        events.append(
+            ev.LateAnswer(
+                worker=share.worker,
+                job_id=share.job_id,
+                nonce=share.nonce,
+                accepted=accepted,
+                reason=why,
+                late_ms=max(0.0, (now - ghost.given_up_at) * 1000.0),
+                is_block=share.is_block,
+            )
+        )
 
     def _answer_request(
         self,

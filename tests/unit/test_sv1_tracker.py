@@ -15,11 +15,13 @@ from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.sv1.events import (
     Event,
     ExtranonceChanged,
+    LateAnswer,
     LineSkipped,
     PoolMessage,
     PoolReconnectRequested,
     ShareResolved,
     Subscribed,
+    UnmatchedAnswer,
     VersionMaskSet,
     WorkerAuthorized,
 )
@@ -285,7 +287,7 @@ def test_several_workers_on_one_connection(tracker: Sv1Tracker) -> None:
     assert [r.worker for r in records(events)] == ["farm.b", "farm.a"]
 
 
-def test_timeout_gives_no_response_and_a_late_answer_is_ignored() -> None:
+def test_timeout_gives_no_response_and_a_late_answer_is_reported_apart() -> None:
     tracker = Sv1Tracker(context=CONTEXT, submit_timeout_s=30.0)
     subscribed(tracker, "08000002")
     assert tracker.get_timer() is None
@@ -296,9 +298,13 @@ def test_timeout_gives_no_response_and_a_late_answer_is_ignored() -> None:
     assert (record.status, record.response_ms, record.ts) == ("no_response", 0.0, 100.0)
     assert "30" in record.reject_reason
     assert tracker.get_timer() is None
-    assert tracker.pool_data(answer(4), 131.0) == []
+    (late,) = tracker.pool_data(answer(4), 131.0)
+    assert isinstance(late, LateAnswer)
+    assert (late.nonce, late.accepted, late.late_ms) == ("00000001", True, 1000.0)
     stats = tracker.statistics()
-    assert (stats["no_response"], stats["unmatched_responses"]) == (1, 1)
+    assert (stats["no_response"], stats["late_answers"], stats["unmatched_responses"]) == (1, 1, 0)
+    # Nothing is owed any more: a further answer with that id matches nothing.
+    assert isinstance(tracker.pool_data(answer(4), 132.0)[0], UnmatchedAnswer)
 
 
 def test_unanswered_subscribe_expires_silently_and_frees_its_id() -> None:
@@ -336,7 +342,8 @@ def test_outstanding_table_is_bounded() -> None:
     assert tracker.statistics()["outstanding_requests"] == 3
     assert tracker.statistics()["evicted_requests"] == 2
     assert one_record(tracker.pool_data(answer(3), 9.0)).nonce == "00000003"
-    assert tracker.pool_data(answer(0), 9.0) == []  # already given up
+    (late,) = tracker.pool_data(answer(0), 9.0)  # given up, but still owed
+    assert isinstance(late, LateAnswer) and late.nonce == "00000000"
 
 
 def test_pong_request_does_not_steal_an_answer(tracker: Sv1Tracker) -> None:
@@ -455,3 +462,59 @@ def test_tracker_rejects_nonsense_settings() -> None:
         Sv1Tracker(context=CONTEXT, submit_timeout_s=0)
     with pytest.raises(ValueError, match="max_jobs"):
         Sv1Tracker(context=CONTEXT, max_jobs=0)
+
+
+def test_late_answers_never_land_on_the_next_share_with_the_same_id() -> None:
+    """cpuminer (every submit id 4) flooding a pool that falls behind, as seen on ckpool.
+
+    More submits than the outstanding limit, some timing out, every one answered
+    by the pool in the order it read them, each with its own verdict: every row
+    has its own share's verdict or no_response, never another share's.
+    """
+    limit, total = 8, 40
+    tracker = Sv1Tracker(context=CONTEXT, submit_timeout_s=5.0, max_outstanding=limit)
+    subscribed(tracker, "08000002")
+    rows: dict[str, ShareRecord] = {}
+    late: dict[str, LateAnswer] = {}
+
+    def take(events: list[Event]) -> None:
+        for e in events:
+            if isinstance(e, ShareResolved):
+                assert e.record.nonce not in rows, "a share recorded twice"
+                rows[e.record.nonce] = e.record
+            elif isinstance(e, LateAnswer):
+                late[e.nonce] = e
+
+    # The pool's own verdicts, one per share in the order it reads them.
+    pool_verdicts = {f"{i:08x}": i % 3 != 0 for i in range(total)}
+    answered = 0
+    for i in range(total):
+        take(tracker.miner_data(submit(4, "bf", f"{i:08x}"), float(i)))
+        # The pool answers slowly: one answer for every two submits after a lag,
+        # and once, a pause longer than the submit timeout.
+        if i >= 12 and i % 2 == 0:
+            take(tracker.handle_timer(float(i) + (7.0 if i == 20 else 0.0)))
+            nonce = f"{answered:08x}"
+            result = True if pool_verdicts[nonce] else None
+            error = None if pool_verdicts[nonce] else [23, "Low difficulty share", None]
+            take(tracker.pool_data(answer(4, result, error), float(i)))
+            answered += 1
+    while answered < total:  # the pool catches up
+        nonce = f"{answered:08x}"
+        result = True if pool_verdicts[nonce] else None
+        error = None if pool_verdicts[nonce] else [23, "Low difficulty share", None]
+        take(tracker.pool_data(answer(4, result, error), 100.0))
+        answered += 1
+
+    assert sorted(rows) == sorted(pool_verdicts)  # one row per submit
+    evicted = tracker.statistics()["evicted_requests"]
+    assert evicted > 0 and late, "the scenario must give up on some submits"
+    for nonce, row in rows.items():
+        if row.status == "no_response":
+            # Given up: its own verdict came late and was reported apart.
+            assert late[nonce].accepted == pool_verdicts[nonce]
+        else:
+            assert (row.status == "accepted") == pool_verdicts[nonce], nonce
+            assert nonce not in late
+    assert len(late) == sum(1 for r in rows.values() if r.status == "no_response")
+    assert tracker.statistics()["unmatched_responses"] == 0

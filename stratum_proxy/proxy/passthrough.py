@@ -98,6 +98,7 @@ class MinerFlowControl:
     miner: asyncio.Transport
     closed: bool
     log: Any
+    closed_by = "proxy"  # who ended the pair: "miner", "pool" or "proxy" (stop, limits)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -105,6 +106,7 @@ class MinerFlowControl:
     def pool_closed(self, exc: Exception | None) -> None:
         if not self.closed:
             self.log.info("pool_closed_connection", error=str(exc) if exc else None)
+            self.closed_by = "pool"
             self.close()
 
     def pause_miner(self) -> None:

@@ -139,7 +139,11 @@ class ProxyServer:
         return relay
 
     def forget(self, relay: PassthroughRelay | TranslateRelay) -> None:
-        self.relays.discard(relay)
+        if relay in self.relays:
+            self.relays.discard(relay)
+            closed_by = "miner" if relay.miner_gone else relay.closed_by
+            self.counters[f"disconnects_by_{closed_by}"] += 1
+            self.log_limited(relay.log, "miner_disconnected", level="info", closed_by=closed_by)
 
     # -- shares -----------------------------------------------------------
 
@@ -179,8 +183,8 @@ class ProxyServer:
     def count(self, name: str) -> None:
         self.counters[name] += 1
 
-    def log_limited(self, log: Any, event: str, **fields: Any) -> None:
-        """A warning at most every ``_LOG_EVERY_S`` per event name, with how many were
+    def log_limited(self, log: Any, event: str, *, level: str = "warning", **fields: Any) -> None:
+        """A line at most every ``_LOG_EVERY_S`` per event name, with how many were
         held back since the last one: a flood of the same trouble is one line a while."""
         now = time.monotonic()
         last, held = self._limited.get(event, (-_LOG_EVERY_S, 0))
@@ -188,7 +192,7 @@ class ProxyServer:
             self._limited[event] = (last, held + 1)
             return
         self._limited[event] = (now, 0)
-        log.warning(event, suppressed=held, **fields)
+        getattr(log, level)(event, suppressed=held, **fields)
 
     # -- periodic work ----------------------------------------------------
 

@@ -198,3 +198,25 @@ async def test_pool_garbage_is_forwarded_and_skipped(proxy_factory: Any) -> None
     assert skipped >= 2
     rows = proxy.rows()
     assert len(rows) == 6 and all(r["status"] == "accepted" for r in rows)
+
+
+async def test_disconnects_are_counted_by_the_side_that_closed(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig(close_after_submits=3))
+    await pool.start()
+    proxy = await proxy_factory([f"main=stratum+tcp://127.0.0.1:{pool.port}"])
+    try:
+        await _mine(proxy.port, [TestMiner(MinerConfig(workers=("a",), max_submits=2))])
+        # The pool closes this one after its third submit.
+        await _mine(
+            proxy.port,
+            [TestMiner(MinerConfig(workers=("b",), max_submits=5, follow_reconnect=False))],
+        )
+        async with asyncio.timeout(10):
+            while len(proxy.server.relays):
+                await asyncio.sleep(0.05)
+        stats = proxy.server.statistics()
+        assert stats.get("disconnects_by_miner") == 1, stats
+        assert stats.get("disconnects_by_pool") == 1, stats
+    finally:
+        assert await proxy.shutdown() == 0
+        await pool.close()

@@ -58,6 +58,7 @@ class ProxyServer:
         self._accepting = False
         self._rejected_logged_at = 0.0
         self._limited: dict[str, tuple[float, int]] = {}  # event -> (last logged, held back)
+        self._summary_at = time.monotonic()  # start of the worker_summary interval
         self._debug = settings.log.level == "debug"
 
     # -- lifecycle --------------------------------------------------------
@@ -151,7 +152,8 @@ class ProxyServer:
         self.sink.put(record)
         self.workers.add(record)
         if record.status == STATUS_REJECTED:
-            log.warning(
+            self.log_limited(
+                log,
                 "share_rejected",
                 worker=record.worker,
                 job_id=record.job_id,
@@ -160,8 +162,13 @@ class ProxyServer:
                 pool_difficulty=record.pool_difficulty,
             )
         if record.is_block:
+            # A candidate meets the network target; whether it became a block is
+            # the pool's verdict and the chain's.  On a test chain every share is
+            # one, hence the rate limit (a mainnet candidate is never held back:
+            # they are minutes apart).
             self.counters["block_candidates"] += 1
-            log.warning(
+            self.log_limited(
+                log,
                 "block_candidate",
                 worker=record.worker,
                 hash=record.share_hash,
@@ -210,7 +217,9 @@ class ProxyServer:
             self._log_summaries()
 
     def _log_summaries(self, final: bool = False) -> None:
-        seconds = self.settings.log.summary_interval_s
+        # The time the interval really covered (at a stop, less than the setting).
+        now = time.monotonic()
+        seconds, self._summary_at = round(max(now - self._summary_at, 1e-3), 3), now
         for worker, counters in sorted(self.workers.take_interval().items()):
             if counters.shares:
                 self.log.info(

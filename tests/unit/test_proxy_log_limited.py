@@ -31,3 +31,46 @@ def test_a_flood_of_one_warning_is_one_line_with_what_was_held_back(monkeypatch:
     clock[0] += 10.0
     server.log_limited(log, "late_answer", nonce="2")
     assert log.lines[-1] == ("late_answer", {"suppressed": 499, "nonce": "2"})
+
+
+class _InfoLog(_Log):
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append((event, fields))
+
+
+def _share(worker: str, *, is_block: bool, status: str = "accepted") -> Any:
+    from helpers.store_rows import rec
+
+    return rec(worker=worker, is_block=is_block, status=status)
+
+
+class _Sink:
+    def put(self, record: Any) -> None:
+        pass
+
+
+def test_candidates_and_rejects_on_a_test_chain_do_not_flood_the_log(monkeypatch: Any) -> None:
+    clock = [50.0]
+    monkeypatch.setattr(server_module.time, "monotonic", lambda: clock[0])
+    log = _InfoLog()
+    settings = load_settings(None, pools=["stratum+tcp://127.0.0.1:1"])
+    server = ProxyServer(settings, sink=_Sink(), log=log)
+    for _ in range(1000):  # regtest: every share meets the network target
+        server.record_share(_share("w", is_block=True), log)
+        server.record_share(_share("w", is_block=False, status="rejected"), log)
+    events = [e for e, _ in log.lines]
+    assert events.count("block_candidate") == 1 and events.count("share_rejected") == 1
+    assert server.statistics()["block_candidates"] == 1000  # every one still counted
+
+
+def test_the_last_summary_says_how_long_it_really_covered(monkeypatch: Any) -> None:
+    clock = [100.0]
+    monkeypatch.setattr(server_module.time, "monotonic", lambda: clock[0])
+    log = _InfoLog()
+    settings = load_settings(None, pools=["stratum+tcp://127.0.0.1:1"])
+    server = ProxyServer(settings, sink=_Sink(), log=log)
+    server.record_share(_share("w", is_block=False), log)
+    clock[0] += 36.0  # the stop comes 36 s into a 60 s interval
+    server._log_summaries(final=True)
+    (summary,) = [f for e, f in log.lines if e == "worker_summary"]
+    assert summary["seconds"] == 36.0

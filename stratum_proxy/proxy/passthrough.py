@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 # Bytes a miner may send before its pool connection is up (subscribe, configure,
 # authorize are a few hundred bytes; this only stops a peer from filling memory).
 _PRECONNECT_BUFFER = 256 * 1024
+# Reasons of the rows a clean stop writes (they start "proxy stopping").
+_GRACE_OVER = "proxy stopping: no answer from the pool within the shutdown grace"
+_NOT_SENT = "proxy stopping: not sent to the pool"
 # Once the miner left, how long the pool connection stays open to hear the
 # verdicts of shares already submitted.
 _DRAIN_AFTER_MINER_LEFT_S = 2.0
@@ -152,6 +155,7 @@ class PassthroughRelay(MinerFlowControl):
         self.closed = False
         self.miner_gone = False
         self.drain_deadline: float | None = None
+        self.stopping = False  # the proxy is stopping: read and record, forward nothing
         self._pending: list[bytes] = []
         self._pending_bytes = 0
         self._skipped = 0
@@ -187,6 +191,11 @@ class PassthroughRelay(MinerFlowControl):
     def from_miner(self, data: bytes) -> None:
         self.last_miner_rx = time.monotonic()
         pool = self.pool
+        if self.stopping:
+            # Past the shutdown grace: what the miner sent is read and recorded
+            # (one no_response row per submit) but no longer sent to the pool.
+            self._observe(self.tracker.miner_data, data, "miner")
+            return
         if pool is None:
             self._pending.append(data)
             self._pending_bytes += len(data)
@@ -283,6 +292,17 @@ class PassthroughRelay(MinerFlowControl):
     def has_pending(self) -> bool:
         return self.tracker.get_timer() is not None
 
+    def stop_forwarding(self) -> None:
+        """The shutdown grace is over: from now on the miner's submits are recorded
+        without being forwarded; answers the pool still owes may come until close."""
+        if self.closed:
+            return
+        self.stopping = True
+        self.tracker.stop_forwarding(_NOT_SENT)
+        pending, self._pending = self._pending, []  # never sent: the pool was not ready
+        for chunk in pending:
+            self.from_miner(chunk)
+
     # -- flow control -----------------------------------------------------
 
     def pause_pool(self) -> None:
@@ -310,7 +330,10 @@ class PassthroughRelay(MinerFlowControl):
         if self.closed:
             return
         self.closed = True
-        self._handle(self.tracker.connection_lost(time.time()))
+        if self.stopping:
+            self._handle(self.tracker.connection_lost(time.time(), _GRACE_OVER))
+        else:
+            self._handle(self.tracker.connection_lost(time.time()))
         if self.pool is not None:
             self.pool.close()
         if not self.miner.is_closing():

@@ -26,6 +26,8 @@ from stratum_proxy.settings import Settings
 from stratum_proxy.store.record import STATUS_REJECTED, ShareRecord
 
 _SWEEP_INTERVAL_S = 0.5
+_STOP_READ_S = 0.2  # at a stop, time for bytes miners already sent to arrive and be recorded
+_STOP_ANSWERS_S = 0.5  # then, at most this long for answers the pool still owes
 _LOG_EVERY_S = 10.0  # rate limit of repeated warnings (log_limited)
 _BACKLOG = 1024
 
@@ -85,12 +87,25 @@ class ProxyServer:
         self._accepting = False
         for server in self._servers:
             server.close()
+        # Passthrough pairs keep relaying both ways through the grace: submits go on
+        # to the pool and their verdicts are recorded.  (A translated miner shares
+        # an upstream channel: it stops sending and its owed answers are awaited.)
         for relay in list(self.relays):
-            relay.stop_reading_miner()
+            if not isinstance(relay, PassthroughRelay):
+                relay.stop_reading_miner()
         grace = self.settings.limits.shutdown_grace_s
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and any(r.has_pending() for r in self.relays):
             await asyncio.sleep(0.05)
+        # Then what the pool still owes is no_response, and what miners have
+        # already sent is read and recorded (not forwarded) before the sockets close.
+        for relay in list(self.relays):
+            if isinstance(relay, PassthroughRelay):
+                relay.stop_forwarding()
+        await asyncio.sleep(_STOP_READ_S)
+        end = time.monotonic() + _STOP_ANSWERS_S  # answers to the last forwarded submits
+        while time.monotonic() < end and any(r.has_pending() for r in self.relays):
+            await asyncio.sleep(0.02)
         for relay in list(self.relays):
             relay.close()
         for task in list(self._tasks):

@@ -119,6 +119,7 @@ class Sv1Tracker:
         self._state = ConnectionState(max_jobs)
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._stashed: list[Event] = []
+        self._unsent: str | None = None  # set by stop_forwarding
         # Per direction: name, line buffer, fast path, line counter (bound once).
         self._miner_side: _SideParts = (
             "miner",
@@ -171,12 +172,21 @@ class Sv1Tracker:
             self._give_up(entry, reason, events)
         return events
 
-    def connection_lost(self, now: float) -> list[Event]:
-        """Either side closed: every outstanding submit becomes no_response."""
+    def connection_lost(
+        self, now: float, reason: str = "connection closed before the pool answered"
+    ) -> list[Event]:
+        """Either side closed (or the proxy stops): every outstanding submit becomes
+        no_response with ``reason``."""
         events = self._take_stashed()
         for entry in self._outstanding.pop_all():
-            self._give_up(entry, "connection closed before the pool answered", events)
+            self._give_up(entry, reason, events)
         return events
+
+    def stop_forwarding(self, reason: str) -> None:
+        """From now on the shell does not forward what the miner sends: each submit
+        becomes a no_response row with ``reason`` as soon as it is read.  What the
+        pool still owes stays owed (its answers may still come)."""
+        self._unsent = reason
 
     def set_upstream(self, name: str) -> None:
         """The session now talks to another pool; later shares carry its name."""
@@ -332,6 +342,10 @@ class Sv1Tracker:
             stats["unknown_job_shares"] += 1
         if not draft[HASH_AT]:
             stats["uncomputable_shares"] += 1
+        if self._unsent is not None:  # the shell no longer forwards: a row, not a wait
+            stats["no_response"] += 1
+            events.append(ShareResolved(finish_row(draft, STATUS_NO_RESPONSE, self._unsent, 0.0)))
+            return
         evicted = self._outstanding.add(key, "mining.submit", now, now + self._timeout, draft)
         if evicted is not None:
             self._evicted(evicted, events)

@@ -137,26 +137,26 @@ async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
         " FORMAT JSONEachRow",
     )
     assert out.returncode == 0, out.stderr
+    found = [orjson.loads(line) for line in out.stdout.splitlines()]
     rows = {
         (r["worker"], r["job_id"], r["extranonce2"], r["ntime"], r["nonce"]): r["status"]
-        for r in map(orjson.loads, out.stdout.splitlines())
+        for r in found
     }
-    # Every submit the proxy read reached the pool and is one row with the pool's verdict.
-    assert len(rows) == len(pool.judged)
+    assert len(rows) == len(found), "a share was recorded twice"
+    # Through the grace the proxy kept relaying: every share the pool judged is a row
+    # with the pool's verdict (the pool here answers well within the grace).
     for j in pool.judged:
         assert rows[(j.worker, j.job_id, j.extranonce2, j.ntime, j.nonce)] == "accepted"
-    # Submits sent after the proxy stopped reading never reached the pool and got no
-    # answer; every submit that got an answer is a row.
+    # What the proxy read after the grace is a row too, never sent to the pool.
+    judged = {(j.worker, j.job_id, j.extranonce2, j.ntime, j.nonce) for j in pool.judged}
+    for key, status in rows.items():
+        if key not in judged:
+            assert status == "no_response"
     for m in miners:
         for s in m.submits:
             key = (s.worker, *s.params[1:5])
             if s.answer is not None:
                 assert rows[key] == "accepted"
-            elif key not in rows:
-                assert all(
-                    (j.worker, j.job_id, j.extranonce2, j.ntime, j.nonce) != key
-                    for j in pool.judged
-                )
     assert sum(len(m.submits) for m in miners) >= len(rows) > 20
 
 

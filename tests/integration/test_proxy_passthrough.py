@@ -220,3 +220,52 @@ async def test_disconnects_are_counted_by_the_side_that_closed(proxy_factory: An
     finally:
         assert await proxy.shutdown() == 0
         await pool.close()
+
+
+async def test_a_clean_stop_keeps_relaying_through_the_grace_and_loses_nothing(
+    proxy_factory: Any,
+) -> None:
+    """Miners flooding through a stop: submits still reach the pool during the grace,
+    every one the proxy read is a row, and the pool's verdicts are the recorded ones."""
+    import time
+
+    pool = TestPool(PoolConfig(answer_delay=0.01))
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"], **{"limits.shutdown_grace_s": 1.0}
+    )
+    miners = [
+        TestMiner(MinerConfig(workers=(f"f{i}",), follow_reconnect=False, answer_timeout=1))
+        for i in range(3)
+    ]
+    tasks = [asyncio.create_task(m.run("127.0.0.1", proxy.port)) for m in miners]
+    try:
+        for m in miners:
+            await m.wait_submits(5, timeout=20)
+        stop_at = time.time()
+        assert await proxy.shutdown() == 0
+        await asyncio.gather(*tasks, return_exceptions=True)
+    finally:
+        await pool.close()
+    rows = proxy.rows()
+    by_key = {_row_key(r): r for r in rows}
+    assert len(by_key) == len(rows), "a share was recorded twice"
+    # The pair kept relaying after the stop began: shares sent then were judged.
+    after = [s for m in miners for s in m.submits if s.sent_at > stop_at + 0.2 and s.answer]
+    assert after, "no submit reached the pool during the shutdown grace"
+    # Every share the pool judged is a row with the pool's verdict.
+    for j in pool.judged:
+        row = by_key[_judged_key(j)]
+        if row["status"] != "no_response":
+            assert (row["status"] == "accepted") == j.accepted
+        else:  # judged after the grace: the pool's answer came too late to be heard
+            assert row["reject_reason"].startswith("proxy stopping"), row
+    # Every answered submit is a row; unanswered ones that are rows say why.
+    for m in miners:
+        for s in m.submits:
+            key = _key(s.worker, *s.params[1:5])
+            if s.answer is not None:
+                assert key in by_key, s
+    for row in rows:
+        if row["status"] == "no_response":
+            assert row["reject_reason"].startswith("proxy stopping"), row

@@ -518,3 +518,31 @@ def test_late_answers_never_land_on_the_next_share_with_the_same_id() -> None:
             assert nonce not in late
     assert len(late) == sum(1 for r in rows.values() if r.status == "no_response")
     assert tracker.statistics()["unmatched_responses"] == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        None,
+        [],
+        ["w"],
+        ["w", 1, 2, 3, 4],
+        ["w", "bf", "00000001", "504e86ed", None],
+        "not a list",
+        {"worker": "w"},
+        ["w", "bf", "00000001", "504e86ed", "00000001", 5],
+    ],
+)
+def test_a_malformed_submit_is_one_row_with_the_pools_verdict(params: Any) -> None:
+    """Forwarded as it is (a permissive pool may accept it), so it is a row like any other."""
+    tracker = Sv1Tracker(context=CONTEXT)
+    subscribed(tracker, "08000002")
+    tracker.pool_data(notify(SLUSH, job_id="bf"), 0.0)
+    sent = line({"id": 9, "method": "mining.submit", "params": params})
+    found = records(tracker.miner_data(sent, 1.0))
+    found += records(tracker.pool_data(answer(9, None, [20, "Other/Unknown", None]), 1.5))
+    assert len(found) == 1
+    assert (found[0].status, found[0].reject_reason) == ("rejected", "20 Other/Unknown")
+    found = records(tracker.miner_data(line({**orjson.loads(sent), "id": 10}), 2.0))
+    found += records(tracker.pool_data(answer(10), 2.5))
+    assert [r.status for r in found] == ["accepted"]

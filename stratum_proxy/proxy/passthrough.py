@@ -15,6 +15,7 @@ from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
 from stratum_proxy.sv1 import events as ev
 from stratum_proxy.sv1.events import ShareResolved
+from stratum_proxy.sv1.outstanding import DEFAULT_MAX_OUTSTANDING
 from stratum_proxy.sv1.tracker import ShareContext, Sv1Tracker
 
 if TYPE_CHECKING:
@@ -23,6 +24,8 @@ if TYPE_CHECKING:
 # Bytes a miner may send before its pool connection is up (subscribe, configure,
 # authorize are a few hundred bytes; this only stops a peer from filling memory).
 _PRECONNECT_BUFFER = 256 * 1024
+# Submits unanswered at which a miner's socket stops being read (see __init__).
+_BACKLOG_HIGH = 512
 # Reasons of the rows a clean stop writes (they start "proxy stopping").
 _GRACE_OVER = "proxy stopping: no answer from the pool within the shutdown grace"
 _NOT_SENT = "proxy stopping: not sent to the pool"
@@ -102,6 +105,7 @@ class MinerFlowControl:
     closed: bool
     log: Any
     closed_by = "proxy"  # who ended the pair: "miner", "pool" or "proxy" (stop, limits)
+    paused_for: set[str]  # why the miner's socket is not being read ("pool_busy", ...)
 
     def close(self) -> None:
         raise NotImplementedError
@@ -112,18 +116,23 @@ class MinerFlowControl:
             self.closed_by = "pool"
             self.close()
 
-    def pause_miner(self) -> None:
-        if not self.miner.is_closing():
+    def pause_miner(self, why: str = "pool_busy") -> None:
+        """Stop reading the miner for ``why``; reading resumes once no reason is left."""
+        paused = self.paused_for
+        if not paused and not self.miner.is_closing():
             self.miner.pause_reading()
+        paused.add(why)
 
-    def resume_miner(self) -> None:
-        if not self.miner.is_closing():
-            self.miner.resume_reading()
+    def resume_miner(self, why: str = "pool_busy") -> None:
+        paused = self.paused_for
+        if why in paused:
+            paused.discard(why)
+            if not paused and not self.miner.is_closing():
+                self.miner.resume_reading()
 
     def stop_reading_miner(self) -> None:
         """Shutdown: no new submits; the pool may still answer the pending ones."""
-        if not self.miner.is_closing():
-            self.miner.pause_reading()
+        self.pause_miner("stopping")
 
 
 class PassthroughRelay(MinerFlowControl):
@@ -154,6 +163,12 @@ class PassthroughRelay(MinerFlowControl):
         self.last_miner_rx = time.monotonic()
         self.closed = False
         self.miner_gone = False
+        self.paused_for = set()
+        # A miner with this many submits unanswered is not read until the pool has
+        # caught up to a quarter of it: its flood waits in its own socket instead of
+        # in the proxy, and the pool's answers keep landing on the right rows.
+        self._backlog_high = min(_BACKLOG_HIGH, DEFAULT_MAX_OUTSTANDING // 4)
+        self._backlog_low = self._backlog_high // 4
         self.drain_deadline: float | None = None
         self.stopping = False  # the proxy is stopping: read and record, forward nothing
         self._pending: list[bytes] = []
@@ -205,11 +220,26 @@ class PassthroughRelay(MinerFlowControl):
             return
         pool.write(data)
         self._observe(self.tracker.miner_data, data, "miner")
+        if self.tracker.outstanding() >= self._backlog_high and "backlog" not in self.paused_for:
+            self.pause_miner("backlog")
+            self.server.count("miner_backlog_pauses")
+            self.server.log_limited(
+                self.log,
+                "miner_paused",
+                reason="too many submits waiting for the pool's answer",
+                outstanding=self.tracker.outstanding(),
+            )
 
     def from_pool(self, data: bytes) -> None:
         if not self.miner_gone:
             self.miner.write(data)
         self._observe(self.tracker.pool_data, data, "pool")
+        if self.paused_for:
+            self._maybe_resume_backlog()
+
+    def _maybe_resume_backlog(self) -> None:
+        if "backlog" in self.paused_for and self.tracker.outstanding() <= self._backlog_low:
+            self.resume_miner("backlog")
 
     def _observe(self, feed: Any, data: bytes, side: str) -> bool:
         try:
@@ -282,6 +312,8 @@ class PassthroughRelay(MinerFlowControl):
             self._handle(self.tracker.handle_timer(now_wall))
         if self.closed:
             return
+        if self.paused_for:
+            self._maybe_resume_backlog()
         if self.drain_deadline is not None:
             if now_mono >= self.drain_deadline or self.tracker.get_timer() is None:
                 self.close()

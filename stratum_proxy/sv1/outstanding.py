@@ -35,9 +35,12 @@ from stratum_proxy.sv1.messages import RpcId
 from stratum_proxy.sv1.records import ShareDraft
 
 # Far above any honest miner: a farm ASIC submits a few shares per second and
-# a pool answers within a second; 1024 unanswered requests means the pool is
-# gone or the miner is hostile.
-DEFAULT_MAX_OUTSTANDING = 1024
+# a pool answers within a second.  The relay stops reading a miner with 512
+# submits unanswered (backpressure, see proxy/passthrough.py), but what one
+# read already brought in (up to 256 KiB, some 2,500 submit lines) was
+# forwarded and must be tracked: 4096 leaves room for that, so a flood is
+# slowed, not evicted.
+DEFAULT_MAX_OUTSTANDING = 4096
 # A pool that answers a submit later than this after we gave up has dropped it.
 DEFAULT_GHOST_TTL_S = 300.0
 

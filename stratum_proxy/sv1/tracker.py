@@ -182,6 +182,10 @@ class Sv1Tracker:
             self._give_up(entry, reason, events)
         return events
 
+    def outstanding(self) -> int:
+        """Requests the miner sent that wait for the pool's answer (given-up ones aside)."""
+        return len(self._outstanding)
+
     def stop_forwarding(self, reason: str) -> None:
         """From now on the shell does not forward what the miner sends: each submit
         becomes a no_response row with ``reason`` as soon as it is read.  What the

@@ -269,3 +269,65 @@ async def test_a_clean_stop_keeps_relaying_through_the_grace_and_loses_nothing(
     for row in rows:
         if row["status"] == "no_response":
             assert row["reject_reason"].startswith("proxy stopping"), row
+
+
+async def _flood(port: int, count: int) -> tuple[int, dict[int, Any]]:
+    """A hostile miner: subscribe, authorize, then ``count`` submits in one burst."""
+    import orjson
+
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
+    writer.write(b'{"id":2,"method":"mining.authorize","params":["flood","x"]}\n')
+    job_id = None
+    while job_id is None:
+        msg = orjson.loads(await reader.readline())
+        if msg.get("method") == "mining.notify":
+            job_id = msg["params"][0]
+    burst = b"".join(
+        orjson.dumps(
+            {
+                "id": 100 + i,
+                "method": "mining.submit",
+                "params": ["flood", job_id, f"{i:016x}", "6b13413b", f"{i:08x}"],
+            }
+        )
+        + b"\n"
+        for i in range(count)
+    )
+    writer.write(burst)
+    answers: dict[int, Any] = {}
+    async with asyncio.timeout(120):
+        while len(answers) < count:
+            msg = orjson.loads(await reader.readline())
+            if isinstance(msg.get("id"), int) and msg["id"] >= 100:
+                answers[msg["id"]] = msg
+    writer.close()
+    return count, answers
+
+
+async def test_a_flooding_miner_is_slowed_and_every_verdict_lands_on_its_share(
+    proxy_factory: Any,
+) -> None:
+    """20 000 pipelined submits from one connection beside an honest miner: the flood
+    waits in its own socket (the proxy stops reading it), nothing is evicted, and
+    every row carries the pool's verdict for that share."""
+    pool = TestPool(PoolConfig(accept_any=True))
+    await pool.start()
+    proxy = await proxy_factory([f"main=stratum+tcp://127.0.0.1:{pool.port}"])
+    honest = TestMiner(MinerConfig(workers=("honest",), max_submits=20))
+    try:
+        flood = asyncio.create_task(_flood(proxy.port, 20_000))
+        await _mine(proxy.port, [honest])
+        count, answers = await flood
+        relays_stats = proxy.server.statistics()
+    finally:
+        assert await proxy.shutdown() == 0
+        await pool.close()
+    assert len(answers) == count
+    assert relays_stats.get("miner_backlog_pauses", 0) > 0  # the flood was slowed
+    assert relays_stats.get("evicted_requests", 0) == 0
+    rows = proxy.rows()
+    flood_rows = [r for r in rows if r["worker"] == "flood"]
+    assert len(flood_rows) == count
+    assert all(r["status"] == "accepted" for r in flood_rows)  # what the pool said
+    assert [r["status"] for r in rows if r["worker"] == "honest"] == ["accepted"] * 20

@@ -41,6 +41,12 @@ class LimitSettings(BaseModel):
         default=64, ge=4, description="Jobs kept to judge late shares"
     )
     shutdown_grace_s: float = Field(default=5.0, ge=0, description="Wait for pool answers on stop")
+    # New pool connections (one per passthrough miner, opened at its first line) are
+    # paced so that a farm reconnecting at once does not get the proxy banned.
+    pool_connects_per_s: float = Field(
+        default=200.0, gt=0, description="New pool connections per second after a burst"
+    )
+    pool_connect_burst: int = Field(default=200, ge=1, description="Pool connections at once")
 
 
 class LogSettings(BaseModel):

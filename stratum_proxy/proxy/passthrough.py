@@ -179,6 +179,9 @@ class PassthroughRelay(MinerFlowControl):
     # -- connecting -------------------------------------------------------
 
     async def connect_pool(self) -> None:
+        await self.server.pool_connect_slot()
+        if self.closed:
+            return
         try:
             endpoint, transport, _ = await self.server.selector.connect(
                 lambda _pool: PoolSide(self), self.log
@@ -212,6 +215,7 @@ class PassthroughRelay(MinerFlowControl):
             self._observe(self.tracker.miner_data, data, "miner")
             return
         if pool is None:
+            self.server.start_pool_connect(self)
             self._pending.append(data)
             self._pending_bytes += len(data)
             if self._pending_bytes > _PRECONNECT_BUFFER:

@@ -61,6 +61,7 @@ class ProxyServer:
         self._rejected_logged_at = 0.0
         self._limited: dict[str, tuple[float, int]] = {}  # event -> (last logged, held back)
         self._summary_at = time.monotonic()  # start of the worker_summary interval
+        self._next_connect_at = 0.0  # pool_connect_slot's schedule (monotonic)
         self._debug = settings.log.level == "debug"
 
     # -- lifecycle --------------------------------------------------------
@@ -151,8 +152,31 @@ class ProxyServer:
         relay = relay_class(self, transport, next(self._channel_ids) & 0xFFFFFFFF, addr)
         self.relays.add(relay)
         self.counters["connections_accepted"] += 1
-        relay.connect_task = self._spawn(relay.connect_pool())
+        if isinstance(relay, TranslateRelay):  # a channel on a shared upstream: cheap
+            relay.connect_task = self._spawn(relay.connect_pool())
+        # A passthrough miner gets its pool connection when it sends its first bytes
+        # (start_pool_connect): idle sockets open nothing toward the pool.
         return relay
+
+    def start_pool_connect(self, relay: PassthroughRelay) -> None:
+        """Open ``relay``'s pool connection (once), paced by ``pool_connect_slot``."""
+        if relay.connect_task is None and not relay.closed:
+            relay.connect_task = self._spawn(relay.connect_pool())
+
+    async def pool_connect_slot(self) -> None:
+        """Wait for this connection's turn: at most ``pool_connects_per_s`` new pool
+        connections a second after a burst of as many, so that a farm reconnecting
+        at once (or a storm of sockets) does not get the proxy rate-limited or
+        banned by its pool."""
+        limits = self.settings.limits
+        rate = limits.pool_connects_per_s
+        now = time.monotonic()
+        # The next free slot, but never further back than one burst's worth.
+        slot = max(self._next_connect_at, now - limits.pool_connect_burst / rate)
+        self._next_connect_at = slot + 1.0 / rate
+        if slot > now:
+            self.counters["pool_connects_paced"] += 1
+            await asyncio.sleep(slot - now)
 
     def forget(self, relay: PassthroughRelay | TranslateRelay) -> None:
         if relay in self.relays:

@@ -331,3 +331,38 @@ async def test_a_flooding_miner_is_slowed_and_every_verdict_lands_on_its_share(
     assert len(flood_rows) == count
     assert all(r["status"] == "accepted" for r in flood_rows)  # what the pool said
     assert [r["status"] for r in rows if r["worker"] == "honest"] == ["accepted"] * 20
+
+
+async def test_idle_sockets_open_nothing_and_new_pool_connections_are_paced(
+    proxy_factory: Any,
+) -> None:
+    """A storm of 200 sockets toward the proxy: no pool connection until a miner
+    speaks, then at most the burst at once and the rest at the configured rate."""
+    import time
+
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        **{"limits.pool_connects_per_s": 50.0, "limits.pool_connect_burst": 10},
+    )
+    socks = []
+    try:
+        for _ in range(200):
+            socks.append(await asyncio.open_connection("127.0.0.1", proxy.port))
+        await asyncio.sleep(0.3)
+        assert len(pool.sessions) == 0  # idle sockets: nothing upstream
+        started = time.monotonic()
+        for _, writer in socks[:60]:
+            writer.write(b'{"id":1,"method":"mining.subscribe","params":[]}\n')
+        await asyncio.sleep(0.2)
+        # 10 at once, then 50/s: about 20 by now, never all 60.
+        assert len(pool.sessions) <= 10 + 50 * (time.monotonic() - started) + 5
+        await pool.wait_connections(60, timeout=10)
+        assert time.monotonic() - started >= (60 - 10) / 50.0 * 0.9
+        assert proxy.server.statistics().get("pool_connects_paced", 0) >= 40
+    finally:
+        for _, writer in socks:
+            writer.close()
+        assert await proxy.shutdown() == 0
+        await pool.close()

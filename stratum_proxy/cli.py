@@ -1,4 +1,9 @@
-"""The ``stratum-proxy`` command: run, query, stats, cleanup, spool, keys, demo."""
+"""The ``stratum-proxy`` command: run, query, stats, cleanup, spool, keys, demo.
+
+Flags that override a setting default to None (unset means "as the settings
+say"), so argparse cannot show their defaults; each such help text names the
+setting's built-in default, read from the settings models.
+"""
 
 from __future__ import annotations
 
@@ -16,20 +21,59 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 
 
+# Defaults that depend on where the process runs, said in words.
+_SPOOL_DIR_DEFAULT = "'spool' next to an embedded store's data directory, else ./data/spool"
+_PROXY_ID_DEFAULT = "this host's name"
+
+
+def setting_default(path: str) -> Any:
+    """The built-in default of a setting (``"store.url"``), ignoring config files and env."""
+    from stratum_proxy.settings import Settings
+
+    model: Any = Settings
+    value: Any = None
+    for part in path.split("."):
+        value = model.model_fields[part].get_default(call_default_factory=True)
+        model = type(value)
+    return value
+
+
+def _with_default(help_: str, default: object) -> str:
+    if isinstance(default, list):
+        default = ", ".join(map(str, default)) or "none"
+    text = "none" if default is None else ("'' (off)" if default == "" else str(default))
+    # argparse %-formats help strings.
+    return f"{help_} (default: {text})".replace("%", "%%")
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, help="TOML settings file (see config/stratum-proxy.toml)")
 
 
 def _store_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--store", help="chdb:///path or clickhouse://user:pass@host:9000/mining")
+    p.add_argument(
+        "--store",
+        help=_with_default(
+            "chdb:///path or clickhouse://user:pass@host:9000/mining",
+            setting_default("store.url"),
+        ),
+    )
+
+
+def _spool_dir_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--spool-dir",
+        type=Path,
+        help=_with_default("durable backup spool directory", _SPOOL_DIR_DEFAULT),
+    )
 
 
 def _api_client_flags(
     p: argparse.ArgumentParser,
-    help_: str = "file holding the running daemon's API token (default: api.token / "
-    "api.token_file)",
+    help_: str = "file holding the running daemon's API token "
+    "(default: the api.token / api.token_file settings)",
 ) -> None:
-    p.add_argument("--api-token-file", type=Path, help=help_)
+    p.add_argument("--api-token-file", type=Path, help=help_.replace("%", "%%"))
 
 
 def _token_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -54,18 +98,49 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run the proxy daemon")
     _common(run)
-    run.add_argument("--listen", action="append", help="host:port for miners (repeatable)")
-    run.add_argument("--pool", action="append", help="pool URL, in failover order (repeatable)")
+    run.add_argument(
+        "--listen",
+        action="append",
+        help=_with_default("host:port for miners (repeatable)", setting_default("listen")),
+    )
+    run.add_argument(
+        "--pool",
+        action="append",
+        help="pool URL, in failover order (repeatable; required unless pools are in --config)",
+    )
     _store_flags(run)
-    run.add_argument("--spool-dir", type=Path, help="durable backup spool directory")
-    run.add_argument("--proxy-id", help="this instance's name in the share rows")
+    _spool_dir_flag(run)
+    run.add_argument(
+        "--proxy-id",
+        help=_with_default("this instance's name in the share rows", _PROXY_ID_DEFAULT),
+    )
     run.add_argument(
         "--api-listen",
-        help="host:port of the HTTP API ('' disables it); off loopback it needs a token",
+        help=_with_default(
+            "host:port of the HTTP API ('' disables it); off loopback it needs a token",
+            setting_default("api.listen"),
+        ),
     )
-    _api_client_flags(run, "file holding the API's bearer token (api.token_file)")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    run.add_argument("--log-format", choices=["auto", "json", "console"])
+    _api_client_flags(
+        run,
+        _with_default(
+            "file holding the API's bearer token (api.token_file)",
+            setting_default("api.token_file"),
+        ),
+    )
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help=_with_default("log threshold", setting_default("log.level")),
+    )
+    run.add_argument(
+        "--log-format",
+        choices=["auto", "json", "console"],
+        help=_with_default(
+            "log lines as JSON or for reading (auto: console on a terminal, else JSON)",
+            setting_default("log.format"),
+        ),
+    )
 
     query = sub.add_parser("query", help="run SQL on the share store, print ClickHouse's output")
     _common(query)
@@ -77,24 +152,37 @@ def build_parser() -> argparse.ArgumentParser:
     _common(stats)
     _store_flags(stats)
     _api_client_flags(stats)
-    stats.add_argument("--hours", type=float, default=24.0)
+    stats.add_argument(
+        "--hours", type=float, default=24.0, help="how far back (default: %(default)s)"
+    )
     stats.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     cleanup = sub.add_parser("cleanup", help="delete share rows older than N days, now")
     _common(cleanup)
     _store_flags(cleanup)
     _api_client_flags(cleanup)
-    cleanup.add_argument("--days", type=int, required=True)
+    cleanup.add_argument("--days", type=int, required=True, help="keep this many days of rows")
 
-    spool = sub.add_parser("spool", help="inspect or drain the backup spool")
+    spool = sub.add_parser("spool", help="inspect, drain or replay the backup spool")
     spool_sub = spool.add_subparsers(dest="spool_command", required=True)
-    status = spool_sub.add_parser("status", help="what the spool holds")
+    status = spool_sub.add_parser("status", help="what the spool and its dead-letter file hold")
     _common(status)
-    status.add_argument("--spool-dir", type=Path)
+    _spool_dir_flag(status)
     drain = spool_sub.add_parser("drain", help="write the spool into a store, then trim it")
     _common(drain)
-    drain.add_argument("--spool-dir", type=Path)
+    _spool_dir_flag(drain)
     _store_flags(drain)
+    replay = spool_sub.add_parser(
+        "replay-deadletter",
+        help="insert the dead-lettered batches again (once their cause is fixed)",
+        description="Insert every batch of <spool-dir>/deadletter.jsonl with its original "
+        "dedup token, then move the file aside as deadletter.jsonl.replayed-<UTC time>. "
+        "Batches the store refuses again, and damaged lines, stay in deadletter.jsonl. "
+        "Not while a daemon uses the spool.",
+    )
+    _common(replay)
+    _spool_dir_flag(replay)
+    _store_flags(replay)
 
     keys = sub.add_parser("keys", help="Stratum V2 authority keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
@@ -103,9 +191,13 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("secret")
 
     demo = sub.add_parser("demo", help="test pool + simulated CPU miners + the proxy, live table")
-    demo.add_argument("--miners", type=int, default=4)
-    demo.add_argument("--seconds", type=float, default=20.0)
-    demo.add_argument("--store", help="default: a temporary embedded store")
+    demo.add_argument(
+        "--miners", type=int, default=4, help="simulated miners (default: %(default)s)"
+    )
+    demo.add_argument(
+        "--seconds", type=float, default=20.0, help="how long to run (default: %(default)s)"
+    )
+    demo.add_argument("--store", help="store URL (default: a temporary embedded store)")
     return parser
 
 
@@ -179,7 +271,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from stratum_proxy.commands import run_spool
 
         overrides: dict[str, Any] = {"store.spool_dir": args.spool_dir}
-        if args.spool_command == "drain":
+        if args.spool_command in ("drain", "replay-deadletter"):
             overrides["store.url"] = args.store
         settings = _settings(args, **overrides)
         print(run_spool(settings, args.spool_command), end="")

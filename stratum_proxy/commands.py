@@ -209,6 +209,11 @@ def run_cleanup(settings: Any, days: int) -> str:
 
 
 def run_spool(settings: Any, command: str) -> str:
+    """``spool status`` / ``drain`` / ``replay-deadletter``.
+
+    A replay that left batches dead-lettered raises StoreError with its summary,
+    so the command exits non-zero.
+    """
     import orjson
 
     from stratum_proxy.store.settings import resolve_spool_dir
@@ -218,6 +223,8 @@ def run_spool(settings: Any, command: str) -> str:
     if command == "status":
         status = spool_status(spool_dir)
         return orjson.dumps(status, option=orjson.OPT_INDENT_2, default=str).decode() + "\n"
+    if command == "replay-deadletter":
+        return _replay_dead_letters(settings, spool_dir)
     store = _open(settings)
     try:
         store.ensure_schema()
@@ -225,6 +232,41 @@ def run_spool(settings: Any, command: str) -> str:
     finally:
         store.close()
     return f"drained {written} rows from {spool_dir} into {store_display(settings)}\n"
+
+
+def _replay_dead_letters(settings: Any, spool_dir: Any) -> str:
+    import time
+
+    from stratum_proxy.errors import StoreError
+    from stratum_proxy.store.spool_admin import replay_dead_letters
+
+    store = _open(settings)
+    try:
+        store.ensure_schema()
+        report = replay_dead_letters(spool_dir, store, now=time.time())
+    finally:
+        store.close()
+    text = (
+        f"replayed {report['rows_replayed']} rows in {report['batches_replayed']} batches "
+        f"from {spool_dir} into {store_display(settings)} (batches the store already held "
+        f"were deduplicated by their tokens)\n"
+    )
+    if report["archive"]:
+        text += f"moved the replayed file to {report['archive']}\n"
+    if report["malformed_lines"]:
+        text += f"skipped {report['malformed_lines']} damaged lines (kept in the file)\n"
+    if report["batches_failed"]:
+        why = (
+            f"the store is unavailable ({report['stopped_by']}); run it again later"
+            if report["stopped_by"]
+            else "see their errors in deadletter.jsonl"
+        )
+        raise StoreError(
+            f"{text}{report['batches_failed']} batches ({report['rows_failed']} rows) "
+            f"are still dead-lettered: {why}",
+            retryable=bool(report["stopped_by"]),
+        )
+    return text
 
 
 def store_display(settings: Any) -> str:

@@ -1,4 +1,4 @@
-"""Backends of ``stratum-proxy spool status`` and ``spool drain``.
+"""Backends of ``stratum-proxy spool status``, ``spool drain`` and ``spool replay-deadletter``.
 
 ``spool_status`` only reads (it works while the daemon runs).  ``drain_spool``
 takes the spool's lock (so not while a daemon uses that spool), writes every
@@ -6,6 +6,14 @@ unacknowledged row into any store with the same batching rules and tokens as
 the daemon (the batch a crashed daemon left in flight is resent first, with its
 token), and deletes what the store acknowledged.  Interrupted, it resumes where
 it stopped when run again.
+
+``replay_dead_letters`` also takes the spool's lock (the daemon appends to the
+dead-letter file) and inserts each dead-lettered batch with its original dedup
+token, so a batch the store already holds is not counted twice (within the
+tables' dedup window).  Once any batch went in, the file is moved aside
+(``deadletter.jsonl.replayed-<UTC time>``) so it cannot be replayed by
+accident; the batches refused again and the lines that are not batches stay
+in a fresh ``deadletter.jsonl``.
 """
 
 from __future__ import annotations
@@ -16,13 +24,25 @@ from typing import Any
 
 import structlog
 
-from stratum_proxy.store.deadletter import read_dead_letters
+from stratum_proxy.errors import StoreError
+from stratum_proxy.store.deadletter import (
+    archive_dead_letters,
+    dead_letter_lines,
+    failed_again_line,
+    parse_dead_batch,
+    read_dead_letters,
+)
 from stratum_proxy.store.record import COLUMNS
 from stratum_proxy.store.row_source import RowSource
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_format import list_segments
 from stratum_proxy.store.spool_reader import CorruptionReport, SpoolReader, directory_segments
-from stratum_proxy.store.spool_state import load_state, save_state
+from stratum_proxy.store.spool_state import (
+    load_state,
+    lock_directory,
+    save_state,
+    unlock_directory,
+)
 from stratum_proxy.store.writer import Encode, StoreLike, StoreWriter, WriterConfig, row_encode
 
 _READ_ROWS = 50_000
@@ -139,6 +159,65 @@ def drain_spool(
         return written
     finally:
         spool.close(load_state(spool_dir).acked_seq)
+
+
+def replay_dead_letters(
+    spool_dir: Path,
+    store: StoreLike,
+    *,
+    now: float,
+    encode: Encode | None = None,
+    log: Any = None,
+) -> dict[str, Any]:
+    """Insert the dead-lettered batches into ``store`` again; returns what happened.
+
+    Raises StoreBusyError when a daemon holds the spool.  A retryable store
+    error stops the replay (the store is down: the rest would fail the same
+    way); the untried batches stay dead-lettered, as do the refused ones.
+    """
+    log = log if log is not None else structlog.get_logger("stratum_proxy.spool")
+    encode = encode or _default_encode
+    report: dict[str, Any] = {
+        "batches_replayed": 0,
+        "rows_replayed": 0,
+        "batches_failed": 0,
+        "rows_failed": 0,
+        "malformed_lines": 0,
+        "stopped_by": None,
+        "archive": None,
+    }
+    fd = lock_directory(spool_dir)
+    try:
+        keep: list[bytes] = []
+        for number, line in enumerate(dead_letter_lines(spool_dir), 1):
+            if report["stopped_by"] is not None:
+                keep.append(line)
+                continue
+            try:
+                batch = parse_dead_batch(line)
+            except ValueError as exc:
+                log.warning("dead_letter_line_skipped", line=number, reason=str(exc))
+                report["malformed_lines"] += 1
+                keep.append(line)
+                continue
+            try:
+                store.insert(encode(batch.rows, batch.token))
+            except StoreError as exc:
+                log.warning("dead_letter_refused_again", token=batch.token, error=str(exc))
+                report["batches_failed"] += 1
+                report["rows_failed"] += len(batch.rows)
+                keep.append(failed_again_line(batch, str(exc), now))
+                if exc.retryable:
+                    report["stopped_by"] = str(exc)
+                continue
+            report["batches_replayed"] += 1
+            report["rows_replayed"] += len(batch.rows)
+        if report["batches_replayed"]:
+            report["archive"] = str(archive_dead_letters(spool_dir, keep, now=now))
+    finally:
+        unlock_directory(fd)
+    log.info("dead_letters_replayed", **report)
+    return report
 
 
 def _default_encode(records: Any, token: str) -> Any:

@@ -22,6 +22,7 @@ put the batch in the dead-letter file.
 from __future__ import annotations
 
 import random
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,9 @@ from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.store.row_source import Row, RowSource, Values
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_state import Inflight, SpoolState, save_state
+
+# The store's own words for "that table (or database) is gone" (codes 60, 81).
+_MISSING_TABLE = re.compile(r"UNKNOWN_(TABLE|DATABASE)")
 
 
 class StoreLike(Protocol):
@@ -249,6 +253,7 @@ class StoreWriter:
 
     def _insert(self, batch: Any, records: list[Values], token: str, first: int, last: int) -> None:
         attempt = 0
+        repaired = False
         while True:
             self._serve_queries()
             try:
@@ -258,6 +263,12 @@ class StoreWriter:
                     self._store.insert(batch)
             except Exception as exc:
                 if isinstance(exc, StoreError) and not exc.retryable:
+                    # A table dropped under us: rebuild the schema once and resend
+                    # the same batch (same token) before giving it up.
+                    if not repaired and _MISSING_TABLE.search(str(exc)):
+                        repaired = True
+                        if self._repair_schema(str(exc)):
+                            continue
                     self._dead_letter(records, token, first, last, str(exc))
                     return
                 self._note_failure(exc, attempt, what="insert")
@@ -277,6 +288,18 @@ class StoreWriter:
             self.counters.last_write_ts = time.time()
             self._acknowledged(last, len(records))
             return
+
+    def _repair_schema(self, error: str) -> bool:
+        """Re-run the schema's creation (missing tables and views come back)."""
+        self._log.warning("store_table_missing", error=error, action="recreating the schema")
+        try:
+            assert self._store is not None
+            with engine_priority():
+                self._store.ensure_schema()
+        except Exception as exc:
+            self._log.error("schema_repair_failed", error=str(exc))
+            return False
+        return True
 
     def _maybe_lower_engine_threads(self) -> None:
         # The engine starts threads lazily (the first merge, ...): look again

@@ -144,3 +144,22 @@ def test_schema_for_takes_the_database_from_a_server_url() -> None:
     assert (cfg.database, cfg.retention_days, cfg.cluster) == ("farm", 9, "c1")
     assert cfg.insert_table == "farm.shares_local" and cfg.table("shares") == "farm.shares"
     assert schema_for("chdb:///x", StoreSettings()).database == "mining"
+
+
+def test_a_dropped_version_table_is_rebuilt_without_touching_rows(tmp_path: Path) -> None:
+    url = f"chdb://{tmp_path}"
+    s = open_store(url, StoreSettings())
+    try:
+        s.ensure_schema()
+        s.insert(encode_batch([rec()], "kept"))
+        s.query("DROP TABLE mining.schema_version")
+    finally:
+        s.close()
+    s = open_store(url, StoreSettings())
+    try:
+        s.ensure_schema()
+        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == "3"
+        assert scalar(s, "SELECT count() FROM mining.shares") == "1"
+        assert scalar(s, "SELECT sum(share_count) FROM mining.mv_hash_rate_stats") == "1"
+    finally:
+        s.close()

@@ -50,7 +50,14 @@ class WorkerCounters:
         self.responses += other.responses
 
     def summary(self, seconds: float) -> dict[str, float | int]:
-        """The per-worker line: hashrate from the pool difficulty of accepted shares only."""
+        """The fields of the ``worker_summary`` log line for ``seconds`` of counting.
+
+        ``acceptance_pct`` is accepted / all shares (accepted + rejected +
+        no_response), 0 when there are none; ``hashrate_hs`` counts the pool
+        difficulty of accepted shares only.  ``block_candidates`` are shares
+        whose hash meets the network target: candidates, not blocks found (the
+        pool may have rejected them; its verdict is each share row's ``status``).
+        """
         return {
             "shares": self.shares,
             "accepted": self.accepted,
@@ -62,7 +69,7 @@ class WorkerCounters:
             "avg_response_ms": round(self.response_ms_total / self.responses, 3)
             if self.responses
             else 0.0,
-            "blocks": self.blocks,
+            "block_candidates": self.blocks,
         }
 
 

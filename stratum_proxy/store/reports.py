@@ -4,11 +4,23 @@ Both take anything with ``query(sql) -> bytes`` (a ``Store``, or a running
 daemon's API) and speak plain SQL, so they work the same on the
 embedded engine and on a server.
 
-Hashrate (DESIGN.md): sum(pool_difficulty of accepted shares) * 2^32 / seconds,
-never the share's own difficulty (biased: a lucky share is not more work).
-``seconds`` runs from the worker's first share in the window (or the window
-start, whichever is later) to ``now``: a worker that joined ten minutes ago is
-averaged over ten minutes, one that stopped an hour ago is diluted by that hour.
+The rules, per worker, over the shares in the window:
+
+* acceptance % = accepted / all shares (accepted + rejected + no_response),
+  0 when there are none.  A share the pool never answered is not accepted:
+  leaving it out would show 100 % for a worker whose shares go unanswered.
+* hashrate (DESIGN.md) = sum(pool_difficulty of accepted shares) * 2^32 /
+  span, never the share's own difficulty (biased: a lucky share is not more
+  work).  ``span`` is the time the worker's shares in the window cover, last
+  share's ``ts`` minus first share's ``ts``, and at least 1 s (a burst within
+  a second has no span to measure); a worker with a single share in the
+  window has no measurable hashrate and shows 0.  The figure therefore
+  does not depend on ``now``: it does not keep falling after the miners stop,
+  and a worker that joined ten minutes ago is averaged over ten minutes.
+* ``is_block`` means the share's hash meets the network target, not that a
+  block was found: the pool may still have rejected it (stale, say).  Those
+  shares are *block candidates*; each report gives how many there were and
+  how many of them the pool accepted.
 """
 
 from __future__ import annotations
@@ -31,6 +43,9 @@ class Queryable(Protocol):
 
 
 HASHES_PER_DIFFICULTY = 2**32
+# The shortest span a hashrate is divided by: one share (or a burst inside a
+# second) has no measurable span, and dividing by zero is not an answer.
+MIN_SPAN_S = 1.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -40,12 +55,14 @@ class WorkerStats:
     accepted: int
     rejected: int
     no_response: int
-    acceptance_pct: float  # accepted / (accepted + rejected); no answer is not a verdict
+    acceptance_pct: float  # accepted / shares: an unanswered share counts against it
     best_share: float
     avg_pool_difficulty: float
     avg_share_difficulty: float  # of the shares whose hash could be computed
-    blocks: int
-    hashrate: float  # hashes per second
+    block_candidates: int  # shares whose hash meets the network target (is_block)
+    block_candidates_accepted: int  # of those, the ones the pool accepted
+    block_candidates_rejected: int  # ... rejected; the rest went unanswered
+    hashrate: float  # hashes per second over the span of the shares (module docstring)
     first_ts: float
     last_ts: float
 
@@ -57,7 +74,11 @@ def _ms(ts: float) -> int:
 def worker_stats(
     store: Queryable, hours: float, now: float, *, schema: SchemaConfig | None = None
 ) -> list[WorkerStats]:
-    """Per-worker numbers over the last ``hours`` before ``now`` (Unix seconds)."""
+    """Per-worker numbers over the last ``hours`` before ``now`` (Unix seconds).
+
+    Only the shares with ``ts`` in the window count, for every figure; the
+    rules for acceptance % and hashrate are in the module docstring.
+    """
     cfg = schema or SchemaConfig()
     start = now - hours * 3600
     sql = f"""
@@ -69,7 +90,9 @@ SELECT worker,
     max(share_difficulty) AS best_share,
     avg(pool_difficulty) AS avg_pool_difficulty,
     ifNotFinite(avgIf(share_difficulty, share_hash != ''), 0) AS avg_share_difficulty,
-    countIf(is_block) AS blocks,
+    countIf(is_block) AS block_candidates,
+    countIf(is_block AND status = 'accepted') AS block_candidates_accepted,
+    countIf(is_block AND status = 'rejected') AS block_candidates_rejected,
     sumIf(pool_difficulty, status = 'accepted') AS accepted_difficulty,
     toUnixTimestamp64Milli(min(ts)) AS first_ms,
     toUnixTimestamp64Milli(max(ts)) AS last_ms
@@ -79,33 +102,37 @@ WHERE ts >= fromUnixTimestamp64Milli({_ms(start)}, 'UTC')
 GROUP BY worker
 ORDER BY worker
 FORMAT JSONEachRow"""
-    return [
-        _worker_row(orjson.loads(line), start, now)
-        for line in store.query(sql).splitlines()
-        if line
-    ]
+    return [_worker_row(orjson.loads(line)) for line in store.query(sql).splitlines() if line]
 
 
-def _worker_row(row: dict[str, object], start: float, now: float) -> WorkerStats:
-    accepted, rejected = int(str(row["accepted"])), int(str(row["rejected"]))
-    first_ts = int(str(row["first_ms"])) / 1000
-    seconds = max(1.0, now - max(start, first_ts))
-    verdicts = accepted + rejected
+def _worker_row(row: dict[str, object]) -> WorkerStats:
+    shares, accepted = _int(row["shares"]), _int(row["accepted"])
+    first_ts, last_ts = _int(row["first_ms"]) / 1000, _int(row["last_ms"]) / 1000
+    span = max(MIN_SPAN_S, last_ts - first_ts)
     return WorkerStats(
         worker=str(row["worker"]),
-        shares=int(str(row["shares"])),
+        shares=shares,
         accepted=accepted,
-        rejected=rejected,
-        no_response=int(str(row["no_response"])),
-        acceptance_pct=100.0 * accepted / verdicts if verdicts else 0.0,
+        rejected=_int(row["rejected"]),
+        no_response=_int(row["no_response"]),
+        acceptance_pct=100.0 * accepted / shares if shares else 0.0,
         best_share=_float(row["best_share"]),
         avg_pool_difficulty=_float(row["avg_pool_difficulty"]),
         avg_share_difficulty=_float(row["avg_share_difficulty"]),
-        blocks=int(str(row["blocks"])),
-        hashrate=_float(row["accepted_difficulty"]) * HASHES_PER_DIFFICULTY / seconds,
+        block_candidates=_int(row["block_candidates"]),
+        block_candidates_accepted=_int(row["block_candidates_accepted"]),
+        block_candidates_rejected=_int(row["block_candidates_rejected"]),
+        # One share spans no time: its work per second is unknowable, not huge.
+        hashrate=_float(row["accepted_difficulty"]) * HASHES_PER_DIFFICULTY / span
+        if shares > 1
+        else 0.0,
         first_ts=first_ts,
-        last_ts=int(str(row["last_ms"])) / 1000,
+        last_ts=last_ts,
     )
+
+
+def _int(value: object) -> int:
+    return int(str(value))  # UInt64 comes quoted in JSONEachRow
 
 
 def _float(value: object) -> float:
@@ -133,15 +160,23 @@ def stats_report(
 
 
 def render_table(rows: list[WorkerStats], hours: float, now: float) -> str:
+    """The ``stats`` table: one line per worker, then the total hashrate.
+
+    ``candidates`` are the shares meeting the network target (not blocks found);
+    ``candidates_accepted`` says how many of them the pool accepted.
+    """
     since = datetime.fromtimestamp(now - hours * 3600, UTC).strftime("%Y-%m-%d %H:%M:%S")
     header = (
         "worker",
         "shares",
         "accepted",
         "rejected",
+        "no_response",
         "accept %",
         "best share",
         "avg pool diff",
+        "candidates",
+        "candidates_accepted",
         "hashrate",
     )
     lines = [
@@ -150,9 +185,12 @@ def render_table(rows: list[WorkerStats], hours: float, now: float) -> str:
             str(r.shares),
             str(r.accepted),
             str(r.rejected),
+            str(r.no_response),
             f"{r.acceptance_pct:.2f}",
             si(r.best_share),
             si(r.avg_pool_difficulty),
+            str(r.block_candidates),
+            str(r.block_candidates_accepted),
             si(r.hashrate, "H/s"),
         )
         for r in rows

@@ -245,8 +245,23 @@ def test_worker_stats_summary() -> None:
     assert a["acceptance_pct"] == 66.67 and a["best_difficulty"] == 9.0
     # Hashrate counts the pool difficulty of accepted shares only: 4 * 2^32 / 60 s.
     assert a["hashrate_hs"] == 4.0 * 2**32 / 60.0
+    assert a["block_candidates"] == 0 and "blocks" not in a
     assert stats.interval == {}
     stats.add(record("a", "accepted", 3.0, 1.0))
     totals = stats.snapshot_totals()
     assert totals["a"].accepted == 3 and totals["a"].accepted_work == 7.0
     assert isinstance(totals["a"], WorkerCounters)
+
+
+def test_worker_summary_counts_unanswered_shares_and_rejected_candidates() -> None:
+    """An unanswered share is not accepted; a rejected candidate is still a candidate."""
+    stats = WorkerStats()
+    for _ in range(3):
+        stats.add(record("a", "accepted"))
+    stats.add(record("a", "no_response"))
+    stats.add(record("a", "rejected")._replace(is_block=True))
+    a = stats.take_interval()["a"].summary(60.0)
+    assert (a["accepted"], a["rejected"], a["no_response"]) == (3, 1, 1)
+    assert a["acceptance_pct"] == 60.0  # 3 of 5 shares, not 3 of 4 answered
+    assert a["block_candidates"] == 1
+    assert WorkerCounters().summary(60.0)["acceptance_pct"] == 0.0

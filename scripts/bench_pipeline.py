@@ -176,9 +176,10 @@ def bench_round_trip(count: int) -> None:
             time.sleep(0.01)
         baseline = asyncio.run(_p99(None, count))
         hung = asyncio.run(_p99(pipeline, count))
-        pipeline.close(timeout_s=1)
+        pipeline.close(timeout_s=1)  # gives up on the hung writer ...
         stores[0].release()
-        time.sleep(0.2)
+        # ... which then inserts its batch: the engine and the directory are still its own.
+        pipeline.wait_writer_done(30)
     print(f"round trip p99 baseline: {baseline * 1e3:12.3f} ms")
     print(f"round trip p99, store hung (spilling): {hung * 1e3:.3f} ms")
 

@@ -10,6 +10,7 @@ would print it.
 from __future__ import annotations
 
 import asyncio
+import shutil
 import sys
 import tempfile
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from stratum_proxy.daemon import install_event_loop_policy, serve
+from stratum_proxy.errors import StratumProxyError
 from stratum_proxy.logging import configure_logging
 from stratum_proxy.settings import load_settings
 from stratum_proxy.sim.demo import FarmConfig, render_table, run_demo
@@ -36,16 +38,61 @@ class _PipelineQuery:
 
 
 def run_demo_command(*, miners: int, seconds: float, store: str | None) -> int:
+    """Exit code 0 once every recorded row is in the store; 1 if the store never took them.
+
+    A ``--store`` that another process holds is refused before anything starts
+    (StoreBusyError).  The working directory (the proxy's log, and the store and
+    spool unless ``--store`` names one) is removed at the end, whatever happens.
+    """
+    if store is not None:
+        _check_not_held(store)
     workdir = Path(tempfile.mkdtemp(prefix="stratum-proxy-demo-"))
-    store_url = store or f"chdb://{workdir}/db"
-    log_path = workdir / "proxy.log"
-    install_event_loop_policy()
-    with log_path.open("w") as log_file:
-        configure_logging("info", "json", stream=log_file)
-        return asyncio.run(_demo(miners, seconds, store_url, workdir, log_path))
+    try:
+        store_url = store or f"chdb://{workdir}/db"
+        # A store of the user's keeps its own spool (rows it has not taken yet stay
+        # journaled next to it); a temporary store's spool goes with it.
+        spool_dir = None if store else workdir / "spool"
+        log_path = workdir / "proxy.log"
+        install_event_loop_policy()
+        try:
+            with log_path.open("w") as log_file:
+                configure_logging("info", "json", stream=log_file)
+                code = asyncio.run(
+                    _demo(miners, seconds, store_url, spool_dir, kept=store is not None)
+                )
+        except Exception:
+            _print_log_tail(log_path)
+            raise
+        if code != 0:
+            _print_log_tail(log_path)
+        return code
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-async def _demo(miners: int, seconds: float, store_url: str, workdir: Path, log_path: Path) -> int:
+def _check_not_held(store_url: str) -> None:
+    """StoreBusyError naming the holder if a running proxy has the embedded store."""
+    from stratum_proxy.store.lock import acquire_lock
+    from stratum_proxy.store.url import ChdbUrl, parse_store_url
+
+    parsed = parse_store_url(store_url)
+    if isinstance(parsed, ChdbUrl):
+        acquire_lock(parsed.path).release()
+
+
+def _print_log_tail(log_path: Path, lines: int = 20) -> None:
+    tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+    print("\nthe proxy's log ended with:", *tail, sep="\n", file=sys.stderr)
+
+
+async def _demo(
+    miners: int,
+    seconds: float,
+    store_url: str,
+    spool_dir: Path | None,
+    *,
+    kept: bool,
+) -> int:
     stop = asyncio.Event()
     ready: dict[str, Any] = {}
     proxy_task: asyncio.Task[int] | None = None
@@ -59,7 +106,7 @@ async def _demo(miners: int, seconds: float, store_url: str, workdir: Path, log_
             proxy_id="demo",
             **{
                 "store.url": store_url,
-                "store.spool_dir": workdir / "spool",
+                **({"store.spool_dir": spool_dir} if spool_dir is not None else {}),
                 "store.linger_s": 0.5,
                 "api.listen": "",
                 "log.summary_interval_s": 10.0,
@@ -70,7 +117,8 @@ async def _demo(miners: int, seconds: float, store_url: str, workdir: Path, log_
         )
         while not ready:
             if proxy_task.done():
-                raise RuntimeError(f"the proxy did not start; see {log_path}")
+                await proxy_task  # its own error (StoreBusyError, ...) says why
+                raise StratumProxyError("the proxy stopped before it was ready")
             await asyncio.sleep(0.02)
         host, port = ready["server"].addresses[0]
         return str(host), int(port)
@@ -116,18 +164,34 @@ async def _demo(miners: int, seconds: float, store_url: str, workdir: Path, log_
     finally:
         stop.set()
         code = await proxy_task if proxy_task is not None else 1
+    written = bool(ready) and _all_written(ready["server"].sink)
+    if code == 0 and not written:
+        print(
+            f"stratum-proxy: the demo's shares did not all reach the store {store_url}; "
+            "see the proxy's log below",
+            file=sys.stderr,
+        )
+        code = 1
     print("\nWhat the proxy recorded (read back from the store, as `stratum-proxy stats` shows):")
     print(report)
-    embedded = store_url.startswith("chdb://")
-    print(f"proxy log: {log_path}")
-    if embedded:
+    if kept:
         print(
             "query it yourself:\n"
             f'  stratum-proxy query --store {store_url} "SELECT worker, status, count(), '
             'max(share_difficulty) FROM mining.shares GROUP BY worker, status ORDER BY worker"\n'
             f"  stratum-proxy stats --store {store_url} --hours 1"
         )
+    else:
+        print(
+            "the demo's store was temporary and is removed now; to keep the shares and "
+            "query them, run: stratum-proxy demo --store chdb://DIR"
+        )
     return code
+
+
+def _all_written(pipeline: Any) -> bool:
+    stats = pipeline.statistics()
+    return bool(stats.get("store_up")) and stats.get("rows_written", 0) >= stats.get("rows_put", 0)
 
 
 def _wait_written(pipeline: Any, timeout_s: float = 10.0) -> None:

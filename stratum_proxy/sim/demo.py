@@ -28,6 +28,10 @@ from stratum_proxy.sim.pool_config import PoolConfig
 # Network difficulty about 15x the share difficulty: roughly one share in 15 is
 # a block, so the demo shows block candidates without every share being one.
 DEMO_NBITS = 0x1F00FFFF
+CANDIDATES_NOTE = (
+    "cands: block candidates on the test pool's own chain (its easy network target), "
+    "not Bitcoin blocks"
+)
 ProxyStarter = Callable[[str, int], Awaitable[tuple[str, int]]]
 
 
@@ -49,7 +53,9 @@ class WorkerRow:
     accepted: int
     rejected: int
     unanswered: int
-    blocks: int  # accepted shares that met the network target (pool's verdict)
+    # Accepted shares that met the test chain's network target (the pool's verdict):
+    # block candidates on a chain of the test pool's own, not blocks found on Bitcoin.
+    candidates: int
     best_difficulty: float
     hashrate: float  # H/s: sum of accepted pool difficulty * 2**32 / seconds
     mean_rtt_ms: float
@@ -115,7 +121,7 @@ class SimFarm:
                 self.pool.new_block()
 
     def rows(self) -> list[WorkerRow]:
-        """Per-worker figures: the miners' view, plus blocks and best share from the pool."""
+        """Per-worker figures: the miners' view, plus candidates and best share from the pool."""
         elapsed = max(time.monotonic() - self._started, 1e-3)
         judged = self.pool.judged if self.pool is not None else []
         rows = []
@@ -133,7 +139,7 @@ class SimFarm:
                         accepted=len(accepted),
                         rejected=len(rejected),
                         unanswered=len(records) - len(accepted) - len(rejected),
-                        blocks=sum(1 for j in mine if j.is_block),
+                        candidates=sum(1 for j in mine if j.is_block),
                         best_difficulty=max((j.difficulty for j in mine), default=0.0),
                         hashrate=sum(r.job_difficulty for r in accepted) * 2**32 / elapsed,
                         mean_rtt_ms=1000 * sum(rtts) / len(rtts) if rtts else 0.0,
@@ -163,9 +169,9 @@ def _si(value: float) -> str:
 
 
 def render_table(rows: list[WorkerRow], *, title: str = "") -> str:
-    """A fixed-width text table of worker rows, with a totals line."""
+    """A fixed-width text table of worker rows, a totals line and what ``cands`` counts."""
     header = (
-        f"{'worker':<18} {'sent':>6} {'acc':>6} {'rej':>5} {'wait':>5} {'blocks':>6} "
+        f"{'worker':<18} {'sent':>6} {'acc':>6} {'rej':>5} {'wait':>5} {'cands':>6} "
         f"{'best diff':>10} {'hashrate':>11} {'rtt ms':>7}  last reject"
     )
     lines = [title] if title else []
@@ -173,7 +179,7 @@ def render_table(rows: list[WorkerRow], *, title: str = "") -> str:
     for row in rows:
         lines.append(
             f"{row.worker:<18.18} {row.submitted:>6} {row.accepted:>6} {row.rejected:>5} "
-            f"{row.unanswered:>5} {row.blocks:>6} {row.best_difficulty:>10.3g} "
+            f"{row.unanswered:>5} {row.candidates:>6} {row.best_difficulty:>10.3g} "
             f"{_si(row.hashrate) + 'H/s':>11} {row.mean_rtt_ms:>7.2f}  {row.last_reject}"
         )
     total = _si(sum(r.hashrate for r in rows)) + "H/s"
@@ -181,8 +187,9 @@ def render_table(rows: list[WorkerRow], *, title: str = "") -> str:
     lines.append(
         f"{'total':<18} {sum(r.submitted for r in rows):>6} {sum(r.accepted for r in rows):>6} "
         f"{sum(r.rejected for r in rows):>5} {sum(r.unanswered for r in rows):>5} "
-        f"{sum(r.blocks for r in rows):>6} {'':>10} {total:>11}"
+        f"{sum(r.candidates for r in rows):>6} {'':>10} {total:>11}"
     )
+    lines.append(CANDIDATES_NOTE)
     return "\n".join(lines)
 
 

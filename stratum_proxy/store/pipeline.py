@@ -266,6 +266,20 @@ class SharePipeline:
         flusher.stop()
         self._finish(writer)
 
+    def wait_writer_done(self, timeout_s: float) -> bool:
+        """After ``close``: whether the writer thread has ended, waiting at most ``timeout_s``.
+
+        A stop gives up on a writer stuck in a store call; that call goes on in the
+        background, and its thread still uses the store (the embedded engine) until
+        it ends.  Waiting here before the data directory goes away, or before the
+        process exits, lets it end cleanly.
+        """
+        writer = self._writer
+        if writer is None:
+            return True
+        writer.thread.join(timeout_s)
+        return not writer.thread.is_alive()
+
     def _finish(self, writer: StoreWriter) -> None:
         spool, state = self.spool, writer.state
         lost = [seq for seq in spool.unjournaled if seq > state.acked_seq]

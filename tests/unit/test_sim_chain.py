@@ -19,7 +19,7 @@ from stratum_proxy.sim.chain import (
     split_coinbase,
     swap_words,
 )
-from stratum_proxy.sim.demo import WorkerRow, render_table
+from stratum_proxy.sim.demo import CANDIDATES_NOTE, WorkerRow, render_table
 from stratum_proxy.sim.hasher import search, spread_bits, template_from_notify
 
 
@@ -113,7 +113,7 @@ def test_notify_round_trip_and_search() -> None:
 
 def test_render_table_lists_each_worker_and_totals() -> None:
     rows = [
-        WorkerRow(worker=f"w{i}", submitted=10, accepted=9, rejected=1, unanswered=0, blocks=i,
+        WorkerRow(worker=f"w{i}", submitted=10, accepted=9, rejected=1, unanswered=0, candidates=i,
                   best_difficulty=0.5, hashrate=2.5e6, mean_rtt_ms=1.0, last_reject="Stale job")
         for i in range(3)
     ]  # fmt: skip
@@ -121,6 +121,8 @@ def test_render_table_lists_each_worker_and_totals() -> None:
     lines = table.splitlines()
     assert lines[0] == "demo"
     assert [line.split()[0] for line in lines[3:6]] == ["w0", "w1", "w2"]
-    total = lines[-1].split()
+    assert lines[1].split()[5] == "cands"
+    total = lines[-2].split()
     assert total[:6] == ["total", "30", "27", "3", "0", "3"]
-    assert "7.5 MH/s" in lines[-1]
+    assert "7.5 MH/s" in lines[-2]
+    assert lines[-1] == CANDIDATES_NOTE and "not Bitcoin blocks" in lines[-1]

@@ -105,7 +105,8 @@ class MinerFlowControl:
     closed: bool
     log: Any
     closed_by = "proxy"  # who ended the pair: "miner", "pool" or "proxy" (stop, limits)
-    paused_for: set[str]  # why the miner's socket is not being read ("pool_busy", ...)
+    # Why the miner's socket is not being read ("pool_busy", "backlog", "stopping").
+    paused_for: set[str] = frozenset()  # type: ignore[assignment]  # replaced on first pause
 
     def close(self) -> None:
         raise NotImplementedError
@@ -119,9 +120,12 @@ class MinerFlowControl:
     def pause_miner(self, why: str = "pool_busy") -> None:
         """Stop reading the miner for ``why``; reading resumes once no reason is left."""
         paused = self.paused_for
-        if not paused and not self.miner.is_closing():
-            self.miner.pause_reading()
-        paused.add(why)
+        if not paused:
+            if not self.miner.is_closing():
+                self.miner.pause_reading()
+            self.paused_for = {why}  # a set of its own (the empty default is shared)
+        else:
+            paused.add(why)
 
     def resume_miner(self, why: str = "pool_busy") -> None:
         paused = self.paused_for
@@ -163,7 +167,6 @@ class PassthroughRelay(MinerFlowControl):
         self.last_miner_rx = time.monotonic()
         self.closed = False
         self.miner_gone = False
-        self.paused_for = set()
         # A miner with this many submits unanswered is not read until the pool has
         # caught up to a quarter of it: its flood waits in its own socket instead of
         # in the proxy, and the pool's answers keep landing on the right rows.

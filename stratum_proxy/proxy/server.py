@@ -27,6 +27,7 @@ from stratum_proxy.store.record import STATUS_REJECTED, ShareRecord
 
 _SWEEP_INTERVAL_S = 0.5
 _STOP_READ_S = 0.2  # at a stop, time for bytes miners already sent to arrive and be recorded
+_QUIET_S = 0.5  # at a stop, miners silent this long (and owed nothing) end the grace early
 _STOP_ANSWERS_S = 0.5  # then, at most this long for answers the pool still owes
 _LOG_EVERY_S = 10.0  # rate limit of repeated warnings (log_limited)
 _BACKLOG = 1024
@@ -96,7 +97,7 @@ class ProxyServer:
                 relay.stop_reading_miner()
         grace = self.settings.limits.shutdown_grace_s
         deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and any(r.has_pending() for r in self.relays):
+        while time.monotonic() < deadline and self._relaying():
             await asyncio.sleep(0.05)
         # Then what the pool still owes is no_response, and what miners have
         # already sent is read and recorded (not forwarded) before the sockets close.
@@ -117,6 +118,16 @@ class ProxyServer:
         for server in self._servers:
             await server.wait_closed()
         self._log_summaries(final=True)
+
+    def _relaying(self) -> bool:
+        """Whether the grace is still in use: an answer is owed, or a passthrough miner
+        sent something in the last ``_QUIET_S`` (it is mining: keep relaying it)."""
+        now = time.monotonic()
+        return any(
+            r.has_pending()
+            or (isinstance(r, PassthroughRelay) and now - r.last_miner_rx < _QUIET_S)
+            for r in self.relays
+        )
 
     def _spawn(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)

@@ -47,7 +47,6 @@ class TranslateRelay(MinerFlowControl):
         self.last_miner_rx = time.monotonic()
         self.closed = False
         self.miner_gone = False
-        self.paused_for: set[str] = set()
         self.drain_deadline: float | None = None
         self._retiring = False
         self._pending: list[bytes] = []

@@ -74,6 +74,9 @@ class GivenUp(NamedTuple):
 
 
 _new_entry = tuple.__new__
+# Shared and never written to: the tables of a connection with nothing given up.
+_NO_GHOSTS: dict[RpcId, deque[GivenUp]] = {}
+_NO_GHOST_ORDER: OrderedDict[int, GivenUp] = OrderedDict()
 
 
 class OutstandingRequests:
@@ -109,8 +112,10 @@ class OutstandingRequests:
         self._order: OrderedDict[int, PendingRequest] = OrderedDict()
         self._next_seq = 0
         # Given-up submits still owed an answer: per id (oldest first) and by seq.
-        self._ghosts: dict[RpcId, deque[GivenUp]] = {}
-        self._ghost_order: OrderedDict[int, GivenUp] = OrderedDict()
+        # Made on the first give-up: most connections never have one, and
+        # thousands of idle connections should not pay for two empty tables.
+        self._ghosts: dict[RpcId, deque[GivenUp]] = _NO_GHOSTS
+        self._ghost_order: OrderedDict[int, GivenUp] = _NO_GHOST_ORDER
         self._ghost_ttl_s = ghost_ttl_s
         self._ghost_limit = 4 * limit if ghost_limit is None else ghost_limit
         self.forgotten = 0  # given-up submits whose answer never came (pairing may slip)
@@ -199,8 +204,7 @@ class OutstandingRequests:
         entries = list(self._order.values())
         self._order.clear()
         self._by_id.clear()
-        self._ghosts.clear()
-        self._ghost_order.clear()
+        self._ghosts, self._ghost_order = _NO_GHOSTS, _NO_GHOST_ORDER
         return entries
 
     def owed(self) -> int:
@@ -210,6 +214,8 @@ class OutstandingRequests:
     def _give_up_oldest(self, now: float) -> PendingRequest:
         entry = self._pop_oldest()
         if entry.method == "mining.submit":
+            if self._ghost_order is _NO_GHOST_ORDER:
+                self._ghosts, self._ghost_order = {}, OrderedDict()
             ghost = GivenUp(entry.seq, entry.key, entry.sent_at, now, entry)
             owed = self._ghosts.get(entry.key)
             if owed is None:

@@ -11,7 +11,15 @@ import socket
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -26,6 +34,8 @@ from stratum_proxy.sv2.settings import Sv2Settings
 
 class LimitSettings(BaseModel):
     """Protection against bad or hostile peers; every limit has a sane default."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo must not silently use a default
 
     # The longest real SV1 line is a notify with a large coinbase and merkle
     # branch (a few KiB); 64 KiB leaves room while stopping a 1 MB junk line.
@@ -50,6 +60,7 @@ class LimitSettings(BaseModel):
 
 
 class LogSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a typo must not silently use a default
     level: Literal["debug", "info", "warning", "error"] = "info"
     format: Literal["auto", "json", "console"] = "auto"
     summary_interval_s: float = Field(default=60.0, gt=0)
@@ -62,6 +73,8 @@ class ApiSettings(BaseModel):
     /healthz and /livez needs a bearer token (``token`` or ``token_file``), and
     the daemon refuses to start without one.
     """
+
+    model_config = ConfigDict(extra="forbid")  # a typo must not silently use a default
 
     listen: str = Field(default="127.0.0.1:8081", description="host:port; empty to disable")
     token: SecretStr = Field(default=SecretStr(""), description="bearer token for the API")
@@ -128,6 +141,25 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sv2: Sv2Settings = Field(default_factory=Sv2Settings)
+
+    @model_validator(mode="after")
+    def _addresses_parse(self) -> Settings:
+        # Refused at start, with the setting's name, rather than found at the first miner.
+        from stratum_proxy.proxy.endpoints import parse_listen, parse_pool
+
+        checks: list[tuple[str, Any]] = [("listen", lambda: [parse_listen(a) for a in self.listen])]
+        key = self.sv2.authority_key
+        checks.append(
+            ("pools", lambda: [parse_pool(p, default_authority_key=key) for p in self.pools])
+        )
+        if self.api.listen:
+            checks.append(("api.listen", lambda: parse_listen(self.api.listen)))
+        for name, check in checks:
+            try:
+                check()
+            except ConfigError as exc:
+                raise ValueError(f"setting {name}: {exc}") from None
+        return self
 
     @field_validator("listen", "pools", mode="before")
     @classmethod
@@ -202,6 +234,9 @@ def _describe(exc: ValidationError) -> str:
     lines = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err["loc"]) or "(settings)"
+        if not err["loc"]:  # a check across settings: its message names them
+            lines.append(str(err["msg"]).removeprefix("Value error, "))
+            continue
         # A secret given in the wrong shape is still a secret: never echo it.
         got = "not shown" if "token" in where else repr(err.get("input"))
         lines.append(f"setting {where}: {err['msg']} (got {got})")

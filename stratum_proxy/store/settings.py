@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stratum_proxy.errors import ConfigError
 
 
 class StoreSettings(BaseModel):
     """Where share rows go and how they get there."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo must not silently use a default
 
     url: str = Field(
         default="chdb://./data/db",
@@ -38,6 +40,18 @@ class StoreSettings(BaseModel):
     cluster: str = Field(
         default="", description="ClickHouse cluster name: ON CLUSTER DDL, replicated tables"
     )
+
+    @field_validator("url")
+    @classmethod
+    def _known_store(cls, value: str) -> str:
+        from stratum_proxy.store.url import parse_store_url
+
+        try:
+            parse_store_url(value)
+        except ConfigError as exc:  # pydantic reports ValueErrors with the setting's name
+            raise ValueError(str(exc)) from None
+        return value
+
     shutdown_timeout_s: float = Field(
         default=10.0, gt=0, description="Time to flush on a clean stop"
     )

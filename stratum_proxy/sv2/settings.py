@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from stratum_proxy.sv2.cert import TIME_LEEWAY_S
 
@@ -20,6 +20,8 @@ DEFAULT_VERSION_MASK = 0x1FFFE000
 
 class Sv2Settings(BaseModel):
     """How the proxy talks to SV2 pools and what the SV1 miners behind it get."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo must not silently use a default
 
     extranonce_mode: Literal["per_miner", "aggregated"] = Field(
         default="per_miner",

@@ -232,3 +232,25 @@ def test_config_errors_are_clear(tmp_path: Path) -> None:
     env = dict(os.environ, STRATUM_PROXY_STORE__URL="mysql://nope")
     out = _cli("query", "SELECT 1", env=env)
     assert out.returncode == 2 and b"scheme 'mysql' is not supported" in out.stderr
+
+
+def test_mistakes_that_used_to_pass_are_refused_before_anything_opens(tmp_path: Path) -> None:
+    """A typo inside a section, or a store URL nobody can use: exit 2, nothing created."""
+    cfg = tmp_path / "typo.toml"
+    cfg.write_text('[store]\nurll = "chdb:///elsewhere"\n')
+    out = _cli("run", "--config", str(cfg), "--pool", "stratum+tcp://127.0.0.1:1")
+    assert out.returncode == 2 and b"store.urll" in out.stderr, out.stderr
+    for bad in ("mysql://x", "garbage"):
+        out = _cli(
+            "run",
+            "--pool",
+            "stratum+tcp://127.0.0.1:1",
+            "--store",
+            bad,
+            "--spool-dir",
+            str(tmp_path / "spool"),
+        )
+        assert out.returncode == 2 and b"store.url" in out.stderr, out.stderr
+        out = _cli("query", "--store", bad, "SELECT 1")
+        assert out.returncode == 2 and b"store.url" in out.stderr, out.stderr
+    assert not (tmp_path / "spool").exists()

@@ -86,3 +86,46 @@ def test_a_token_in_the_wrong_shape_is_not_echoed(tmp_path: Path) -> None:
         load_settings(config)
     assert "api.token" in str(caught.value)
     assert "hunter2-secret" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("section", "typo"),
+    [
+        ("store", 'urll = "chdb:///elsewhere"'),
+        ("limits", "max_conections = 5"),
+        ("log", 'levle = "debug"'),
+        ("api", 'listn = "0.0.0.0:8081"'),
+        ("sv2", 'extranonce_mod = "aggregated"'),
+    ],
+)
+def test_a_typo_in_any_section_is_refused(tmp_path: Path, section: str, typo: str) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text(f"[{section}]\n{typo}\n")
+    key = typo.split(" =")[0]
+    with pytest.raises(ConfigError, match=rf"{section}\.{key}: Extra inputs are not permitted"):
+        load_settings(config)
+
+
+def test_a_typo_in_the_environment_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATUM_PROXY_STORE__URLL", "chdb:///elsewhere")
+    with pytest.raises(ConfigError, match=r"store\.urll"):
+        load_settings(None)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"store.url": "mysql://x"}, "store.url: .*scheme 'mysql' is not supported"),
+        ({"store.url": "garbage"}, "store.url: .*has no scheme"),
+        ({"store.url": "clickhouse://h:notaport/db"}, "store.url"),
+        ({"pools": ["ftp://pool:3333"]}, "setting pools: .*unsupported scheme 'ftp'"),
+        ({"pools": ["stratum+tcp://pool"]}, "setting pools: .*needs a host and a port"),
+        ({"listen": ["nonsense"]}, "setting listen: .*expected host:port"),
+        ({"api.listen": "0.0.0.0"}, "setting api.listen: .*expected host:port"),
+    ],
+)
+def test_bad_addresses_are_refused_at_start(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, **overrides)
+    # An empty api.listen turns the API off: allowed.
+    assert load_settings(None, **{"api.listen": ""}).api.listen == ""

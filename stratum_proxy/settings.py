@@ -20,8 +20,10 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -178,10 +180,26 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        sources: list[PydanticBaseSettingsSource] = [init_settings, _EnvSource(settings_cls)]
         if _toml_path is not None:
             sources.append(TomlConfigSettingsSource(settings_cls, toml_file=_toml_path))
         return tuple(sources)
+
+
+class _EnvSource(EnvSettingsSource):
+    """The environment, where a list may also be written ``a,b`` rather than JSON.
+
+    pydantic-settings decodes list and section values as JSON and, when that fails,
+    stops with an error that names neither the variable nor the setting.  Handing the
+    raw text on lets the split validators take ``a,b`` and lets validation refuse
+    anything else with the setting's name.
+    """
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError:
+            return value
 
 
 _toml_path: Path | None = None
@@ -210,8 +228,9 @@ def load_settings(config: Path | None = None, **overrides: Any) -> Settings:
         return _merge_init(init)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
-    except ValueError as exc:  # TOML syntax errors
-        raise ConfigError(f"cannot read {config}: {exc}") from None
+    except ValueError as exc:  # TOML syntax errors, or an env var no source can read
+        source = config if config is not None else "the STRATUM_PROXY_* environment"
+        raise ConfigError(f"cannot read {source}: {exc}") from None
     finally:
         _toml_path = None
 
@@ -237,7 +256,22 @@ def _describe(exc: ValidationError) -> str:
         if not err["loc"]:  # a check across settings: its message names them
             lines.append(str(err["msg"]).removeprefix("Value error, "))
             continue
-        # A secret given in the wrong shape is still a secret: never echo it.
-        got = "not shown" if "token" in where else repr(err.get("input"))
-        lines.append(f"setting {where}: {err['msg']} (got {got})")
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "value_error":
+            # Our own validators already quote the value, with any password masked.
+            lines.append(f"setting {where}: {message}")
+        else:
+            lines.append(f"setting {where}: {message} (got {_shown_input(where, err)})")
     return "invalid settings:\n  " + "\n  ".join(lines)
+
+
+def _shown_input(where: str, err: Any) -> str:
+    # A secret given in the wrong shape is still a secret: never echo it.
+    if "token" in where:
+        return "not shown"
+    value = err.get("input")
+    if isinstance(value, str) and "url" in where:
+        from stratum_proxy.store.url import redact_url
+
+        return repr(redact_url(value))
+    return repr(value)

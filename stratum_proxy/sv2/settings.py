@@ -70,5 +70,8 @@ class Sv2Settings(BaseModel):
     def _hex_mask(cls, value: object) -> object:
         # Operators write masks in hex, as miners and pools print them.
         if isinstance(value, str):
-            return int(value, 16)
+            try:
+                return int(value, 16)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a hex mask, e.g. 0x1fffe000") from None
         return value

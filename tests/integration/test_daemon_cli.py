@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import orjson
@@ -254,3 +255,34 @@ def test_mistakes_that_used_to_pass_are_refused_before_anything_opens(tmp_path: 
         out = _cli("query", "--store", bad, "SELECT 1")
         assert out.returncode == 2 and b"store.url" in out.stderr, out.stderr
     assert not (tmp_path / "spool").exists()
+
+
+@pytest.mark.parametrize("bad", ["garbage", "mysql://x", "chdb://", "clickhouse://h:notaport/db"])
+def test_run_with_an_unusable_store_exits_2_at_once_and_creates_nothing(
+    tmp_path: Path, bad: str
+) -> None:
+    """No spool, no ./data: the store URL is refused before the daemon opens anything."""
+    command = [sys.executable, "-m", "stratum_proxy.cli", "run", "--store", bad]
+    command += ["--listen", "127.0.0.1:0", "--pool", "stratum+tcp://127.0.0.1:1"]
+    started = time.monotonic()
+    out = subprocess.run(
+        command,
+        capture_output=True,
+        timeout=60,
+        cwd=tmp_path,
+        env=_env_for_cwd(tmp_path),
+        check=False,
+    )
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.startswith(b"stratum-proxy: configuration error: invalid settings:")
+    assert b"setting store.url: " in out.stderr and b"chdb:///absolute/path" in out.stderr
+    assert b"Traceback" not in out.stderr and b"listening" not in out.stderr
+    assert list(tmp_path.iterdir()) == []
+    assert time.monotonic() - started < 20  # refused up front, not after a connect timeout
+
+
+def _env_for_cwd(cwd: Path) -> dict[str, str]:
+    # The package is found from any directory, as after an install.
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH", "")
+    return dict(os.environ, PYTHONPATH=f"{root}{os.pathsep}{path}" if path else root)

@@ -129,3 +129,108 @@ def test_bad_addresses_are_refused_at_start(overrides: dict[str, object], messag
         load_settings(None, **overrides)
     # An empty api.listen turns the API off: allowed.
     assert load_settings(None, **{"api.listen": ""}).api.listen == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("chdb://", "the path must start with / or ./"),
+        ("chdb://data", "the path must start with / or ./"),
+        ("clickhouse://h:99999/db", "invalid port"),
+        ("clickhouse://h/db?sekure=1", "unknown parameter"),
+        ("postgres://h/db", "'postgres' is not supported"),
+    ],
+)
+def test_every_unusable_store_url_names_the_setting_and_the_accepted_forms(
+    url: str, fragment: str
+) -> None:
+    with pytest.raises(ConfigError, match=r"setting store\.url: ") as caught:
+        load_settings(None, **{"store.url": url})
+    assert fragment in str(caught.value)
+    assert "chdb:///absolute/path" in str(caught.value) or "accepted" in str(caught.value)
+    assert "Value error" not in str(caught.value)  # pydantic's wording is not ours
+
+
+def test_a_store_password_is_never_echoed(tmp_path: Path) -> None:
+    for overrides in (
+        {"store.url": "clickhouse://bob:hunter2@h:notaport/db"},
+        {"store.url": "clickhouse://bob:hunter2@h/db?x=1"},
+        {"store.urll": "clickhouse://bob:hunter2@h/db"},
+    ):
+        with pytest.raises(ConfigError, match=r"store\.url") as caught:
+            load_settings(None, **overrides)
+        assert "hunter2" not in str(caught.value), overrides
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"pools": ["main=stratum+tcp://pool"]}, r"setting pools: pool 'main="),
+        ({"pools": ["stratum+tcp://pool:70000"]}, "setting pools: .*needs a host and a port"),
+        ({"pools": ["stratum2+tcp://pool:3336"]}, "setting pools: .*authority public key"),
+        ({"listen": ["0.0.0.0:3333", "0.0.0.0:99999"]}, r"setting listen: .*0\.0\.0\.0:99999"),
+        ({"api.listen": "localhost:http"}, "setting api.listen: .*expected host:port"),
+    ],
+)
+def test_every_bad_address_is_refused(overrides: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(None, **overrides)
+
+
+def test_bad_addresses_in_the_file_and_environment_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text('pools = ["ftp://pool:3333"]\n')
+    with pytest.raises(ConfigError, match=r"setting pools: .*unsupported scheme 'ftp'"):
+        load_settings(config)
+    monkeypatch.setenv("STRATUM_PROXY_LISTEN", "0.0.0.0")
+    with pytest.raises(ConfigError, match="setting listen: "):
+        load_settings(None)
+
+
+def test_a_misspelt_section_is_refused(tmp_path: Path) -> None:
+    config = tmp_path / "typo.toml"
+    config.write_text('[stor]\nurl = "chdb:///elsewhere"\n')
+    with pytest.raises(ConfigError, match="setting stor: Extra inputs are not permitted"):
+        load_settings(config)
+
+
+@pytest.mark.parametrize(
+    "name", ["STRATUM_PROXY_LIMITS__MAX_CONECTIONS", "STRATUM_PROXY_SV2__EXTRANONCE_MOD"]
+)
+def test_a_misspelt_nested_env_var_is_refused(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    monkeypatch.setenv(name, "5")
+    key = name.removeprefix("STRATUM_PROXY_").lower().replace("__", ".")
+    with pytest.raises(ConfigError, match=rf"setting {key}: Extra inputs are not permitted"):
+        load_settings(None)
+
+
+def test_unknown_top_level_env_vars_are_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    # pydantic-settings reads only the env vars named after fields, and refusing the
+    # others would break Kubernetes, which injects STRATUM_PROXY_PORT and friends
+    # for a Service named stratum-proxy.
+    monkeypatch.setenv("STRATUM_PROXY_PORT", "tcp://10.0.0.1:3333")
+    monkeypatch.setenv("STRATUM_PROXY_SERVICE_HOST", "10.0.0.1")
+    assert load_settings(None).listen == ["0.0.0.0:3333"]
+
+
+def test_env_lists_may_be_written_with_commas(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STRATUM_PROXY_POOLS", "stratum+tcp://a:1, stratum+tcp://b:2")
+    monkeypatch.setenv("STRATUM_PROXY_API__ALLOWED_HOSTS", "proxy.lan,proxy")
+    settings = load_settings(None)
+    assert settings.pools == ["stratum+tcp://a:1", "stratum+tcp://b:2"]
+    assert settings.api.allowed_hosts == ["proxy.lan", "proxy"]
+
+
+def test_an_env_section_that_is_not_json_names_the_section(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("STRATUM_PROXY_STORE", "chdb:///x")
+    with pytest.raises(ConfigError, match="setting store: Input should be a valid dictionary"):
+        load_settings(None)
+
+
+def test_a_bad_version_mask_says_what_is_expected() -> None:
+    with pytest.raises(ConfigError, match=r"setting sv2\.version_mask: 'zz' is not a hex mask"):
+        load_settings(None, **{"sv2.version_mask": "zz"})

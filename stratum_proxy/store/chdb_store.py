@@ -53,8 +53,10 @@ _open_path: Path | None = None
 EXIT_GRACE_S = 30.0
 # How long a read still running at exit is waited for before it is cancelled.
 _SELECT_PATIENCE_S = 0.5
-# Reads only: the insert of a batch in flight is left to finish.
-_KILL_SELECTS = (
+# Cancels every read running in this process's engine (the API's queries, and
+# any at exit); the writer never runs a SELECT, so an insert in flight is left
+# to finish.
+KILL_SELECTS = (
     "KILL QUERY WHERE query_kind = 'Select' AND query NOT ILIKE '%system.processes%' SYNC"
 )
 
@@ -239,7 +241,7 @@ class ChdbStore:
             with _gate.use(self.url, closing=True):
                 conn = chdb.connect(str(self.path))
                 try:
-                    conn.query(_KILL_SELECTS, DEFAULT_FORMAT)
+                    conn.query(KILL_SELECTS, DEFAULT_FORMAT)
                 finally:
                     conn.close()
         except Exception as exc:  # the exit then waits for the read to end

@@ -69,12 +69,6 @@ class QueryConnection(Protocol):
     def close(self) -> None: ...
 
 
-# The engine is in this process: API queries still running when it shuts down
-# must be cancelled first.  The writer never runs a SELECT, so only ours match.
-_KILL_SELECTS = (
-    "KILL QUERY WHERE query_kind = 'Select' AND query NOT ILIKE '%system.processes%' SYNC"
-)
-
 # The connection that only parses (formatQuery, EXPLAIN AST): read-only, but
 # its result size is the syntax tree's, not bounded by the query's row limit.
 _CHECK_SETTINGS: dict[str, Any] = {
@@ -307,7 +301,11 @@ class QueryRunner:
         try:
             conn = self._connect(ADMIN)
             try:
-                conn.execute(_KILL_SELECTS)
+                # The engine is in this process: queries still running when it
+                # shuts down must be cancelled first.
+                from stratum_proxy.store.chdb_store import KILL_SELECTS
+
+                conn.execute(KILL_SELECTS)
             finally:
                 conn.close()
         except Exception as exc:  # the stop goes on; the query ends at its time limit

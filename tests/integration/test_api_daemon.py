@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from helpers.daemon_process import free_port, wait_port
 
 from stratum_proxy.sim.miner import MinerConfig, TestMiner
 from stratum_proxy.sim.pool import TestPool
@@ -87,32 +88,12 @@ async def test_heavy_query_while_mining_rows_keep_being_written(proxy_factory: A
     assert all(r["status"] == "accepted" for r in rows)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            assert proc.poll() is None, "the proxy exited before listening"
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.1)
-
-
 @pytest.mark.slow
 async def test_sigterm_during_a_long_query_exits_cleanly_in_time(tmp_path: Path) -> None:
     """A query running far longer than the grace period does not hold up a clean stop."""
     pool = TestPool(PoolConfig())
     await pool.start()
-    port, api_port = _free_port(), _free_port()
+    port, api_port = free_port(), free_port()
     log_path = tmp_path / "proxy.log"
     grace = 2.0
     with log_path.open("wb") as log_file:
@@ -145,8 +126,8 @@ async def test_sigterm_during_a_long_query_exits_cleanly_in_time(tmp_path: Path)
         )
         miner = TestMiner(MinerConfig(workers=("w",), follow_reconnect=False, answer_timeout=3))
         try:
-            await _wait_port(port, proc)
-            await _wait_port(api_port, proc)
+            await wait_port(port, proc)
+            await wait_port(api_port, proc)
             mining = asyncio.create_task(miner.run("127.0.0.1", port))
             await miner.wait_submits(3, timeout=30)
             async with aiohttp.ClientSession() as session:

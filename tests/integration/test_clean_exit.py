@@ -11,13 +11,13 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers.daemon_process import free_port, wait_port
 
 from stratum_proxy.sim.miner import MinerConfig, TestMiner
 from stratum_proxy.sim.pool import TestPool
@@ -101,12 +101,6 @@ def test_exit_with_a_thread_inside_the_engine_is_clean(tmp_path: Path, script: s
         assert b"dead_letter" not in out.stderr  # rows refused at exit stay in the spool
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 API_TOKEN = "clean-exit-token-51c2"
 
 
@@ -126,18 +120,6 @@ async def _api_query(port: int, sql: str) -> None:
         writer.close()
 
 
-async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            assert proc.poll() is None, "the proxy exited before listening"
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.05)
-
-
 @pytest.mark.slow
 async def test_daemon_start_stop_cycles_under_load_exit_0(tmp_path: Path) -> None:
     pool = TestPool(PoolConfig(answer_delay=0.01))
@@ -146,7 +128,7 @@ async def test_daemon_start_stop_cycles_under_load_exit_0(tmp_path: Path) -> Non
     heavy = "SELECT count() FROM numbers(2000000000) WHERE sipHash64(number) % 7 = 3"
     try:
         for cycle in range(3):
-            port, api_port = _free_port(), _free_port()
+            port, api_port = free_port(), free_port()
             log_path = tmp_path / f"proxy{cycle}.log"
             with log_path.open("wb") as log_file:
                 proc = subprocess.Popen(
@@ -176,7 +158,7 @@ async def test_daemon_start_stop_cycles_under_load_exit_0(tmp_path: Path) -> Non
             ]
             tasks: list[asyncio.Task[object]] = []
             try:
-                await _wait_port(port, proc)
+                await wait_port(port, proc)
                 tasks = [asyncio.create_task(m.run("127.0.0.1", port)) for m in miners]
                 for m in miners:
                     await m.wait_submits(3, timeout=30)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,11 @@ from pathlib import Path
 
 import orjson
 import pytest
+from helpers.daemon_process import free_port, wait_port
 
 from stratum_proxy.sim.miner import MinerConfig, TestMiner
 from stratum_proxy.sim.pool import TestPool
 from stratum_proxy.sim.pool_config import PoolConfig
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _cli(
@@ -37,18 +31,6 @@ def _cli(
     )
 
 
-async def _wait_port(port: int, proc: subprocess.Popen[bytes]) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            assert proc.poll() is None, "the proxy exited before listening"
-            try:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
-                w.close()
-                return
-            except OSError:
-                await asyncio.sleep(0.1)
-
-
 API_TOKEN = "cli-api-token-93ab0c"
 
 
@@ -56,7 +38,7 @@ API_TOKEN = "cli-api-token-93ab0c"
 async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
     pool = TestPool(PoolConfig(answer_delay=0.05))
     await pool.start()
-    port, api_port = _free_port(), _free_port()
+    port, api_port = free_port(), free_port()
     store = f"chdb://{tmp_path}/db"
     log_path = tmp_path / "proxy.log"
     log_file = log_path.open("wb")
@@ -92,7 +74,7 @@ async def test_sigterm_mid_stream_keeps_every_row(tmp_path: Path) -> None:
         for i in range(4)
     ]
     try:
-        await _wait_port(port, proc)
+        await wait_port(port, proc)
         tasks = [asyncio.create_task(m.run("127.0.0.1", port)) for m in miners]
         for m in miners:
             await m.wait_submits(5, timeout=30)

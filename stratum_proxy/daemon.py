@@ -12,6 +12,7 @@ from stratum_proxy.logging import configure_logging, get_logger
 from stratum_proxy.proxy.endpoints import parse_listen
 from stratum_proxy.proxy.server import ProxyServer
 from stratum_proxy.settings import Settings
+from stratum_proxy.store.connection_ids import ConnectionIds
 from stratum_proxy.store.pipeline import SharePipeline
 from stratum_proxy.store.query_runner import QueryRunner
 from stratum_proxy.web.api import ApiBackend, ApiServer
@@ -66,8 +67,10 @@ async def serve(
     pipeline = SharePipeline(
         settings.store, proxy_id=settings.proxy_id, logger=log, api_address=api_address
     )
+    # Read before the pipeline starts, so that a damaged file stops nothing half-open.
+    connection_ids = ConnectionIds(pipeline.spool_dir, log=log)
     pipeline.start()
-    server = ProxyServer(settings, pipeline, log)
+    server = ProxyServer(settings, pipeline, log, connection_ids=connection_ids)
     queries: QueryRunner | None = None
     api: ApiServer | None = None
     if stop is None:

@@ -143,22 +143,23 @@ class PassthroughRelay(MinerFlowControl):
     """One miner ↔ pool pair: the byte relay plus its SV1 tracker."""
 
     def __init__(
-        self, server: ProxyServer, miner: asyncio.Transport, channel_id: int, miner_addr: str
+        self, server: ProxyServer, miner: asyncio.Transport, connection_id: int, miner_addr: str
     ) -> None:
         self.server = server
         self.miner = miner
-        self.channel_id = channel_id
+        self.connection_id = connection_id
         self.miner_addr = miner_addr
         self.pool: asyncio.Transport | None = None
         self.endpoint: PoolEndpoint | None = None
-        self.log = server.log.bind(channel_id=channel_id, miner=miner_addr)
+        self.log = server.log.bind(connection_id=connection_id, miner=miner_addr)
         limits = server.settings.limits
         self.tracker = Sv1Tracker(
             context=ShareContext(
                 proxy_id=server.settings.proxy_id,
                 upstream="",
-                channel_id=channel_id,
+                channel_id=connection_id,  # in passthrough the channel is the connection
                 miner_addr=miner_addr,
+                connection_id=connection_id,
             ),
             max_line_bytes=limits.max_line_bytes,
             submit_timeout_s=limits.submit_timeout_s,

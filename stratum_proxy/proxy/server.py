@@ -14,6 +14,7 @@ import resource
 import socket
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from stratum_proxy.proxy.endpoints import parse_listen, parse_pool
@@ -38,7 +39,16 @@ class ShareSink(Protocol):
 
 
 class ProxyServer:
-    def __init__(self, settings: Settings, sink: ShareSink, log: Any) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sink: ShareSink,
+        log: Any,
+        *,
+        connection_ids: Callable[[], int] | None = None,
+    ) -> None:
+        """``connection_ids`` numbers miner connections (the daemon's are unique
+        across restarts, ``store.connection_ids``); by default 1, 2, 3, ..."""
         self.settings = settings
         self.sink = sink
         self.log = log
@@ -55,7 +65,7 @@ class ProxyServer:
         self.workers = WorkerStats()
         self.counters: Counter[str] = Counter()
         self.started_at = time.time()
-        self._channel_ids = itertools.count(1)
+        self._connection_ids = connection_ids or itertools.count(1).__next__
         self._servers: list[asyncio.Server] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = False
@@ -160,7 +170,7 @@ class ProxyServer:
         # The first pool to try decides the mode: an SV2 pool means translate mode.
         first = self.selector.candidates()[0]
         relay_class = TranslateRelay if first.protocol == "sv2" else PassthroughRelay
-        relay = relay_class(self, transport, next(self._channel_ids) & 0xFFFFFFFF, addr)
+        relay = relay_class(self, transport, self._connection_ids(), addr)
         self.relays.add(relay)
         self.counters["connections_accepted"] += 1
         if isinstance(relay, TranslateRelay):  # a channel on a shared upstream: cheap

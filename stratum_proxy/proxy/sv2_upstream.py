@@ -131,20 +131,20 @@ class Sv2Upstream(asyncio.Protocol):
     # --- miners -----------------------------------------------------------------
 
     def attach(self, relay: TranslateRelay) -> None:
-        self.relays[relay.channel_id] = relay
-        self.translator.add_miner(relay.channel_id, relay.miner_addr, time.time())
+        self.relays[relay.connection_id] = relay
+        self.translator.add_miner(relay.connection_id, relay.miner_addr, time.time())
         self._flush()
 
     def detach(self, relay: TranslateRelay) -> None:
-        if self.relays.pop(relay.channel_id, None) is None:
+        if self.relays.pop(relay.connection_id, None) is None:
             return
         if not self.closed:
-            self.translator.remove_miner(relay.channel_id, time.time())
+            self.translator.remove_miner(relay.connection_id, time.time())
             self._flush()
 
     def miner_data(self, relay: TranslateRelay, data: bytes) -> None:
         try:
-            self.translator.miner_data(relay.channel_id, data, time.time())
+            self.translator.miner_data(relay.connection_id, data, time.time())
         except RemoteProtocolError as exc:
             relay.log.warning("connection_closed_bad_input", side="miner", error=str(exc))
             self._flush()
@@ -153,7 +153,7 @@ class Sv2Upstream(asyncio.Protocol):
         self._flush()
 
     def pending_for(self, relay: TranslateRelay) -> int:
-        return self.translator.pending_for(relay.channel_id)
+        return self.translator.pending_for(relay.connection_id)
 
     # --- output and events ------------------------------------------------------------
 

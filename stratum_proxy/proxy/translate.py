@@ -35,15 +35,15 @@ _RECONNECT_TO_PROXY = b'{"id":null,"method":"client.reconnect","params":[]}\n'
 
 class TranslateRelay(MinerFlowControl):
     def __init__(
-        self, server: ProxyServer, miner: asyncio.Transport, channel_id: int, miner_addr: str
+        self, server: ProxyServer, miner: asyncio.Transport, connection_id: int, miner_addr: str
     ) -> None:
         self.server = server
         self.miner = miner
-        self.channel_id = channel_id  # the miner's id in the translator (not the SV2 channel)
+        self.connection_id = connection_id  # the miner's id in the translator too
         self.miner_addr = miner_addr
         self.endpoint: PoolEndpoint | None = None
         self.upstream: Sv2Upstream | None = None
-        self.log = server.log.bind(channel_id=channel_id, miner=miner_addr, mode="translate")
+        self.log = server.log.bind(connection_id=connection_id, miner=miner_addr, mode="translate")
         self.last_miner_rx = time.monotonic()
         self.closed = False
         self.miner_gone = False

@@ -25,6 +25,7 @@ _ROOT_CACHE_SIZE = 64
 _MAX_HASH = (1 << 256) - 1
 # version, prevhash, merkle root, ntime, nbits, nonce: the 80-byte header in one call.
 _pack_header = struct.Struct("<I32s32sIII").pack
+_new_result = tuple.__new__  # ShareResult's own __new__ adds a Python call per share
 
 
 class ShareResult(NamedTuple):
@@ -34,6 +35,7 @@ class ShareResult(NamedTuple):
     hash_hex: str  # block-explorer order (reversed digest) hex
     difficulty: float
     is_block: bool
+    version: int  # the header's version (after BIP310 rolling)
 
     def meets(self, target: int) -> bool:
         """Exact (integer) comparison against a target: doubles can round."""
@@ -106,11 +108,81 @@ def compute_share(
 
     ``version`` is the final header version (see ``rolled_version``).
     """
-    digest = sha256(sha256(job.header(extranonce2, ntime, nonce, version)).digest()).digest()
+    return judge_header(job.header(extranonce2, ntime, nonce, version), job.network_target, version)
+
+
+def judge_header(header: bytes, network_target: int, version: int) -> ShareResult:
+    """Hash an 80-byte header and judge it: the one place a share's difficulty is computed.
+
+    ``version`` is the header's own (its first four bytes), passed to save the unpacking.
+    """
+    digest = sha256(sha256(header).digest()).digest()
     hash_int = int.from_bytes(digest, "little")
-    return ShareResult(
-        hash_int,
-        digest[::-1].hex(),
-        DIFF1_TARGET / (hash_int or _MAX_HASH),
-        hash_int <= job.network_target,
+    return _new_result(
+        ShareResult,
+        (
+            hash_int,
+            digest[::-1].hex(),
+            DIFF1_TARGET / (hash_int or _MAX_HASH),
+            hash_int <= network_target,
+            version,
+        ),
     )
+
+
+def hex_u32(text: str) -> int:
+    """Exactly 8 hex digits (a submit's ntime, nonce or version bits) -> int."""
+    raw = bytes.fromhex(text)
+    # fromhex skips spaces: "1f 2e 3d" is 8 chars but 3 bytes, hence both checks.
+    if len(text) != 8 or len(raw) != 4:
+        raise ValueError(f"expected 8 hex digits, got {text[:80]!r}")
+    return int.from_bytes(raw, "big")
+
+
+def submitted_share(
+    job: Job, extranonce2: bytes, ntime: str, nonce: str, version_bits: str | None, mask: int
+) -> ShareResult:
+    """A share as an SV1 submit gives it: ntime, nonce and version bits as hex text.
+
+    The one path from a submit to its hash and difficulty, for every mode
+    (passthrough, translate, ...).  ``extranonce2`` is what follows the job's
+    extranonce1 in the coinbase; ``mask`` is the BIP310 mask in force (0 when
+    none was negotiated: the bits then change nothing; no bits, no rolling).
+    ValueError naming the field that is not 8 hex digits.
+    """
+    # The hex fields are decoded in one call; fromhex skips spaces ("1f 2e 3d"
+    # is 8 characters but 3 bytes), hence the check of both lengths.
+    if version_bits is None:
+        raw = _fromhex(ntime + nonce) if len(ntime) == 8 and len(nonce) == 8 else b""
+        if len(raw) != 8:
+            raise _bad_fields(ntime, nonce, version_bits)
+        time_, nonce_ = _unpack_2(raw)
+        version = job.version
+    else:
+        raw = (
+            _fromhex(ntime + nonce + version_bits)
+            if len(ntime) == 8 and len(nonce) == 8 and len(version_bits) == 8
+            else b""
+        )
+        if len(raw) != 12:
+            raise _bad_fields(ntime, nonce, version_bits)
+        time_, nonce_, bits = _unpack_3(raw)
+        version = (job.version & ~mask & 0xFFFFFFFF) | (bits & mask)
+    return compute_share(job, extranonce2, time_, nonce_, version)
+
+
+_fromhex = bytes.fromhex
+_unpack_2 = struct.Struct(">II").unpack
+_unpack_3 = struct.Struct(">III").unpack
+
+
+def _bad_fields(ntime: str, nonce: str, version_bits: str | None) -> ValueError:
+    """Which field of a submit is not 8 hex digits (the error path only)."""
+    for name, text in (("ntime", ntime), ("nonce", nonce), ("version bits", version_bits)):
+        if text is None:
+            continue
+        try:
+            hex_u32(text)
+        except ValueError:
+            return ValueError(f"{name}: expected 8 hex digits, got {text[:80]!r}")
+    return ValueError("ntime, nonce and version bits must be 8 hex digits each")

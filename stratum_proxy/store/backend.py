@@ -24,16 +24,10 @@ from typing import Any, Protocol
 
 from stratum_proxy.errors import ConfigError, StoreError
 from stratum_proxy.store import json_rows
-from stratum_proxy.store.record import COLUMNS, ShareRecord, ts_millis
+from stratum_proxy.store.record import COLUMN_SPECS, COLUMNS, ts_millis
 from stratum_proxy.store.schema import SchemaConfig
 from stratum_proxy.store.settings import StoreSettings
 
-# RowBinary layouts (little-endian, no padding) of the fixed-width column runs.
-# DateTime64(3) travels as Int64 milliseconds; Bool as one byte.
-_TS = struct.Struct("<q")
-_UINT32 = struct.Struct("<I")
-_FLOATS = struct.Struct("<ddd")  # share, pool, network difficulty
-_TAIL = struct.Struct("<?f")  # is_block, response_ms (Float32)
 _MAX_UINT32 = 0xFFFFFFFF
 
 ROW_BINARY = "RowBinary"
@@ -103,79 +97,78 @@ def _string(value: str) -> bytes:
 
 def _invalid(values: Sequence[object], exc: Exception) -> StoreError:
     """Why a row cannot be encoded (the fast path only knows that it failed)."""
-    try:
-        r = ShareRecord._make(values)
-    except TypeError:
+    if len(values) != len(COLUMNS):
         return StoreError(
             f"share row has {len(values)} values, not {len(COLUMNS)}", retryable=False
         )
-    if not isinstance(r.ts, int | float) or not math.isfinite(r.ts):
-        return StoreError(f"share ts {r.ts!r} is not a finite time", retryable=False)
-    for name in ("channel_id", "version"):
-        value = getattr(r, name)
-        if not isinstance(value, int) or not 0 <= value <= _MAX_UINT32:
+    for name, spec, value in zip(COLUMNS, COLUMN_SPECS, values, strict=True):
+        if spec.type == _DATETIME and (
+            not isinstance(value, int | float) or not math.isfinite(value)
+        ):
+            return StoreError(f"share {name} {value!r} is not a finite time", retryable=False)
+        if spec.type == "UInt32" and (not isinstance(value, int) or not 0 <= value <= _MAX_UINT32):
             return StoreError(f"share {name}={value!r} does not fit UInt32", retryable=False)
     return StoreError(f"cannot encode share record: {exc}", retryable=False)
 
 
 # Encoded forms of the strings that repeat across shares (names, addresses,
-# job ids, statuses).  Bounded: cleared when full, which only costs speed.
+# statuses).  Bounded: cleared when full, which only costs speed.
 _REPEATS: dict[str, bytes] = {}
 _MAX_REPEATS = 65_536
+_seen = _REPEATS.get
 
 
-def _repeat(value: str) -> bytes:
-    data = _string(value)
-    if len(_REPEATS) >= _MAX_REPEATS:
-        _REPEATS.clear()
-    _REPEATS[value] = data
+def _repeated_string(value: str) -> bytes:
+    data = _seen(value)
+    if data is None:
+        data = _string(value)
+        if len(_REPEATS) >= _MAX_REPEATS:
+            _REPEATS.clear()
+        _REPEATS[value] = data
     return data
 
 
-_pack_ts = _TS.pack
-_pack_u32 = _UINT32.pack
-_pack_floats = _FLOATS.pack
-_pack_tail = _TAIL.pack
-_seen = _REPEATS.get
+def _datetime64_ms(value: float) -> bytes:
+    return _INT64.pack(ts_millis(value))
+
+
+def _bool(value: object) -> bytes:
+    return b"\x01" if value else b"\x00"
+
+
+# RowBinary (little-endian, no padding) of each ClickHouse type the share
+# columns use.  DateTime64(3) travels as Int64 milliseconds; Bool as one byte.
+_DATETIME = "DateTime64(3, 'UTC')"
+_INT64 = struct.Struct("<q")
+_FIXED: dict[str, struct.Struct] = {
+    "UInt32": struct.Struct("<I"),
+    "Float64": struct.Struct("<d"),
+    "Float32": struct.Struct("<f"),
+    "Bool": struct.Struct("<?"),
+}
+_PACKERS: dict[str, Callable[[Any], bytes]] = {
+    _DATETIME: _datetime64_ms,
+    "LowCardinality(String)": _repeated_string,
+    "String": _string,
+    "UInt32": _FIXED["UInt32"].pack,
+    "Float64": _FIXED["Float64"].pack,
+    "Float32": _FIXED["Float32"].pack,
+    "Bool": _bool,
+}
+# One packer per column, in ``COLUMNS`` order (a KeyError here: a new column
+# type needs its RowBinary form above).
+_PACK_ROW: tuple[Callable[[Any], bytes], ...] = tuple(_PACKERS[c.type] for c in COLUMN_SPECS)
 
 
 def encode_record(r: Sequence[Any]) -> bytes:
     """One row (a ShareRecord or a plain tuple in ``COLUMNS`` order) as RowBinary.
 
-    The hot path checks nothing itself: unpacking refuses a wrong column count,
-    struct refuses out-of-range integers and Float32 overflow, ts_millis
-    refuses nan/inf; ``_invalid`` then says why.  Repeating strings are looked up
-    inline (``_seen(v) or _repeat(v)``): a hit costs no Python call.
+    The fast path checks nothing itself: struct refuses out-of-range integers
+    and Float32 overflow, ts_millis refuses nan/inf, ``_string`` refuses what
+    is not a str; ``_invalid`` then says why.
     """
-    s, c, seen = _string, _repeat, _seen
     try:
-        (ts, proxy_id, upstream, protocol, channel_id, worker, miner_addr, job_id, extranonce2,
-         ntime, nonce, version, share_hash, share_difficulty, pool_difficulty,
-         network_difficulty, status, reject_reason, is_block, response_ms, version_bits,
-         extranonce1) = r  # fmt: skip
-        return b"".join(
-            (
-                _pack_ts(ts_millis(ts)),
-                seen(proxy_id) or c(proxy_id),
-                seen(upstream) or c(upstream),
-                seen(protocol) or c(protocol),
-                _pack_u32(channel_id),
-                seen(worker) or c(worker),
-                seen(miner_addr) or c(miner_addr),
-                seen(job_id) or c(job_id),
-                s(extranonce2),
-                seen(ntime) or c(ntime),
-                s(nonce),
-                _pack_u32(version),
-                s(share_hash),
-                _pack_floats(share_difficulty, pool_difficulty, network_difficulty),
-                seen(status) or c(status),
-                seen(reject_reason) or c(reject_reason),
-                _pack_tail(bool(is_block), response_ms),
-                seen(version_bits) or c(version_bits),
-                seen(extranonce1) or c(extranonce1),
-            )
-        )
+        return b"".join([pack(value) for pack, value in zip(_PACK_ROW, r, strict=True)])
     except (struct.error, TypeError, ValueError, ArithmeticError, AttributeError) as exc:
         raise _invalid(r, exc) from exc
 
@@ -254,32 +247,18 @@ def decode_columns(batch: EncodedBatch) -> list[list[object]]:
     cols: list[list[object]] = [[] for _ in COLUMNS]
     buf, pos = batch.payload, 0
     for _ in range(batch.rows):
-        values: list[object] = [_TS.unpack_from(buf, pos)[0]]
-        pos += _TS.size
-        for _ in range(3):  # proxy_id, upstream, protocol
-            value, pos = _pull_string(buf, pos)
-            values.append(value)
-        values.append(_UINT32.unpack_from(buf, pos)[0])
-        pos += _UINT32.size
-        for _ in range(6):  # worker .. nonce
-            value, pos = _pull_string(buf, pos)
-            values.append(value)
-        values.append(_UINT32.unpack_from(buf, pos)[0])
-        pos += _UINT32.size
-        share_hash, pos = _pull_string(buf, pos)
-        values.append(share_hash)
-        values.extend(_FLOATS.unpack_from(buf, pos))
-        pos += _FLOATS.size
-        for _ in range(2):  # status, reject_reason
-            value, pos = _pull_string(buf, pos)
-            values.append(value)
-        values.extend(_TAIL.unpack_from(buf, pos))
-        pos += _TAIL.size
-        for _ in range(2):  # version_bits, extranonce1
-            value, pos = _pull_string(buf, pos)
-            values.append(value)
-        for col, item in zip(cols, values, strict=True):
-            col.append(item)
+        for col, spec in zip(cols, COLUMN_SPECS, strict=True):
+            value: object
+            if spec.type == _DATETIME:
+                value = _INT64.unpack_from(buf, pos)[0]
+                pos += _INT64.size
+            elif spec.type in _FIXED:
+                fixed = _FIXED[spec.type]
+                value = fixed.unpack_from(buf, pos)[0]
+                pos += fixed.size
+            else:
+                value, pos = _pull_string(buf, pos)
+            col.append(value)
     if pos != len(buf):
         raise ValueError(f"payload has {len(buf) - pos} bytes after {batch.rows} rows")
     return cols

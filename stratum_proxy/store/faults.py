@@ -88,4 +88,7 @@ def synthetic_record(
         reject_reason="" if index % 20 else "Stale share",
         is_block=False,
         response_ms=12.5 + (index % 10) / 4,
+        version_bits=f"{index & 0x1FFFE000:08x}",
+        extranonce1="f000000d",
+        connection_id=index % 64,
     )

@@ -42,8 +42,7 @@ from typing import Any
 
 import orjson
 
-from stratum_proxy.store.record import COLUMNS, ts_millis
-from stratum_proxy.store.schema import SHARES_COLUMNS
+from stratum_proxy.store.record import COLUMNS, columns_of_type, ts_millis
 
 FORMAT = "JSONCompactEachRow"
 # Settings the exactness argument above relies on: pinned, not left to defaults.
@@ -58,18 +57,12 @@ SLICE_ROWS = 256
 _TS_MIN, _TS_MAX = 1e9, 1e10
 
 
-def _columns_of(kind: str) -> tuple[int, ...]:
-    return tuple(
-        i for i, (_, ctype) in enumerate(SHARES_COLUMNS) if ctype.split(" CODEC")[0] == kind
-    )
-
-
-(_TS,) = _columns_of("DateTime64(3, 'UTC')")
-_STRINGS = _columns_of("String") + _columns_of("LowCardinality(String)")
-_UINT32 = _columns_of("UInt32")
-_FLOAT64 = _columns_of("Float64")
-(_BOOL,) = _columns_of("Bool")
-(_FLOAT32,) = _columns_of("Float32")
+(_TS,) = columns_of_type("DateTime64(3, 'UTC')")
+_STRINGS = columns_of_type("String") + columns_of_type("LowCardinality(String)")
+_UINT32 = columns_of_type("UInt32")
+_FLOAT64 = columns_of_type("Float64")
+(_BOOL,) = columns_of_type("Bool")
+(_FLOAT32,) = columns_of_type("Float32")
 # A column added to the table must be checked here too before it may travel as JSON.
 assert sorted((_TS, *_STRINGS, *_UINT32, *_FLOAT64, _BOOL, _FLOAT32)) == list(range(len(COLUMNS)))
 

@@ -1,17 +1,44 @@
 """The share record: one row of ``mining.shares`` per share a miner submitted.
 
 This is the contract between the protocol side (which builds records) and the
-store side (which writes them).  Field order is the column order of the table.
+store side (which writes them), and the one definition of the share columns:
+``ShareRecord`` names each column, its Python type and, in its ``Column``
+annotation, its ClickHouse type, codec and the schema migration that added
+it.  The table's DDL (``schema``), both batch encoders (``backend``,
+``json_rows``), the spool and the dead-letter file all derive from it.
+
+Columns are only ever appended, each new one with a default: the spool and the
+dead-letter file keep rows as arrays in this order, and a row written before a
+column existed reads back with that column's default.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
-from typing import NamedTuple
+from typing import Annotated, Any, NamedTuple, get_type_hints
 
 STATUS_ACCEPTED = "accepted"
 STATUS_REJECTED = "rejected"
 STATUS_NO_RESPONSE = "no_response"
+
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """How a ``ShareRecord`` field is stored."""
+
+    type: str  # the ClickHouse type
+    codec: str = ""  # e.g. "ZSTD(1)"; '' for the default compression
+    since: int = 1  # the schema migration (``schema.MIGRATIONS``) that added the column
+
+    @property
+    def ddl(self) -> str:
+        """The column's type in a CREATE TABLE or ADD COLUMN statement."""
+        return f"{self.type} CODEC({self.codec})" if self.codec else self.type
+
+
+_LC = "LowCardinality(String)"
+_TEXT = Column("String", "ZSTD(1)")
 
 
 class ShareRecord(NamedTuple):
@@ -28,35 +55,77 @@ class ShareRecord(NamedTuple):
     the store keeps whole milliseconds, see ``ts_millis``).  ``version`` is the
     final header version (after BIP310 rolling).  ``share_hash`` is
     block-explorer order hex, '' and ``share_difficulty`` 0.0 when the share
-    could not be rebuilt (unknown job, malformed fields).
+    could not be rebuilt (unknown job, malformed fields).  ``channel_id`` is
+    the channel the miner mines on: its connection in passthrough, the pool's
+    SV2 channel in translate mode; ``connection_id`` is always the miner's
+    connection.  The proxy numbers connections uniquely across restarts
+    (``store.connection_ids``); rows recorded before that column existed hold 0.
     """
 
-    ts: float
-    proxy_id: str
-    upstream: str
-    protocol: str  # 'sv1' or 'sv2' on the miner side
-    channel_id: int
-    worker: str
-    miner_addr: str
-    job_id: str
-    extranonce2: str
-    ntime: str
-    nonce: str
-    version: int
-    share_hash: str
-    share_difficulty: float
-    pool_difficulty: float
-    network_difficulty: float
-    status: str
-    reject_reason: str
-    is_block: bool
-    response_ms: float
+    ts: Annotated[float, Column("DateTime64(3, 'UTC')", "Delta, ZSTD(1)")]
+    proxy_id: Annotated[str, Column(_LC)]
+    upstream: Annotated[str, Column(_LC)]
+    protocol: Annotated[str, Column(_LC)]  # 'sv1' or 'sv2' on the miner side
+    channel_id: Annotated[int, Column("UInt32")]
+    worker: Annotated[str, Column(_LC)]
+    miner_addr: Annotated[str, _TEXT]
+    job_id: Annotated[str, _TEXT]
+    extranonce2: Annotated[str, _TEXT]
+    ntime: Annotated[str, _TEXT]
+    nonce: Annotated[str, _TEXT]
+    version: Annotated[int, Column("UInt32")]
+    share_hash: Annotated[str, _TEXT]
+    # Random per share: Gorilla cannot help.
+    share_difficulty: Annotated[float, Column("Float64", "ZSTD(1)")]
+    # Constant for long runs: Gorilla stores a repeat in one bit.
+    pool_difficulty: Annotated[float, Column("Float64", "Gorilla, ZSTD(1)")]
+    network_difficulty: Annotated[float, Column("Float64", "Gorilla, ZSTD(1)")]
+    status: Annotated[str, Column(_LC)]
+    reject_reason: Annotated[str, _TEXT]
+    is_block: Annotated[bool, Column("Bool")]
+    response_ms: Annotated[float, Column("Float32", "ZSTD(1)")]
     # Columns beyond the DESIGN.md contract.
-    version_bits: str = ""  # the 6th submit param as sent ('' when absent)
-    extranonce1: str = ""  # the connection's extranonce1 for this job
+    version_bits: Annotated[str, Column("String", "ZSTD(1)", since=2)] = ""  # 6th submit param
+    extranonce1: Annotated[str, Column("String", "ZSTD(1)", since=2)] = ""  # for this job
+    connection_id: Annotated[int, Column("UInt32", since=4)] = 0
 
 
 COLUMNS: tuple[str, ...] = ShareRecord._fields
+# Each column's storage, in ``COLUMNS`` order.
+COLUMN_SPECS: tuple[Column, ...] = tuple(
+    hint.__metadata__[0] for hint in get_type_hints(ShareRecord, include_extras=True).values()
+)
+assert len(COLUMN_SPECS) == len(COLUMNS)
+# What a row written before a column existed holds in it.
+DEFAULTS: dict[str, Any] = dict(ShareRecord._field_defaults)
+# The column index of each name, for code that fills a row in place.
+INDEX: dict[str, int] = {name: i for i, name in enumerate(COLUMNS)}
+
+
+_EMPTY: dict[type, Any] = {int: 0, float: 0.0, str: "", bool: False}
+_EMPTY_ROW: tuple[Any, ...] = tuple(
+    _EMPTY[hint.__origin__] for hint in get_type_hints(ShareRecord, include_extras=True).values()
+)
+
+
+def empty_row() -> list[Any]:
+    """A row of a share nothing is known about yet, as a list to fill in by ``INDEX``.
+
+    Every column holds its type's empty value; status is ``no_response``.
+    """
+    row = [*_EMPTY_ROW]
+    row[INDEX["status"]] = STATUS_NO_RESPONSE
+    return row
+
+
+def columns_since(migration: int) -> list[tuple[str, Column]]:
+    """The columns migration ``migration`` added, in order."""
+    return [(n, c) for n, c in zip(COLUMNS, COLUMN_SPECS, strict=True) if c.since == migration]
+
+
+def columns_of_type(ch_type: str) -> tuple[int, ...]:
+    """Indices of the columns stored as ``ch_type`` (codec aside)."""
+    return tuple(i for i, c in enumerate(COLUMN_SPECS) if c.type == ch_type)
 
 
 def record_values(record: ShareRecord) -> tuple[object, ...]:

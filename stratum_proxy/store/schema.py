@@ -65,43 +65,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from stratum_proxy.store.record import COLUMNS
+from stratum_proxy.store.record import COLUMN_SPECS, COLUMNS, columns_since
 
 # Blocks whose hashes/tokens a table remembers.  One writer retries one batch
 # (a batch over a day boundary is two blocks); several proxies may share a
 # table, so keep far more than needed.
 DEDUP_WINDOW = 1000
 
-_SHARES_V1 = (
-    ("ts", "DateTime64(3, 'UTC') CODEC(Delta, ZSTD(1))"),
-    ("proxy_id", "LowCardinality(String)"),
-    ("upstream", "LowCardinality(String)"),
-    ("protocol", "LowCardinality(String)"),
-    ("channel_id", "UInt32"),
-    ("worker", "LowCardinality(String)"),
-    ("miner_addr", "String CODEC(ZSTD(1))"),
-    ("job_id", "String CODEC(ZSTD(1))"),
-    ("extranonce2", "String CODEC(ZSTD(1))"),
-    ("ntime", "String CODEC(ZSTD(1))"),
-    ("nonce", "String CODEC(ZSTD(1))"),
-    ("version", "UInt32"),
-    ("share_hash", "String CODEC(ZSTD(1))"),
-    # Random per share: Gorilla cannot help.
-    ("share_difficulty", "Float64 CODEC(ZSTD(1))"),
-    # Constant for long runs: Gorilla stores a repeat in one bit.
-    ("pool_difficulty", "Float64 CODEC(Gorilla, ZSTD(1))"),
-    ("network_difficulty", "Float64 CODEC(Gorilla, ZSTD(1))"),
-    ("status", "LowCardinality(String)"),
-    ("reject_reason", "String CODEC(ZSTD(1))"),
-    ("is_block", "Bool"),
-    ("response_ms", "Float32 CODEC(ZSTD(1))"),
+# (name, type with codec) of every column of ``shares``, from ``record.ShareRecord``.
+SHARES_COLUMNS: tuple[tuple[str, str], ...] = tuple(
+    (name, spec.ddl) for name, spec in zip(COLUMNS, COLUMN_SPECS, strict=True)
 )
-_SHARES_V2 = (
-    ("version_bits", "String CODEC(ZSTD(1))"),
-    ("extranonce1", "String CODEC(ZSTD(1))"),
-)
-SHARES_COLUMNS: tuple[tuple[str, str], ...] = _SHARES_V1 + _SHARES_V2
-assert tuple(name for name, _ in SHARES_COLUMNS) == COLUMNS, "schema and ShareRecord disagree"
+_SHARES_V1 = tuple((name, spec.ddl) for name, spec in columns_since(1))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -207,19 +182,23 @@ def _schema_version_table(cfg: SchemaConfig) -> str:
     )
 
 
-def _v2_record_columns(cfg: SchemaConfig) -> list[str]:
-    tables = [cfg.local("shares")] + ([cfg.table("shares")] if cfg.cluster else [])
-    statements = []
-    for table in tables:
-        after = _SHARES_V1[-1][0]
-        for name, ctype in _SHARES_V2:
-            # A Distributed table takes no codecs.
-            col_type = ctype.split(" CODEC")[0] if table != cfg.local("shares") else ctype
-            statements.append(
-                f"ALTER TABLE {table}{cfg.on_cluster} "
-                f"ADD COLUMN IF NOT EXISTS {name} {col_type} AFTER {after}"
-            )
-            after = name
+def _added_columns(migration: int) -> Callable[[SchemaConfig], list[str]]:
+    """The ALTERs that add the columns ``migration`` introduced, each after its predecessor."""
+
+    def statements(cfg: SchemaConfig) -> list[str]:
+        tables = [cfg.local("shares")] + ([cfg.table("shares")] if cfg.cluster else [])
+        out = []
+        for table in tables:
+            for name, spec in columns_since(migration):
+                after = COLUMNS[COLUMNS.index(name) - 1]
+                # A Distributed table takes no codecs.
+                col_type = spec.ddl if table == cfg.local("shares") else spec.type
+                out.append(
+                    f"ALTER TABLE {table}{cfg.on_cluster} "
+                    f"ADD COLUMN IF NOT EXISTS {name} {col_type} AFTER {after}"
+                )
+        return out
+
     return statements
 
 
@@ -293,8 +272,9 @@ class Migration:
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "shares table with the DESIGN.md record columns", _v1_shares),
-    Migration(2, "shares: version_bits and extranonce1 columns", _v2_record_columns),
+    Migration(2, "shares: version_bits and extranonce1 columns", _added_columns(2)),
     Migration(3, "per-minute aggregate mv_hash_rate_stats", _v3_aggregates),
+    Migration(4, "shares: connection_id column", _added_columns(4)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -8,47 +8,60 @@ share_difficulty 0.0: the pool will judge it anyway and the farm must see it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from hashlib import sha256 as _sha256
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
-from stratum_proxy.shares import DIFF1_TARGET, Job
-from stratum_proxy.store.record import STATUS_NO_RESPONSE, ShareRecord
+from stratum_proxy.shares import Job, submitted_share
+from stratum_proxy.store.record import INDEX, ShareRecord, empty_row
 from stratum_proxy.sv1.messages import RpcId, Submit
+
+_fromhex = bytes.fromhex
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShareContext:
-    """Who and where: the constant columns of every row of one connection."""
+    """Who and where: the constant columns of every row of one connection.
+
+    ``channel_id`` is the channel the miner mines on and ``connection_id`` its
+    connection (the same number in passthrough; see ``record.ShareRecord``).
+    """
 
     proxy_id: str
     upstream: str
     channel_id: int
     miner_addr: str
     protocol: str = "sv1"
+    connection_id: int = 0
+    template: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        row = empty_row()
+        row[_AT["proxy_id"]] = self.proxy_id
+        row[_AT["upstream"]] = self.upstream
+        row[_AT["protocol"]] = self.protocol
+        row[_AT["channel_id"]] = self.channel_id
+        row[_AT["miner_addr"]] = self.miner_addr
+        row[_AT["connection_id"]] = self.connection_id
+        object.__setattr__(self, "template", tuple(row))
 
 
-_fromhex = bytes.fromhex
-_from_bytes = int.from_bytes
 _new_record = tuple.__new__  # ShareRecord's own __new__ adds a Python call per row
 
 # A share's row while the pool's answer is awaited: ShareRecord's values in
-# order, in a list so that the verdict is set in place (a new 22-tuple built
-# from slices costs three times as much); ``finish_row`` makes the record.
+# column order, in a list so that the verdict is set in place (a new tuple
+# built from slices costs three times as much); ``finish_row`` makes the
+# record.  Every slot is addressed by its column's name (``_AT``).
 ShareDraft = list[Any]
-_MAX_HASH = (1 << 256) - 1  # a zero hash (impossible in practice) keeps the division defined
-
-
-def hex_u32(text: str) -> int:
-    """Exactly 8 hex digits (submit's ntime, nonce, version bits) → int."""
-    if len(text) != 8:
-        raise ValueError(f"expected 8 hex digits, got {text[:80]!r}")
-    raw = bytes.fromhex(text)
-    if len(raw) != 4:  # fromhex skips spaces: "1f 2e 3d" is 8 chars, 3 bytes
-        raise ValueError(f"expected 8 hex digits, got {text!r}")
-    return int.from_bytes(raw, "big")
+_AT = INDEX
+_TS, _UPSTREAM, _WORKER, _JOB_ID = _AT["ts"], _AT["upstream"], _AT["worker"], _AT["job_id"]
+_EXTRANONCE2, _NTIME, _NONCE = _AT["extranonce2"], _AT["ntime"], _AT["nonce"]
+_VERSION_BITS, _POOL_DIFF = _AT["version_bits"], _AT["pool_difficulty"]
+_NETWORK_DIFF, _EXTRANONCE1 = _AT["network_difficulty"], _AT["extranonce1"]
+_VERSION, _HASH, _SHARE_DIFF = _AT["version"], _AT["share_hash"], _AT["share_difficulty"]
+_STATUS, _REASON, _RESPONSE_MS = _AT["status"], _AT["reject_reason"], _AT["response_ms"]
+HASH_AT, IS_BLOCK_AT = _HASH, _AT["is_block"]
 
 
 def share_record(
@@ -98,91 +111,45 @@ def draft_share_row(
     difficulty_now: float,
     now: float,
 ) -> ShareDraft:
-    """``share_record`` from the submit's fields.
+    """``share_record`` from the submit's fields (the fast path calls this directly).
 
-    The per-share hot path, so ``hex_u32``, ``rolled_version`` and
-    ``compute_share`` are written out here (same rules, a third of the calls).
+    The share is rebuilt by ``shares.submitted_share``, the same function every
+    mode uses; fields it cannot read leave share_hash '' and difficulty 0.
     """
-    version = 0
-    share_hash = ""
-    share_difficulty = 0.0
-    is_block = False
+    row = [*context.template]
+    row[_TS] = now
+    row[_UPSTREAM] = upstream
+    row[_WORKER] = worker
+    row[_JOB_ID] = job_id
+    row[_EXTRANONCE2] = extranonce2
+    row[_NTIME] = ntime
+    row[_NONCE] = nonce
+    if version_bits is not None:
+        row[_VERSION_BITS] = version_bits
     if job is None:
-        pool_difficulty, network_difficulty, extranonce1 = difficulty_now, 0.0, ""
-    else:
-        pool_difficulty = job.pool_difficulty
-        network_difficulty = job.network_difficulty
-        extranonce1 = job.extranonce1_hex
-        try:
-            if version_bits is None:
-                version = job.version  # BIP310: no bits, no rolling
-            else:
-                bits = _fromhex(version_bits)
-                if len(version_bits) != 8 or len(bits) != 4:
-                    raise ValueError("version bits: expected 8 hex digits")
-                version = (job.version & ~mask & 0xFFFFFFFF) | (_from_bytes(bits, "big") & mask)
-            en2 = _fromhex(extranonce2)
-            time_bytes = _fromhex(ntime)
-            nonce_bytes = _fromhex(nonce)
-            # fromhex skips spaces: "1f 2e 3d" is 8 chars but 3 bytes, hence both checks.
-            if len(ntime) != 8 or len(time_bytes) != 4 or len(nonce) != 8 or len(nonce_bytes) != 4:
-                raise ValueError("ntime and nonce: expected 8 hex digits")
-        except ValueError:
-            pass  # the pool will reject it; the row keeps hash '' and difficulty 0
-        else:
-            header = job.header(
-                en2, _from_bytes(time_bytes, "big"), _from_bytes(nonce_bytes, "big"), version
-            )
-            digest = _sha256(_sha256(header).digest()).digest()
-            hash_int = _from_bytes(digest, "little")
-            share_hash = digest[::-1].hex()
-            share_difficulty = DIFF1_TARGET / (hash_int or _MAX_HASH)
-            is_block = hash_int <= job.network_target
-    return [
-        now,
-        context.proxy_id,
-        upstream,
-        context.protocol,
-        context.channel_id,
-        worker,
-        context.miner_addr,
-        job_id,
-        extranonce2,
-        ntime,
-        nonce,
-        version,
-        share_hash,
-        share_difficulty,
-        pool_difficulty,
-        network_difficulty,
-        STATUS_NO_RESPONSE,
-        "",
-        is_block,
-        0.0,
-        version_bits or "",
-        extranonce1,
-    ]
-
-
-# ShareRecord fields the pool's answer fills in: status, reject_reason (16, 17),
-# response_ms (19); is_block (18) stays.  record.py fixes the order.
-_OUTCOME_AT = ShareRecord._fields.index("status")
-assert ShareRecord._fields[_OUTCOME_AT : _OUTCOME_AT + 4] == (
-    "status", "reject_reason", "is_block", "response_ms",
-)  # fmt: skip
-_REASON_AT = _OUTCOME_AT + 1
-_RESPONSE_MS_AT = _OUTCOME_AT + 3
-HASH_AT = ShareRecord._fields.index("share_hash")
-IS_BLOCK_AT = ShareRecord._fields.index("is_block")
+        row[_POOL_DIFF] = difficulty_now
+        return row
+    row[_POOL_DIFF] = job.pool_difficulty
+    row[_NETWORK_DIFF] = job.network_difficulty
+    row[_EXTRANONCE1] = job.extranonce1_hex
+    try:
+        share = submitted_share(job, _fromhex(extranonce2), ntime, nonce, version_bits, mask)
+    except ValueError:
+        return row  # the pool will reject it; the row keeps hash '' and difficulty 0
+    row[_VERSION] = share.version
+    row[_HASH] = share.hash_hex
+    row[_SHARE_DIFF] = share.difficulty
+    row[IS_BLOCK_AT] = share.is_block
+    return row
 
 
 def finish_row(
     draft: ShareDraft, status: str, reject_reason: str, response_ms: float
 ) -> ShareRecord:
     """The draft with its verdict, as the record to store.  Uses the draft up."""
-    draft[_OUTCOME_AT] = status
-    draft[_REASON_AT] = reject_reason
-    draft[_RESPONSE_MS_AT] = response_ms
+    draft[_STATUS] = status
+    draft[_REASON] = reject_reason
+    draft[_RESPONSE_MS] = response_ms
     return _new_record(ShareRecord, draft)
 
 

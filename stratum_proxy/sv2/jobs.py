@@ -15,7 +15,8 @@ from __future__ import annotations
 import struct
 
 from stratum_proxy.shares import DIFF1_TARGET, Job, ShareResult, merkle_root, sha256d
-from stratum_proxy.shares.math import difficulty_from_hash_int, nbits_to_target
+from stratum_proxy.shares.job import judge_header
+from stratum_proxy.shares.math import nbits_to_target
 from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.messages import NewExtendedMiningJob, SetNewPrevHash
 
@@ -140,14 +141,7 @@ def standard_share(
 ) -> ShareResult:
     """Judge a SubmitSharesStandard: the job (NewMiningJob) gives the merkle root."""
     header = block_header(version, prev_hash, merkle_root, ntime, nbits, nonce)
-    digest = sha256d(header)
-    hash_int = int.from_bytes(digest, "little")
-    return ShareResult(
-        hash_int=hash_int,
-        hash_hex=digest[::-1].hex(),
-        difficulty=difficulty_from_hash_int(hash_int),
-        is_block=hash_int <= nbits_to_target(nbits),
-    )
+    return judge_header(header, nbits_to_target(nbits), version)
 
 
 def target_to_int(target: bytes) -> int:

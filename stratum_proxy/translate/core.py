@@ -197,6 +197,7 @@ class Translator(PoolEventHandlers):
             proxy_id=self.proxy_id,
             upstream=self.upstream,
             channel_id=miner.channel_id or 0,
+            connection_id=miner.miner_id,
             miner_addr=miner.addr,
             extranonce1=miner.session.extranonce1 or b"",
             pool_difficulty=DIFF1_TARGET / channel.target if channel and channel.target else 0.0,

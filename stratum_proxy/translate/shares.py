@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stratum_proxy.shares import compute_share, rolled_version
+from stratum_proxy.shares import hex_u32, submitted_share
 from stratum_proxy.store.record import STATUS_NO_RESPONSE, ShareRecord
 from stratum_proxy.sv1.messages import Submit
-from stratum_proxy.sv1.records import hex_u32
 from stratum_proxy.translate.jobs import (
     SV1_JOB_NOT_FOUND,
     SV1_LOW_DIFFICULTY,
@@ -61,11 +60,15 @@ def new_record(
     proxy_id: str,
     upstream: str,
     channel_id: int,
+    connection_id: int,
     miner_addr: str,
     extranonce1: bytes,
     pool_difficulty: float,
 ) -> ShareRecord:
-    """The row before any math: status no_response until a verdict is known."""
+    """The row before any math: status no_response until a verdict is known.
+
+    ``channel_id`` is the pool's SV2 channel, ``connection_id`` the miner's connection.
+    """
     return ShareRecord(
         ts=now,
         proxy_id=proxy_id,
@@ -89,6 +92,7 @@ def new_record(
         response_ms=0.0,
         version_bits=submit.version_bits or "",
         extranonce1=extranonce1.hex(),
+        connection_id=connection_id,
     )
 
 
@@ -117,17 +121,16 @@ def check_submit(
             raise ValueError(
                 f"extranonce2 must be {extranonce2_size} bytes, got {submit.extranonce2[:80]!r}"
             )
-        ntime, nonce = hex_u32(submit.ntime), hex_u32(submit.nonce)
-        bits = None if submit.version_bits is None else hex_u32(submit.version_bits)
+        extranonce = local + extranonce2
+        result = submitted_share(
+            job.job, extranonce, submit.ntime, submit.nonce, submit.version_bits, version_mask
+        )
     except ValueError as exc:
         return record, LocalReject(
             code=SV1_OTHER, message=f"malformed share: {exc}", reason=REASON_MALFORMED
         )
-    version = rolled_version(job.job.version, version_mask, bits)
-    extranonce = local + extranonce2
-    result = compute_share(job.job, extranonce, ntime, nonce, version)
     record = record._replace(
-        version=version,
+        version=result.version,
         share_hash=result.hash_hex,
         share_difficulty=result.difficulty,
         is_block=result.is_block,
@@ -137,5 +140,9 @@ def check_submit(
             code=SV1_LOW_DIFFICULTY, message="low difficulty share", reason=REASON_BELOW_TARGET
         )
     return record, Forward(
-        job_id=job.sv2_job_id, nonce=nonce, ntime=ntime, version=version, extranonce=extranonce
+        job_id=job.sv2_job_id,
+        nonce=hex_u32(submit.nonce),  # both known to be 8 hex digits by now
+        ntime=hex_u32(submit.ntime),
+        version=result.version,
+        extranonce=extranonce,
     )

@@ -15,7 +15,7 @@ from helpers.store_rows import rec, rows, scalar
 from stratum_proxy.errors import StoreBusyError
 from stratum_proxy.store.backend import encode_batch, open_store
 from stratum_proxy.store.chdb_store import ChdbStore
-from stratum_proxy.store.record import COLUMNS, ShareRecord
+from stratum_proxy.store.record import COLUMN_SPECS, COLUMNS, ShareRecord
 from stratum_proxy.store.settings import StoreSettings
 
 TRICKY = [
@@ -54,6 +54,7 @@ def test_every_column_reads_back_exactly(store: ChdbStore) -> None:
             response_ms=[0.1, 12345.678, 3.4e38][i % 3],
             version_bits=TRICKY[(i + 1) % 6],
             extranonce1=f"{i:08x}",
+            connection_id=0xFFFFFFFF - i * 7919,
         )
         for i in range(24)
     ]
@@ -66,7 +67,7 @@ def test_every_column_reads_back_exactly(store: ChdbStore) -> None:
             exprs.append(f"reinterpretAsUInt64({name})")
         elif name == "response_ms":
             exprs.append("reinterpretAsUInt32(response_ms)")
-        elif name in ("channel_id", "version"):
+        elif COLUMN_SPECS[COLUMNS.index(name)].type == "UInt32":
             exprs.append(name)
         elif name == "is_block":
             exprs.append("toUInt8(is_block)")

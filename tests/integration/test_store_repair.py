@@ -18,7 +18,7 @@ from stratum_proxy.store.chdb_store import ChdbStore
 from stratum_proxy.store.deadletter import DEADLETTER_FILE, read_dead_letters
 from stratum_proxy.store.faults import FATAL, FaultyStore, synthetic_record
 from stratum_proxy.store.pipeline import SharePipeline
-from stratum_proxy.store.schema import SchemaConfig
+from stratum_proxy.store.schema import LATEST_VERSION, SchemaConfig
 from stratum_proxy.store.settings import StoreSettings
 from stratum_proxy.store.spool_admin import replay_dead_letters, spool_status
 from stratum_proxy.store.spool_state import lock_directory, unlock_directory
@@ -74,7 +74,7 @@ def test_start_recreates_what_was_dropped(tmp_path: Path, dropped: list[str]) ->
     s = _reopen(path)
     try:
         assert _objects(s) == full
-        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == "3"
+        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == str(LATEST_VERSION)
         cols = scalar(
             s,
             "SELECT groupArray(name) FROM system.columns "

@@ -12,7 +12,7 @@ from stratum_proxy.store import migrate
 from stratum_proxy.store.backend import encode_batch, open_store, schema_for
 from stratum_proxy.store.chdb_store import ChdbStore
 from stratum_proxy.store.record import COLUMNS
-from stratum_proxy.store.schema import SchemaConfig, all_statements, sql_string
+from stratum_proxy.store.schema import LATEST_VERSION, SchemaConfig, all_statements, sql_string
 from stratum_proxy.store.settings import StoreSettings
 
 
@@ -60,7 +60,7 @@ def test_ensure_schema_is_idempotent(store: ChdbStore) -> None:
         "SELECT groupArray(version) FROM "
         "(SELECT version FROM mining.schema_version ORDER BY version)",
     )
-    assert versions == "[1,2,3]"
+    assert versions == str(list(range(1, LATEST_VERSION + 1))).replace(" ", "")
 
 
 def test_migration_from_a_v1_store_keeps_rows(tmp_path: Path) -> None:
@@ -74,18 +74,18 @@ def test_migration_from_a_v1_store_keeps_rows(tmp_path: Path) -> None:
         )
         assert scalar(s, "SELECT count() FROM system.tables WHERE database = 'mining'") == "2"
         s.ensure_schema()
-        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == "3"
+        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == str(LATEST_VERSION)
         cols = scalar(
             s,
             "SELECT groupArray(name) FROM system.columns "
             "WHERE table = 'shares' AND database = 'mining'",
         )
-        assert "'version_bits','extranonce1'" in cols
+        assert "'version_bits','extranonce1','connection_id'" in cols
         assert scalar(s, "SELECT worker, version_bits = '' FROM mining.shares") == "old.rig\t1"
         snapshot = _schema_snapshot(s)
         s.ensure_schema()
         assert _schema_snapshot(s) == snapshot
-        assert scalar(s, "SELECT count() FROM mining.schema_version") == "3"
+        assert scalar(s, "SELECT count() FROM mining.schema_version") == str(LATEST_VERSION)
         # The new view sees new rows.
         s.insert(encode_batch([rec()], "after-migration"))
         assert scalar(s, "SELECT sum(share_count) FROM mining.mv_hash_rate_stats") == "1"
@@ -158,8 +158,46 @@ def test_a_dropped_version_table_is_rebuilt_without_touching_rows(tmp_path: Path
     s = open_store(url, StoreSettings())
     try:
         s.ensure_schema()
-        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == "3"
+        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == str(LATEST_VERSION)
         assert scalar(s, "SELECT count() FROM mining.shares") == "1"
         assert scalar(s, "SELECT sum(share_count) FROM mining.mv_hash_rate_stats") == "1"
+    finally:
+        s.close()
+
+
+def test_migration_to_connection_ids_keeps_rows_and_the_design_query(tmp_path: Path) -> None:
+    s = open_store(f"chdb://{tmp_path}", StoreSettings())
+    assert isinstance(s, ChdbStore)
+    try:
+        assert migrate.ensure_schema(s._execute, s.schema, target=3) == 3
+        # Rows of a release without the column: channel 1 is the connection's id.
+        s.query(
+            "INSERT INTO mining.shares (ts, worker, channel_id, status, pool_difficulty) "
+            "VALUES (now64(3) - 5, 'old.rig', 1, 'accepted', 512)"
+        )
+        s.ensure_schema()
+        assert scalar(s, "SELECT max(version) FROM mining.schema_version") == str(LATEST_VERSION)
+        names = scalar(
+            s,
+            "SELECT groupArray(name) FROM (SELECT name FROM system.columns "
+            "WHERE table = 'shares' AND database = 'mining' ORDER BY position)",
+        )
+        assert names == "[" + ",".join(f"'{c}'" for c in COLUMNS) + "]"
+        assert scalar(s, "SELECT worker, channel_id, connection_id FROM mining.shares") == (
+            "old.rig\t1\t0"  # recorded before the column: 0, "not known"
+        )
+        s.insert(encode_batch([rec(worker="new.rig", channel_id=4097, connection_id=4097)], "b1"))
+        got = rows(
+            s,
+            "SELECT channel_id, sum(share_count) AS shares, sum(total_hashes) / greatest(1, "
+            "dateDiff('second', min(min_timestamp), max(max_timestamp))) AS hashrate "
+            "FROM mining.mv_hash_rate_stats WHERE period_start >= now() - INTERVAL 60 MINUTE "
+            "GROUP BY channel_id ORDER BY channel_id",
+        )
+        # The aggregate existed before the migration: it counted the old row and the new one.
+        assert [(r["channel_id"], r["shares"]) for r in got] == [(1, 1), (4097, 1)]
+        assert scalar(s, "SELECT connection_id FROM mining.shares WHERE worker = 'new.rig'") == (
+            "4097"
+        )
     finally:
         s.close()

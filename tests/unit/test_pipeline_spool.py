@@ -58,9 +58,13 @@ def test_payload_round_trip_is_exact() -> None:
 def test_rows_from_an_older_release_get_default_trailing_columns() -> None:
     record = synthetic_record(3)
     values = list(encode_payload(record)[1:-1].split(b","))  # JSON array body
-    older = b"[" + b",".join(values[:-2]) + b"]"
+    older = b"[" + b",".join(values[:-3]) + b"]"  # before version_bits, extranonce1, connection_id
     back = decode_payload(older)
     assert back.version_bits == "" and back.extranonce1 == "" and back.nonce == record.nonce
+    assert back.connection_id == 0
+    # A release with the first two of those columns, but not connection_id.
+    newer = decode_payload(b"[" + b",".join(values[:-1]) + b"]")
+    assert newer.extranonce1 == record.extranonce1 and newer.connection_id == 0
 
 
 def test_parse_resynchronises_after_a_damaged_record() -> None:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
+from stratum_proxy.proxy.miner_link import DeadlineTimer, MinerLink
 from stratum_proxy.sv1 import events as ev
 from stratum_proxy.sv1.events import ShareResolved
 from stratum_proxy.sv1.outstanding import DEFAULT_MAX_OUTSTANDING
@@ -21,9 +22,6 @@ from stratum_proxy.sv1.tracker import ShareContext, Sv1Tracker
 if TYPE_CHECKING:
     from stratum_proxy.proxy.server import ProxyServer
 
-# Bytes a miner may send before its pool connection is up (subscribe, configure,
-# authorize are a few hundred bytes; this only stops a peer from filling memory).
-_PRECONNECT_BUFFER = 256 * 1024
 # Submits unanswered at which a miner's socket stops being read (see __init__).
 _BACKLOG_HIGH = 512
 # Reasons of the rows a clean stop writes (they start "proxy stopping").
@@ -98,18 +96,50 @@ class PoolSide(asyncio.Protocol):
         self.relay.resume_miner()
 
 
-class MinerFlowControl:
-    """What both relay kinds do alike: pausing the miner's socket, a pool that left."""
+class RelayBase:
+    """What both relay kinds share: the miner link, its timer, identity and closing.
 
-    miner: asyncio.Transport
-    closed: bool
-    log: Any
+    Subclasses implement ``close`` and ``_on_timer`` (re-arming ``timer``).
+    """
+
     closed_by = "proxy"  # who ended the pair: "miner", "pool" or "proxy" (stop, limits)
-    # Why the miner's socket is not being read ("pool_busy", "backlog", "stopping").
-    paused_for: set[str] = frozenset()  # type: ignore[assignment]  # replaced on first pause
+
+    def __init__(
+        self, server: ProxyServer, miner: asyncio.Transport, connection_id: int, miner_addr: str
+    ) -> None:
+        self.server = server
+        self.link = MinerLink(miner)
+        self.connection_id = connection_id
+        self.miner_addr = miner_addr
+        self.log: Any = server.log.bind(connection_id=connection_id, miner=miner_addr)
+        self.endpoint: PoolEndpoint | None = None
+        self.closed = False
+        self.drain_deadline: float | None = None  # monotonic: close by then at the latest
+        self.connect_task: asyncio.Task[None] | None = None
+        self.timer = DeadlineTimer(self._on_timer)
+        self._idle_s = server.settings.limits.idle_timeout_s
+
+    @property
+    def miner_gone(self) -> bool:
+        return self.link.gone
 
     def close(self) -> None:
         raise NotImplementedError
+
+    def _on_timer(self) -> None:
+        raise NotImplementedError
+
+    def start_timer(self) -> None:
+        """Arm the idle deadline (needs the running loop)."""
+        self.timer.arm(self.link.last_rx + self._idle_s)
+
+    def idle_expired(self, now: float) -> bool:
+        """Whether the miner has been silent past ``idle_timeout_s`` (then closed)."""
+        if now - self.link.last_rx <= self._idle_s:
+            return False
+        self.log.info("miner_idle_timeout")
+        self.close()
+        return True
 
     def pool_closed(self, exc: Exception | None) -> None:
         if not self.closed:
@@ -119,39 +149,35 @@ class MinerFlowControl:
 
     def pause_miner(self, why: str = "pool_busy") -> None:
         """Stop reading the miner for ``why``; reading resumes once no reason is left."""
-        paused = self.paused_for
-        if not paused:
-            if not self.miner.is_closing():
-                self.miner.pause_reading()
-            self.paused_for = {why}  # a set of its own (the empty default is shared)
-        else:
-            paused.add(why)
+        self.link.pause(why)
 
     def resume_miner(self, why: str = "pool_busy") -> None:
-        paused = self.paused_for
-        if why in paused:
-            paused.discard(why)
-            if not paused and not self.miner.is_closing():
-                self.miner.resume_reading()
+        self.link.resume(why)
 
     def stop_reading_miner(self) -> None:
         """Shutdown: no new submits; the pool may still answer the pending ones."""
-        self.pause_miner("stopping")
+        self.link.pause("stopping")
+
+    def hold_early(self, data: bytes) -> None:
+        """Bytes the miner sent before the pool connection is up: kept, bounded."""
+        if not self.link.hold(data):
+            self.log.warning("miner_flood_before_pool", bytes=self.link.held_bytes)
+            self.close()
+
+    def _cancel_connect(self) -> None:
+        task = self.connect_task
+        if task is not None and not task.done() and task is not asyncio.current_task():
+            task.cancel()
 
 
-class PassthroughRelay(MinerFlowControl):
+class PassthroughRelay(RelayBase):
     """One miner ↔ pool pair: the byte relay plus its SV1 tracker."""
 
     def __init__(
         self, server: ProxyServer, miner: asyncio.Transport, connection_id: int, miner_addr: str
     ) -> None:
-        self.server = server
-        self.miner = miner
-        self.connection_id = connection_id
-        self.miner_addr = miner_addr
+        super().__init__(server, miner, connection_id, miner_addr)
         self.pool: asyncio.Transport | None = None
-        self.endpoint: PoolEndpoint | None = None
-        self.log = server.log.bind(connection_id=connection_id, miner=miner_addr)
         limits = server.settings.limits
         self.tracker = Sv1Tracker(
             context=ShareContext(
@@ -165,20 +191,13 @@ class PassthroughRelay(MinerFlowControl):
             submit_timeout_s=limits.submit_timeout_s,
             max_jobs=limits.max_jobs_per_connection,
         )
-        self.last_miner_rx = time.monotonic()
-        self.closed = False
-        self.miner_gone = False
         # A miner with this many submits unanswered is not read until the pool has
         # caught up to a quarter of it: its flood waits in its own socket instead of
         # in the proxy, and the pool's answers keep landing on the right rows.
         self._backlog_high = min(_BACKLOG_HIGH, DEFAULT_MAX_OUTSTANDING // 4)
         self._backlog_low = self._backlog_high // 4
-        self.drain_deadline: float | None = None
-        self.stopping = False  # the proxy is stopping: read and record, forward nothing
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
+        self.stopping = False  # past the shutdown grace: read and record, do not forward
         self._skipped = 0
-        self.connect_task: asyncio.Task[None] | None = None
 
     # -- connecting -------------------------------------------------------
 
@@ -201,17 +220,19 @@ class PassthroughRelay(MinerFlowControl):
         self.tracker.set_upstream(endpoint.name)
         self.log = self.log.bind(pool=endpoint.name)
         self.log.info("miner_connected")
-        pending, self._pending = self._pending, []
+        pending = self.link.take_held()
         for chunk in pending:
             self.pool.write(chunk)
         for chunk in pending:
             if not self._observe(self.tracker.miner_data, chunk, "miner"):
                 return
+        self.timer.arm(self.tracker.get_timer())
 
     # -- data -------------------------------------------------------------
 
     def from_miner(self, data: bytes) -> None:
-        self.last_miner_rx = time.monotonic()
+        link = self.link
+        link.last_rx = time.monotonic()
         pool = self.pool
         if self.stopping:
             # Past the shutdown grace: what the miner sent is read and recorded
@@ -220,15 +241,14 @@ class PassthroughRelay(MinerFlowControl):
             return
         if pool is None:
             self.server.start_pool_connect(self)
-            self._pending.append(data)
-            self._pending_bytes += len(data)
-            if self._pending_bytes > _PRECONNECT_BUFFER:
-                self.log.warning("miner_flood_before_pool", bytes=self._pending_bytes)
-                self.close()
+            self.hold_early(data)
             return
         pool.write(data)
         self._observe(self.tracker.miner_data, data, "miner")
-        if self.tracker.outstanding() >= self._backlog_high and "backlog" not in self.paused_for:
+        # A new submit may be the only one owed: its deadline is then the next.
+        # (Answers only move the next deadline later: no arming on the pool side.)
+        self.timer.arm(self.tracker.get_timer())
+        if self.tracker.outstanding() >= self._backlog_high and "backlog" not in link.paused_for:
             self.pause_miner("backlog")
             self.server.count("miner_backlog_pauses")
             self.server.log_limited(
@@ -239,19 +259,20 @@ class PassthroughRelay(MinerFlowControl):
             )
 
     def from_pool(self, data: bytes) -> None:
-        if not self.miner_gone:
-            self.miner.write(data)
+        self.link.write(data)
         self._observe(self.tracker.pool_data, data, "pool")
-        if self.paused_for:
+        if self.link.paused_for:
             self._maybe_resume_backlog()
+        if self.drain_deadline is not None and self.tracker.get_timer() is None:
+            self.close()  # the miner left and every verdict it was owed has come
 
     def _maybe_resume_backlog(self) -> None:
-        if "backlog" in self.paused_for and self.tracker.outstanding() <= self._backlog_low:
+        if "backlog" in self.link.paused_for and self.tracker.outstanding() <= self._backlog_low:
             self.resume_miner("backlog")
 
     def _observe(self, feed: Any, data: bytes, side: str) -> bool:
         try:
-            events = feed(data, time.time())
+            events = feed(data, time.monotonic(), wall=time.time())
         except RemoteProtocolError as exc:
             self.log.warning("connection_closed_bad_input", side=side, error=str(exc))
             self.close()
@@ -312,22 +333,29 @@ class PassthroughRelay(MinerFlowControl):
             elif isinstance(event, ev.DifficultySet):
                 self.log.debug("difficulty_set", difficulty=event.difficulty)
 
-    # -- timers (driven by the server's sweeper) ---------------------------
+    # -- timers ------------------------------------------------------------
 
-    def tick(self, now_wall: float, now_mono: float) -> None:
-        deadline = self.tracker.get_timer()
-        if deadline is not None and deadline <= now_wall:
-            self._handle(self.tracker.handle_timer(now_wall))
+    def _on_timer(self) -> None:
         if self.closed:
             return
-        if self.paused_for:
+        now = time.monotonic()
+        deadline = self.tracker.get_timer()
+        if deadline is not None and deadline <= now:
+            self._handle(self.tracker.handle_timer(now))
+            if self.closed:
+                return
+        if self.link.paused_for:
             self._maybe_resume_backlog()
         if self.drain_deadline is not None:
-            if now_mono >= self.drain_deadline or self.tracker.get_timer() is None:
+            if now >= self.drain_deadline or self.tracker.get_timer() is None:
                 self.close()
-        elif now_mono - self.last_miner_rx > self.server.settings.limits.idle_timeout_s:
-            self.log.info("miner_idle_timeout")
-            self.close()
+                return
+            self.timer.arm(self.drain_deadline)
+        elif self.idle_expired(now):
+            return
+        else:
+            self.timer.arm(self.link.last_rx + self._idle_s)
+        self.timer.arm(self.tracker.get_timer())
 
     def has_pending(self) -> bool:
         return self.tracker.get_timer() is not None
@@ -339,8 +367,7 @@ class PassthroughRelay(MinerFlowControl):
             return
         self.stopping = True
         self.tracker.stop_forwarding(_NOT_SENT)
-        pending, self._pending = self._pending, []  # never sent: the pool was not ready
-        for chunk in pending:
+        for chunk in self.link.take_held():  # never sent: the pool was not ready
             self.from_miner(chunk)
 
     # -- flow control -----------------------------------------------------
@@ -356,12 +383,13 @@ class PassthroughRelay(MinerFlowControl):
     # -- closing ----------------------------------------------------------
 
     def miner_closed(self, exc: Exception | None) -> None:
-        self.miner_gone = True
+        self.link.gone = True
         if self.closed:
             return
         if self.pool is not None and self.has_pending():
             # Keep listening for the verdicts of shares already submitted.
             self.drain_deadline = time.monotonic() + _DRAIN_AFTER_MINER_LEFT_S
+            self.timer.arm(self.drain_deadline)
             return
         self.close()
 
@@ -370,15 +398,13 @@ class PassthroughRelay(MinerFlowControl):
         if self.closed:
             return
         self.closed = True
+        self.timer.cancel()
         if self.stopping:
-            self._handle(self.tracker.connection_lost(time.time(), _GRACE_OVER))
+            self._handle(self.tracker.connection_lost(time.monotonic(), _GRACE_OVER))
         else:
-            self._handle(self.tracker.connection_lost(time.time()))
+            self._handle(self.tracker.connection_lost(time.monotonic()))
         if self.pool is not None:
             self.pool.close()
-        if not self.miner.is_closing():
-            self.miner.close()
-        task = self.connect_task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
+        self.link.close()
+        self._cancel_connect()
         self.server.forget(self)

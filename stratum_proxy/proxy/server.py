@@ -26,7 +26,6 @@ from stratum_proxy.proxy.translate import TranslateRelay
 from stratum_proxy.settings import Settings
 from stratum_proxy.store.record import STATUS_REJECTED, ShareRecord
 
-_SWEEP_INTERVAL_S = 0.5
 _STOP_READ_S = 0.2  # at a stop, time for bytes miners already sent to arrive and be recorded
 _QUIET_S = 0.5  # at a stop, miners silent this long (and owed nothing) end the grace early
 _STOP_ANSWERS_S = 0.5  # then, at most this long for answers the pool still owes
@@ -88,7 +87,6 @@ class ProxyServer:
             for sock in server.sockets:
                 self.log.info("listening", address=format_sockname(sock.getsockname()))
         self._accepting = True
-        self._spawn(self._sweep())
         self._spawn(self._summaries())
 
     @property
@@ -134,8 +132,7 @@ class ProxyServer:
         sent something in the last ``_QUIET_S`` (it is mining: keep relaying it)."""
         now = time.monotonic()
         return any(
-            r.has_pending()
-            or (isinstance(r, PassthroughRelay) and now - r.last_miner_rx < _QUIET_S)
+            r.has_pending() or (isinstance(r, PassthroughRelay) and now - r.link.last_rx < _QUIET_S)
             for r in self.relays
         )
 
@@ -172,6 +169,7 @@ class ProxyServer:
         relay_class = TranslateRelay if first.protocol == "sv2" else PassthroughRelay
         relay = relay_class(self, transport, self._connection_ids(), addr)
         self.relays.add(relay)
+        relay.start_timer()
         self.counters["connections_accepted"] += 1
         if isinstance(relay, TranslateRelay):  # a channel on a shared upstream: cheap
             relay.connect_task = self._spawn(relay.connect_pool())
@@ -262,13 +260,6 @@ class ProxyServer:
         getattr(log, level)(event, suppressed=held, **fields)
 
     # -- periodic work ----------------------------------------------------
-
-    async def _sweep(self) -> None:
-        while True:
-            await asyncio.sleep(_SWEEP_INTERVAL_S)
-            now_wall, now_mono = time.time(), time.monotonic()
-            for relay in list(self.relays):
-                relay.tick(now_wall, now_mono)
 
     async def _summaries(self) -> None:
         interval = self.settings.log.summary_interval_s

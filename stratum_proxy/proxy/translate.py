@@ -17,14 +17,12 @@ import time
 from typing import TYPE_CHECKING
 
 from stratum_proxy.proxy.endpoints import PoolEndpoint
-from stratum_proxy.proxy.passthrough import MinerFlowControl
+from stratum_proxy.proxy.passthrough import RelayBase
 from stratum_proxy.proxy.sv2_upstream import Sv2Upstream
 
 if TYPE_CHECKING:
     from stratum_proxy.proxy.server import ProxyServer
 
-# What a miner may send before its pool connection is up (as in passthrough).
-_PRECONNECT_BUFFER = 256 * 1024
 # After the pool's Reconnect, how long a miner may wait for verdicts it is owed.
 _RETIRE_DRAIN_S = 2.0
 # After client.reconnect, how long before we close a miner that did not go.
@@ -33,25 +31,14 @@ _RECONNECT_GRACE_S = 1.0
 _RECONNECT_TO_PROXY = b'{"id":null,"method":"client.reconnect","params":[]}\n'
 
 
-class TranslateRelay(MinerFlowControl):
+class TranslateRelay(RelayBase):
     def __init__(
         self, server: ProxyServer, miner: asyncio.Transport, connection_id: int, miner_addr: str
     ) -> None:
-        self.server = server
-        self.miner = miner
-        self.connection_id = connection_id  # the miner's id in the translator too
-        self.miner_addr = miner_addr
-        self.endpoint: PoolEndpoint | None = None
+        super().__init__(server, miner, connection_id, miner_addr)
         self.upstream: Sv2Upstream | None = None
-        self.log = server.log.bind(connection_id=connection_id, miner=miner_addr, mode="translate")
-        self.last_miner_rx = time.monotonic()
-        self.closed = False
-        self.miner_gone = False
-        self.drain_deadline: float | None = None
+        self.log = self.log.bind(mode="translate")
         self._retiring = False
-        self._pending: list[bytes] = []
-        self._pending_bytes = 0
-        self.connect_task: asyncio.Task[None] | None = None
 
     # -- connecting -------------------------------------------------------
 
@@ -84,8 +71,7 @@ class TranslateRelay(MinerFlowControl):
         self.log = self.log.bind(pool=pool.name)
         self.log.info("miner_connected")
         upstream.attach(self)
-        pending, self._pending = self._pending, []
-        for chunk in pending:
+        for chunk in self.link.take_held():
             if self.closed:
                 return
             upstream.miner_data(self, chunk)
@@ -93,39 +79,39 @@ class TranslateRelay(MinerFlowControl):
     # -- data -------------------------------------------------------------
 
     def from_miner(self, data: bytes) -> None:
-        self.last_miner_rx = time.monotonic()
+        self.link.last_rx = time.monotonic()
         if self.closed:
             return
         if self.upstream is None:
-            self._pending.append(data)
-            self._pending_bytes += len(data)
-            if self._pending_bytes > _PRECONNECT_BUFFER:
-                self.log.warning("miner_flood_before_pool", bytes=self._pending_bytes)
-                self.close()
+            self.hold_early(data)
             return
         self.upstream.miner_data(self, data)
 
     def write_miner(self, data: bytes) -> None:
-        if not self.miner_gone and not self.miner.is_closing():
-            self.miner.write(data)
+        self.link.write(data)
+        if self._retiring:
+            self.timer.arm(time.monotonic())  # maybe the last answer owed: look now
 
-    # -- timers (driven by the server's sweeper) ---------------------------
+    # -- timers ------------------------------------------------------------
 
-    def tick(self, now_wall: float, now_mono: float) -> None:
+    def _on_timer(self) -> None:
         if self.closed:
             return
-        if self.drain_deadline is not None:
-            if self._retiring and (now_mono >= self.drain_deadline or not self.has_pending()):
-                # Miners that follow client.reconnect come back at once (to us).  We
-                # keep reading a moment: a submit already on the wire still gets a row.
-                self.write_miner(_RECONNECT_TO_PROXY)
-                self._retiring = False
-                self.drain_deadline = now_mono + _RECONNECT_GRACE_S
-            elif now_mono >= self.drain_deadline:
-                self.close()
-        elif now_mono - self.last_miner_rx > self.server.settings.limits.idle_timeout_s:
-            self.log.info("miner_idle_timeout")
+        now = time.monotonic()
+        if self.drain_deadline is None:
+            if not self.idle_expired(now):
+                self.timer.arm(self.link.last_rx + self._idle_s)
+            return
+        if self._retiring and (now >= self.drain_deadline or not self.has_pending()):
+            # Miners that follow client.reconnect come back at once (to us).  We
+            # keep reading a moment: a submit already on the wire still gets a row.
+            self.link.write(_RECONNECT_TO_PROXY)
+            self._retiring = False
+            self.drain_deadline = now + _RECONNECT_GRACE_S
+        elif now >= self.drain_deadline:
             self.close()
+            return
+        self.timer.arm(self.drain_deadline)
 
     def has_pending(self) -> bool:
         return self.upstream is not None and self.upstream.pending_for(self) > 0
@@ -138,6 +124,7 @@ class TranslateRelay(MinerFlowControl):
         """
         self._retiring = True
         self.drain_deadline = time.monotonic() + _RETIRE_DRAIN_S
+        self.timer.arm(self.drain_deadline)
 
     # -- flow control -----------------------------------------------------
 
@@ -151,18 +138,16 @@ class TranslateRelay(MinerFlowControl):
 
     def miner_closed(self, exc: Exception | None) -> None:
         """Shares in flight keep their place upstream: their rows are still written."""
-        self.miner_gone = True
+        self.link.gone = True
         self.close()
 
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
+        self.timer.cancel()
         if self.upstream is not None:
             self.upstream.detach(self)
-        if not self.miner.is_closing():
-            self.miner.close()
-        task = self.connect_task
-        if task is not None and not task.done() and task is not asyncio.current_task():
-            task.cancel()
+        self.link.close()
+        self._cancel_connect()
         self.server.forget(self)

@@ -27,6 +27,12 @@ Rules (each is a decision the records depend on):
   ``outstanding``).  ESP-Miner's ``{"method": "pong"}`` answers a ping in
   request form and is not tracked: the pool never answers it.
 
+The contract every protocol core follows: bytes and time in (``miner_data``,
+``pool_data``), events out, and ``get_timer()`` / ``handle_timer(now)`` for
+deadlines, which the shell arms as a timer.  ``now`` is the monotonic clock
+(deadlines, round trips); rows are stamped with the wall clock passed as
+``wall``, so a clock step moves no deadline.
+
 Framing failures (a line over ``max_line_bytes``) raise a fatal
 ``RemoteProtocolError``; events of the lines before it are kept and returned
 by the next call (normally ``connection_lost``).  A bad line is a
@@ -120,6 +126,7 @@ class Sv1Tracker:
         self._stats = dict.fromkeys(_STAT_KEYS, 0)
         self._stashed: list[Event] = []
         self._unsent: str | None = None  # set by stop_forwarding
+        self._wall = 0.0  # wall time of the bytes being read: their rows' ts
         # Per direction: name, line buffer, fast path, line counter (bound once).
         self._miner_side: _SideParts = (
             "miner",
@@ -152,12 +159,18 @@ class Sv1Tracker:
 
     # -- public API ----------------------------------------------------------------
 
-    def miner_data(self, data: bytes, now: float) -> list[Event]:
-        """Bytes the miner sent (already forwarded to the pool)."""
+    def miner_data(self, data: bytes, now: float, wall: float | None = None) -> list[Event]:
+        """Bytes the miner sent (already forwarded to the pool).
+
+        ``now`` is the monotonic clock (deadlines, round trips); ``wall`` the
+        wall clock that stamps the rows of these bytes' submits (None: ``now``).
+        """
+        self._wall = now if wall is None else wall
         return self._feed(self._miner_side, data, now)
 
-    def pool_data(self, data: bytes, now: float) -> list[Event]:
-        """Bytes the pool sent (already forwarded to the miner)."""
+    def pool_data(self, data: bytes, now: float, wall: float | None = None) -> list[Event]:
+        """Bytes the pool sent (already forwarded to the miner); clocks as ``miner_data``."""
+        self._wall = now if wall is None else wall
         return self._feed(self._pool_side, data, now)
 
     def get_timer(self) -> float | None:
@@ -303,7 +316,7 @@ class Sv1Tracker:
             upstream=self._upstream,
             mask=state.mask,
             difficulty_now=state.difficulty,
-            now=now,
+            now=self._wall,
         )
         self._track_share(msg.id, job, draft, now, events)
 
@@ -332,7 +345,7 @@ class Sv1Tracker:
         job = state.jobs.get(job_id)
         draft = draft_share_row(
             worker, job_id, extranonce2, ntime, nonce, bits, job,
-            self._context, self._upstream, state.mask, state.difficulty, now,
+            self._context, self._upstream, state.mask, state.difficulty, self._wall,
         )  # fmt: skip
         self._track_share(msg_id, job, draft, now, events)
         return True

@@ -546,3 +546,20 @@ def test_a_malformed_submit_is_one_row_with_the_pools_verdict(params: Any) -> No
     found = records(tracker.miner_data(line({**orjson.loads(sent), "id": 10}), 2.0))
     found += records(tracker.pool_data(answer(10), 2.5))
     assert [r.status for r in found] == ["accepted"]
+
+
+def test_deadlines_follow_the_monotonic_clock_and_rows_the_wall_clock() -> None:
+    """A wall-clock step (NTP) moves no deadline; the row keeps the wall time it was read at."""
+    tracker = Sv1Tracker(context=CONTEXT, submit_timeout_s=5.0)
+    subscribed(tracker, "f000000d", now=100.0)
+    tracker.pool_data(notify(SLUSH, job_id="j1"), 100.0, wall=1_800_000_000.0)
+    tracker.miner_data(submit(9, "j1", "00000001"), 100.0, wall=1_800_000_000.25)
+    assert tracker.get_timer() == 105.0
+    # The wall clock jumped an hour ahead meanwhile: nothing expires before 105 monotonic.
+    assert records(tracker.handle_timer(104.9)) == []
+    (row,) = records(tracker.handle_timer(105.0))
+    assert row.status == "no_response" and row.ts == 1_800_000_000.25
+    # A verdict's round trip is measured on the monotonic clock too.
+    tracker.miner_data(submit(10, "j1", "00000002"), 200.0, wall=1_700_000_000.0)
+    answered = one_record(tracker.pool_data(answer(10), 200.125, wall=1_900_000_000.0))
+    assert answered.ts == 1_700_000_000.0 and answered.response_ms == pytest.approx(125.0)

@@ -1,0 +1,1 @@
+"""Aggregate mode: many SV1 miners on few SV1 pool connections (sans-I/O cores)."""

@@ -25,7 +25,7 @@ speed.  What the checks rule out, and why (each was seen in chdb 26):
 * a ts outside [1e9, 1e10) s (years 2001-2286): inside, the parser's reading
   of the decimal text was checked against ``record.ts_millis`` (which the
   RowBinary encoder uses too); that also rules out bools;
-* an is_block that is not a bool (RowBinary stores any value's truth).
+* a Bool column value that is not a bool (RowBinary stores any value's truth).
 
 Float64 values travel as their shortest round-trip text and come back bit for
 bit (``precise_float_parsing``); bools in number columns are read as 1/0, as
@@ -61,10 +61,10 @@ _TS_MIN, _TS_MAX = 1e9, 1e10
 _STRINGS = columns_of_type("String") + columns_of_type("LowCardinality(String)")
 _UINT32 = columns_of_type("UInt32")
 _FLOAT64 = columns_of_type("Float64")
-(_BOOL,) = columns_of_type("Bool")
+_BOOLS = columns_of_type("Bool")
 (_FLOAT32,) = columns_of_type("Float32")
 # A column added to the table must be checked here too before it may travel as JSON.
-assert sorted((_TS, *_STRINGS, *_UINT32, *_FLOAT64, _BOOL, _FLOAT32)) == list(range(len(COLUMNS)))
+assert sorted((_TS, *_STRINGS, *_UINT32, *_FLOAT64, *_BOOLS, _FLOAT32)) == list(range(len(COLUMNS)))
 
 
 def maybe_encode(
@@ -111,8 +111,9 @@ def _representable(columns: list[tuple[Any, ...]]) -> bool:
     for i in _FLOAT64:
         if not math.isfinite(sum(columns[i])):  # TypeError for non-numbers
             return False
-    if {*map(type, columns[_BOOL])} != {bool}:
-        return False
+    for i in _BOOLS:
+        if {*map(type, columns[i])} != {bool}:
+            return False
     f32 = columns[_FLOAT32]
     if not math.isfinite(sum(f32)):
         return False
@@ -168,7 +169,8 @@ def decode_columns(payload: bytes, rows: int) -> list[list[object]]:
         columns[i] = [int(v) for v in columns[i]]
     for i in _FLOAT64:
         columns[i] = [float(v) for v in columns[i]]
-    columns[_BOOL] = [bool(v) for v in columns[_BOOL]]
+    for i in _BOOLS:
+        columns[i] = [bool(v) for v in columns[i]]
     f32 = columns[_FLOAT32]
     columns[_FLOAT32] = list(struct.unpack(f"<{rows}f", struct.pack(f"<{rows}f", *f32)))
     return columns

@@ -88,6 +88,11 @@ class ShareRecord(NamedTuple):
     version_bits: Annotated[str, Column("String", "ZSTD(1)", since=2)] = ""  # 6th submit param
     extranonce1: Annotated[str, Column("String", "ZSTD(1)", since=2)] = ""  # for this job
     connection_id: Annotated[int, Column("UInt32", since=4)] = 0
+    # The difficulty the miner worked at for this share: the pool's in passthrough
+    # and translate mode, the proxy's own (vardiff) in aggregate mode.
+    miner_difficulty: Annotated[float, Column("Float64", "Gorilla, ZSTD(1)", since=5)] = 0.0
+    forwarded: Annotated[bool, Column("Bool", since=5)] = False  # sent on to the pool
+    verdict_by: Annotated[str, Column(_LC, since=5)] = ""  # 'pool', 'proxy', '' (no verdict)
 
 
 COLUMNS: tuple[str, ...] = ShareRecord._fields

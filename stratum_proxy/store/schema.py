@@ -275,6 +275,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, "shares: version_bits and extranonce1 columns", _added_columns(2)),
     Migration(3, "per-minute aggregate mv_hash_rate_stats", _v3_aggregates),
     Migration(4, "shares: connection_id column", _added_columns(4)),
+    Migration(5, "shares: miner_difficulty, forwarded, verdict_by columns", _added_columns(5)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -14,7 +14,7 @@ from typing import Any
 import orjson
 
 from stratum_proxy.shares import Job, submitted_share
-from stratum_proxy.store.record import INDEX, ShareRecord, empty_row
+from stratum_proxy.store.record import INDEX, STATUS_NO_RESPONSE, ShareRecord, empty_row
 from stratum_proxy.sv1.messages import RpcId, Submit
 
 _fromhex = bytes.fromhex
@@ -44,6 +44,7 @@ class ShareContext:
         row[_AT["channel_id"]] = self.channel_id
         row[_AT["miner_addr"]] = self.miner_addr
         row[_AT["connection_id"]] = self.connection_id
+        row[_AT["forwarded"]] = True  # passthrough forwards every submit it reads
         object.__setattr__(self, "template", tuple(row))
 
 
@@ -61,6 +62,11 @@ _VERSION_BITS, _POOL_DIFF = _AT["version_bits"], _AT["pool_difficulty"]
 _NETWORK_DIFF, _EXTRANONCE1 = _AT["network_difficulty"], _AT["extranonce1"]
 _VERSION, _HASH, _SHARE_DIFF = _AT["version"], _AT["share_hash"], _AT["share_difficulty"]
 _STATUS, _REASON, _RESPONSE_MS = _AT["status"], _AT["reject_reason"], _AT["response_ms"]
+_MINER_DIFF, _VERDICT_BY, FORWARDED_AT = (
+    _AT["miner_difficulty"],
+    _AT["verdict_by"],
+    _AT["forwarded"],
+)
 HASH_AT, IS_BLOCK_AT = _HASH, _AT["is_block"]
 
 
@@ -127,9 +133,10 @@ def draft_share_row(
     if version_bits is not None:
         row[_VERSION_BITS] = version_bits
     if job is None:
-        row[_POOL_DIFF] = difficulty_now
+        row[_POOL_DIFF] = row[_MINER_DIFF] = difficulty_now
         return row
-    row[_POOL_DIFF] = job.pool_difficulty
+    # The miner works at the pool's difficulty: the proxy sets none of its own.
+    row[_POOL_DIFF] = row[_MINER_DIFF] = job.pool_difficulty
     row[_NETWORK_DIFF] = job.network_difficulty
     row[_EXTRANONCE1] = job.extranonce1_hex
     try:
@@ -150,6 +157,8 @@ def finish_row(
     draft[_STATUS] = status
     draft[_REASON] = reject_reason
     draft[_RESPONSE_MS] = response_ms
+    if status != STATUS_NO_RESPONSE:
+        draft[_VERDICT_BY] = "pool"
     return _new_record(ShareRecord, draft)
 
 

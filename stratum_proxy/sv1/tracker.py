@@ -72,6 +72,7 @@ from stratum_proxy.sv1.outstanding import (
 from stratum_proxy.sv1.params import maybe_mask
 from stratum_proxy.sv1.parser import parse_object
 from stratum_proxy.sv1.records import (
+    FORWARDED_AT,
     HASH_AT,
     IS_BLOCK_AT,
     ShareContext,
@@ -361,6 +362,7 @@ class Sv1Tracker:
             stats["uncomputable_shares"] += 1
         if self._unsent is not None:  # the shell no longer forwards: a row, not a wait
             stats["no_response"] += 1
+            draft[FORWARDED_AT] = False
             events.append(ShareResolved(finish_row(draft, STATUS_NO_RESPONSE, self._unsent, 0.0)))
             return
         evicted = self._outstanding.add(key, "mining.submit", now, now + self._timeout, draft)

@@ -55,22 +55,26 @@ def test_every_column_reads_back_exactly(store: ChdbStore) -> None:
             version_bits=TRICKY[(i + 1) % 6],
             extranonce1=f"{i:08x}",
             connection_id=0xFFFFFFFF - i * 7919,
+            miner_difficulty=[1 / 3, 65536.0, 5e-324][i % 3],
+            forwarded=i % 2 == 0,
+            verdict_by=["pool", "proxy", ""][i % 3],
         )
         for i in range(24)
     ]
     store.insert(encode_batch(records, "exact"))
     exprs = []
+    kinds = {name: spec.type for name, spec in zip(COLUMNS, COLUMN_SPECS, strict=True)}
     for name in COLUMNS:
-        if name == "ts":
-            exprs.append("toUnixTimestamp64Milli(ts)")
-        elif name in ("share_difficulty", "pool_difficulty", "network_difficulty"):
+        if kinds[name].startswith("DateTime64"):
+            exprs.append(f"toUnixTimestamp64Milli({name})")
+        elif kinds[name] == "Float64":
             exprs.append(f"reinterpretAsUInt64({name})")
-        elif name == "response_ms":
-            exprs.append("reinterpretAsUInt32(response_ms)")
-        elif COLUMN_SPECS[COLUMNS.index(name)].type == "UInt32":
+        elif kinds[name] == "Float32":
+            exprs.append(f"reinterpretAsUInt32({name})")
+        elif kinds[name] == "UInt32":
             exprs.append(name)
-        elif name == "is_block":
-            exprs.append("toUInt8(is_block)")
+        elif kinds[name] == "Bool":
+            exprs.append(f"toUInt8({name})")
         else:
             exprs.append(f"hex({name})")
     got = store.query(
@@ -81,13 +85,13 @@ def test_every_column_reads_back_exactly(store: ChdbStore) -> None:
         fields = []
         for name in COLUMNS:
             v = getattr(r, name)
-            if name == "ts":
+            if kinds[name].startswith("DateTime64"):
                 fields.append(str(int(Decimal(repr(v)) * 1000)))  # digits beyond ms dropped
-            elif name in ("share_difficulty", "pool_difficulty", "network_difficulty"):
+            elif kinds[name] == "Float64":
                 fields.append(str(struct.unpack("<Q", struct.pack("<d", v))[0]))
-            elif name == "response_ms":
+            elif kinds[name] == "Float32":
                 fields.append(str(struct.unpack("<I", struct.pack("<f", v))[0]))
-            elif name == "is_block":
+            elif kinds[name] == "Bool":
                 fields.append(str(int(v)))
             elif isinstance(v, int):
                 fields.append(str(v))

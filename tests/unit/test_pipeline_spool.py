@@ -9,6 +9,7 @@ import pytest
 
 from stratum_proxy.errors import StoreBusyError
 from stratum_proxy.store.faults import synthetic_record
+from stratum_proxy.store.record import COLUMNS
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_admin import spool_status
 from stratum_proxy.store.spool_format import (
@@ -58,12 +59,12 @@ def test_payload_round_trip_is_exact() -> None:
 def test_rows_from_an_older_release_get_default_trailing_columns() -> None:
     record = synthetic_record(3)
     values = list(encode_payload(record)[1:-1].split(b","))  # JSON array body
-    older = b"[" + b",".join(values[:-3]) + b"]"  # before version_bits, extranonce1, connection_id
-    back = decode_payload(older)
+    first_release = b"[" + b",".join(values[: COLUMNS.index("version_bits")]) + b"]"
+    back = decode_payload(first_release)
     assert back.version_bits == "" and back.extranonce1 == "" and back.nonce == record.nonce
-    assert back.connection_id == 0
-    # A release with the first two of those columns, but not connection_id.
-    newer = decode_payload(b"[" + b",".join(values[:-1]) + b"]")
+    assert back.connection_id == 0 and back.verdict_by == "" and back.forwarded is False
+    # A release with version_bits and extranonce1, but not the later columns.
+    newer = decode_payload(b"[" + b",".join(values[: COLUMNS.index("connection_id")]) + b"]")
     assert newer.extranonce1 == record.extranonce1 and newer.connection_id == 0
 
 

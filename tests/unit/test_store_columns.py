@@ -26,14 +26,14 @@ FROZEN_ORDER = (
     "ts", "proxy_id", "upstream", "protocol", "channel_id", "worker", "miner_addr", "job_id",
     "extranonce2", "ntime", "nonce", "version", "share_hash", "share_difficulty",
     "pool_difficulty", "network_difficulty", "status", "reject_reason", "is_block",
-    "response_ms", "version_bits", "extranonce1",
+    "response_ms", "version_bits", "extranonce1", "connection_id", "miner_difficulty",
+    "forwarded", "verdict_by",
 )  # fmt: skip
 
 
 def test_columns_are_only_ever_appended() -> None:
     assert COLUMNS[: len(FROZEN_ORDER)] == FROZEN_ORDER
-    added = COLUMNS[len(FROZEN_ORDER) :]
-    assert added == ("connection_id",)
+    assert len(COLUMNS) == len(FROZEN_ORDER), "a new column: append it here too"
     # A column added after the first release has a default (older rows read back
     # with it) and a migration that adds it; migrations only ever grow.
     since = [spec.since for spec in COLUMN_SPECS]
@@ -43,6 +43,7 @@ def test_columns_are_only_ever_appended() -> None:
         assert spec.since in versions
         assert (name in DEFAULTS) == (spec.since > 1), name
     assert [n for n, _ in columns_since(4)] == ["connection_id"]
+    assert [n for n, _ in columns_since(5)] == ["miner_difficulty", "forwarded", "verdict_by"]
     assert [n for n, _ in SHARES_COLUMNS] == list(COLUMNS)
 
 
@@ -85,6 +86,7 @@ def test_the_passthrough_row_holds_each_value_in_its_own_column() -> None:
         "ts": 123.5, "proxy_id": "PX", "upstream": "UP", "protocol": "sv1", "channel_id": 41,
         "miner_addr": "MA:1", "connection_id": 42, "status": "rejected",
         "reject_reason": "21 Stale", "response_ms": 500.0, "share_hash": "",
+        "forwarded": True, "verdict_by": "pool", "miner_difficulty": 1.0,
     }  # fmt: skip
 
 

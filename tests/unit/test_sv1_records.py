@@ -23,5 +23,8 @@ def test_finish_row_is_replace(
     record = synthetic_record(index)._replace(is_block=is_block, version_bits="1fffe000")
     got = finish_row(list(record), status, reason, response_ms)
     assert type(got) is ShareRecord
-    assert got == record._replace(status=status, reject_reason=reason, response_ms=response_ms)
+    verdict_by = "" if status == "no_response" else "pool"  # the pool judged, or nobody
+    assert got == record._replace(
+        status=status, reject_reason=reason, response_ms=response_ms, verdict_by=verdict_by
+    )
     assert got.is_block is is_block and got.version_bits == "1fffe000"

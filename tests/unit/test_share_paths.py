@@ -20,7 +20,7 @@ from typing import Any
 import orjson
 import pytest
 
-from stratum_proxy.shares import DIFF1_TARGET, rolled_version, swap_prevhash_words
+from stratum_proxy.shares import DIFF1_TARGET, rolled_version, submitted_share, swap_prevhash_words
 from stratum_proxy.sv1.events import ShareResolved
 from stratum_proxy.sv1.messages import Submit
 from stratum_proxy.sv1.records import ShareContext
@@ -186,4 +186,41 @@ def test_standard_channel_shares_carry_every_vector(v: dict[str, Any]) -> None:
         int(v["ntime"], 16),
         int(v["nonce"], 16),
     )
+    _check(v, result.hash_hex, result.difficulty, result.version, result.is_block)
+
+
+@pytest.mark.parametrize(
+    "v", [v for v in VECTORS if len(v["extranonce2"]) >= 4], ids=lambda v: v["id"]
+)
+def test_aggregate_miner_jobs_carry_every_vector(v: dict[str, Any]) -> None:
+    """Aggregate mode: the upstream's extranonce2 split into the miner's prefix and its own."""
+    from stratum_proxy.aggregate.jobs import JobIds, UpstreamJob, miner_view
+    from stratum_proxy.sv1.parser import parse_object
+
+    notify = parse_object(
+        {
+            "id": None,
+            "method": "mining.notify",
+            "params": [
+                "pool-job", v["prevhash_stratum"], v["coinb1"], v["coinb2"], v["merkle_branch"],
+                _job_version(v), v["nbits"], v["ntime"], True,
+            ],
+        }
+    )  # fmt: skip
+    en2 = bytes.fromhex(v["extranonce2"])
+    prefix, miner_en2 = en2[:1], en2[1:]
+    upstream = UpstreamJob(
+        upstream_id=1,
+        notify=notify,  # type: ignore[arg-type]
+        pool_difficulty=1.0,
+        extranonce1=bytes.fromhex(v["extranonce1"]),
+        extranonce2_size=len(en2),
+    )
+    view = miner_view(upstream, 0, JobIds())
+    # What the miner is sent: coinb1 carries the upstream's extranonce1.
+    assert view.notify_params[2] == v["coinb1"] + v["extranonce1"]
+    result = submitted_share(
+        view.share_job(prefix), miner_en2, v["ntime"], v["nonce"], v.get("version_bits") or None,
+        _mask(v),
+    )  # fmt: skip
     _check(v, result.hash_hex, result.difficulty, result.version, result.is_block)

@@ -1,0 +1,892 @@
+"""Aggregate mode, sans-I/O: many SV1 miners on few SV1 pool connections.
+
+    core = Aggregator(settings=..., pools=["main", "backup"], proxy_id="p1")
+    events = core.add_miner(7, "10.0.0.7:4028", now)      # then miner_data(7, ...)
+    events = core.upstream_connected(1, now)              # after an OpenUpstream(1, pool)
+    events = core.upstream_data(1, data, now, wall=...)   # SendToMiner / SendToUpstream / ...
+
+Contract (as every protocol core): bytes and time in, a list of events out
+(bytes to send are events), ``get_timer()`` / ``handle_timer(now)``.  ``now``
+is monotonic; ``wall`` stamps rows.
+
+Rules (README, aggregate mode):
+
+* **Placement.**  A miner gets a proxy-wide unique extranonce1 (``PrefixPool``)
+  and is placed on a ready upstream of the first pool in priority order that
+  is up, with fewer than ``miners_per_upstream`` miners and room for its
+  extranonce; otherwise the core asks for another upstream connection.  Its
+  subscribe is answered once it is placed.
+* **Failover.**  When an upstream is lost, its shares in flight become
+  ``no_response`` rows (answered to the miner as such), its jobs go stale,
+  and its miners are moved, connections open, to another ready upstream (or
+  wait for a new one: same pool first, then the next): a set_difficulty and
+  a clean notify, extranonce1 unchanged where it fits; else set_extranonce
+  to miners that subscribed to it, else a rationed client.reconnect.
+* **Difficulty.**  Each miner has its own (``Vardiff``); a new one goes out
+  just before the next notify.  A share meeting the job's pool target is
+  forwarded and answered with the pool's verdict; one meeting only the
+  miner's difficulty is accepted by the proxy; the proxy rejects unknown
+  jobs (21), stale jobs (21), duplicates (22) and low difficulty (23), with
+  reasons starting ``proxy:``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from stratum_proxy.aggregate import events as ev
+from stratum_proxy.aggregate import upstream as up
+from stratum_proxy.aggregate.extranonce import (
+    WARN_BELOW,
+    Placement,
+    PrefixPool,
+    fits,
+    miner_extranonce2_size,
+)
+from stratum_proxy.aggregate.jobs import JobIds, MinerJobs, SentJob, UpstreamJob, miner_view
+from stratum_proxy.aggregate.vardiff import Vardiff, VardiffSettings
+from stratum_proxy.errors import RemoteProtocolError
+from stratum_proxy.shares import submitted_share
+from stratum_proxy.store.record import (
+    STATUS_ACCEPTED,
+    STATUS_NO_RESPONSE,
+    STATUS_REJECTED,
+    ShareRecord,
+)
+from stratum_proxy.sv1 import messages as m
+from stratum_proxy.translate.sv1_downstream import (
+    LineIgnored,
+    MalformedSubmit,
+    MinerAuthorized,
+    SubmitReceived,
+    SuggestedDifficulty,
+    Sv1Downstream,
+)
+
+# SV1 error codes (slush's protocol description).
+_OTHER, _STALE, _DUPLICATE, _LOW_DIFFICULTY = 20, 21, 22, 23
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AggregateSettings:
+    miners_per_upstream: int = 200
+    prefix_bytes: int = 2  # the miners' extranonce1 width: 65,536 miners per proxy
+    vardiff: VardiffSettings = field(default_factory=VardiffSettings)
+    identity_passthrough: bool = True
+    pool_user: str = ""
+    pool_password: str = "x"
+    failback: str = "priority"  # or "stay"
+    failback_check_s: float = 30.0
+    reconnects_per_s: float = 20.0  # client.reconnect rationing when nothing else works
+    jobs_per_miner: int = 16
+    submit_timeout_s: float = 30.0
+    setup_timeout_s: float = 10.0
+    max_line_bytes: int = 65536
+    version_mask: int = 0x1FFFE000  # what miners may be granted at most (∩ the pool's)
+
+
+@dataclass(slots=True, eq=False)
+class _Upstream:
+    upstream_id: int
+    pool: int
+    client: up.Sv1Upstream
+    ready: bool = False
+    extranonce1: bytes = b""
+    extranonce2_size: int = 0
+    version_mask: int = 0
+    miners: set[int] = field(default_factory=set)
+    jobs: list[UpstreamJob] = field(default_factory=list)  # newest last, bounded
+    authorized: set[str] = field(default_factory=set)
+    refused: set[str] = field(default_factory=set)
+    asked: set[str] = field(default_factory=set)
+    retiring: bool = False  # no new miners; closed once its verdicts are in
+
+    @property
+    def current(self) -> UpstreamJob | None:
+        return self.jobs[-1] if self.jobs else None
+
+
+@dataclass(slots=True, eq=False)
+class _Miner:
+    miner_id: int
+    addr: str
+    session: Sv1Downstream
+    prefix: bytes
+    vardiff: Vardiff
+    jobs: MinerJobs
+    worker: str = ""
+    upstream: int | None = None  # the upstream it mines on
+    placement: Placement | None = None
+    waiting_since: float | None = None  # without current work since (monotonic)
+    moved_from: int | None = None  # the pool it mined on before a failover / fail-back
+    reconnecting: bool = False  # told (or queued) to reconnect: not placed again
+
+
+@dataclass(slots=True)
+class _Forwarded:
+    miner_id: int
+    msg_id: m.RpcId
+    record: ShareRecord
+
+
+class Aggregator:
+    """The aggregate core for one listener: its miners and its upstream connections."""
+
+    def __init__(self, *, settings: AggregateSettings, pools: list[str], proxy_id: str) -> None:
+        if not pools:
+            raise ValueError("aggregate mode needs at least one pool")
+        self.settings = settings
+        self.pools = pools
+        self.proxy_id = proxy_id
+        self.prefixes = PrefixPool(settings.prefix_bytes)
+        self.job_ids = JobIds()
+        self.miners: dict[int, _Miner] = {}
+        self.upstreams: dict[int, _Upstream] = {}
+        self.pool_down_until: dict[int, float] = {}
+        self._next_upstream = 1
+        self._opening: dict[int, int] = {}  # upstream id -> pool, connecting or in setup
+        self._reconnect_queue: list[int] = []
+        self._next_reconnect_at = 0.0
+        self._failback_at: float | None = None
+        self._vardiff_at = 0.0
+        self._moves: dict[tuple[int, int], list[float]] = {}  # (from, to) pool -> waits
+        self.counters: dict[str, int] = {}
+
+    # -- miners ------------------------------------------------------------------------
+
+    def add_miner(self, miner_id: int, addr: str, now: float) -> list[ev.AggregateEvent]:
+        events: list[ev.AggregateEvent] = []
+        prefix = self.prefixes.take()
+        if prefix is None:
+            events.append(
+                ev.CloseMiner(miner_id=miner_id, reason="no free extranonce1 on this proxy")
+            )
+            return events
+        session = Sv1Downstream(
+            max_line_bytes=self.settings.max_line_bytes, version_mask=self.settings.version_mask
+        )
+        self.miners[miner_id] = _Miner(
+            miner_id=miner_id,
+            addr=addr,
+            session=session,
+            prefix=prefix,
+            vardiff=Vardiff(self.settings.vardiff, now),
+            jobs=MinerJobs(self.settings.jobs_per_miner),
+            waiting_since=now,
+        )
+        self._place_waiting(now, events)
+        return events
+
+    def remove_miner(self, miner_id: int, now: float) -> list[ev.AggregateEvent]:
+        """The miner's connection is gone; shares it has in flight still get their rows."""
+        miner = self.miners.pop(miner_id, None)
+        if miner is not None:
+            self.prefixes.release(miner.prefix)
+            if miner.upstream is not None and miner.upstream in self.upstreams:
+                self.upstreams[miner.upstream].miners.discard(miner_id)
+        return []
+
+    def miner_data(
+        self, miner_id: int, data: bytes, now: float, wall: float | None = None
+    ) -> list[ev.AggregateEvent]:
+        """Raises LineTooLongError (fatal): the shell then closes and removes the miner."""
+        wall = now if wall is None else wall
+        events: list[ev.AggregateEvent] = []
+        miner = self.miners.get(miner_id)
+        if miner is None:
+            return events
+        try:
+            for event in miner.session.receive_data(data):
+                if isinstance(event, SubmitReceived):
+                    self._on_submit(miner, event.submit, now, wall, "", events)
+                elif isinstance(event, MalformedSubmit):
+                    self._on_submit(miner, event.submit, now, wall, event.error, events)
+                elif isinstance(event, MinerAuthorized):
+                    self._on_authorized(miner, event.worker, now, events)
+                elif isinstance(event, SuggestedDifficulty):
+                    miner.vardiff.suggest(event.difficulty, now)
+                elif isinstance(event, LineIgnored):
+                    events.append(
+                        ev.Notice(
+                            level="warning",
+                            event="line_skipped",
+                            fields=(("side", "miner"), ("reason", event.reason),
+                                    ("line", event.excerpt)),
+                            miner_id=miner_id,
+                        )
+                    )  # fmt: skip
+        finally:
+            self._flush_miner(miner, events)
+        return events
+
+    # -- upstreams ---------------------------------------------------------------------
+
+    def upstream_connected(self, upstream_id: int, now: float) -> list[ev.AggregateEvent]:
+        pool = self._opening.get(upstream_id)
+        if pool is None:
+            return [ev.CloseUpstream(upstream_id=upstream_id, reason="not wanted any more")]
+        s = self.settings
+        client = up.Sv1Upstream(
+            user=s.pool_user,
+            password=s.pool_password,
+            submit_timeout_s=s.submit_timeout_s,
+            setup_timeout_s=s.setup_timeout_s,
+            max_line_bytes=s.max_line_bytes,
+        )
+        self.upstreams[upstream_id] = _Upstream(upstream_id=upstream_id, pool=pool, client=client)
+        events: list[ev.AggregateEvent] = []
+        self._client_events(self.upstreams[upstream_id], client.start(now), now, now, events)
+        return events
+
+    def upstream_failed(self, upstream_id: int, reason: str, now: float) -> list[ev.AggregateEvent]:
+        """The TCP connection could not be opened (or set up)."""
+        events: list[ev.AggregateEvent] = []
+        pool = self._opening.pop(upstream_id, None)
+        if pool is not None:
+            self._mark_down(pool, reason, now, events)
+        self._place_waiting(now, events)
+        return events
+
+    def upstream_data(
+        self, upstream_id: int, data: bytes, now: float, wall: float | None = None
+    ) -> list[ev.AggregateEvent]:
+        events: list[ev.AggregateEvent] = []
+        upstream = self.upstreams.get(upstream_id)
+        if upstream is None:
+            return events
+        try:
+            received = upstream.client.receive_data(data, now)
+        except RemoteProtocolError as exc:
+            return self.upstream_lost(upstream_id, f"pool broke the protocol: {exc}", now)
+        self._client_events(upstream, received, now, now if wall is None else wall, events)
+        return events
+
+    def upstream_lost(self, upstream_id: int, reason: str, now: float) -> list[ev.AggregateEvent]:
+        """The connection closed: shares in flight become no_response, miners move."""
+        events: list[ev.AggregateEvent] = []
+        upstream = self.upstreams.pop(upstream_id, None)
+        self._opening.pop(upstream_id, None)
+        if upstream is None:
+            return events
+        self._client_events(
+            upstream, upstream.client.connection_lost(now, reason), now, now, events
+        )
+        for job in upstream.jobs:
+            job.stale = True
+        orphans = [self.miners[i] for i in upstream.miners if i in self.miners]
+        for miner in orphans:
+            miner.upstream = None  # its placement is kept: the extranonce it mines with
+            miner.waiting_since, miner.moved_from = now, upstream.pool
+        events.append(
+            ev.Notice(
+                level="warning",
+                event="upstream_lost",
+                fields=(("pool", self.pools[upstream.pool]), ("reason", reason),
+                        ("miners", len(orphans))),
+            )
+        )  # fmt: skip
+        if not upstream.ready:
+            self._mark_down(upstream.pool, reason, now, events)
+        self._place_waiting(now, events)
+        return events
+
+    # -- timers ------------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        times = [u.client.get_timer() for u in self.upstreams.values()]
+        if self.miners:
+            times.append(self._vardiff_at)
+        if self._reconnect_queue:
+            times.append(self._next_reconnect_at)
+        if self._failback_at is not None:
+            times.append(self._failback_at)
+        live = [t for t in times if t is not None]
+        return min(live) if live else None
+
+    def handle_timer(self, now: float, wall: float | None = None) -> list[ev.AggregateEvent]:
+        wall = now if wall is None else wall
+        events: list[ev.AggregateEvent] = []
+        for upstream in list(self.upstreams.values()):
+            deadline = upstream.client.get_timer()
+            if deadline is not None and deadline <= now:
+                self._client_events(upstream, upstream.client.handle_timer(now), now, wall, events)
+        if self._vardiff_at <= now:
+            # Windows of busy miners close on their shares; this catches the quiet ones.
+            self._vardiff_at = now + self.settings.vardiff.retarget_s / 4
+            for miner in self.miners.values():
+                if miner.upstream is not None and miner.vardiff.due() <= now:
+                    miner.vardiff.retarget(now)
+        self._send_reconnects(now, events)
+        if self._failback_at is not None and self._failback_at <= now:
+            self._failback_at = None
+            self._try_failback(now, events)
+        return events
+
+    # -- placing miners ----------------------------------------------------------------
+
+    def _preferred_pools(self, now: float) -> list[int]:
+        """Pools in priority order, those marked down last (all are tried in the end)."""
+        up_ = [p for p in range(len(self.pools)) if self.pool_down_until.get(p, 0.0) <= now]
+        down = [p for p in range(len(self.pools)) if p not in up_]
+        return up_ + down
+
+    def _place_waiting(self, now: float, events: list[ev.AggregateEvent]) -> None:
+        waiting = [m for m in self.miners.values() if m.upstream is None and not m.reconnecting]
+        if not waiting:
+            return
+        order = self._preferred_pools(now)
+        for miner in waiting:
+            target = self._upstream_for(miner, order)
+            if target is not None:
+                self._place(miner, target, now, events)
+        self._report_moves(events)
+        if any(m.upstream is None and not m.reconnecting for m in self.miners.values()):
+            self._open_for_waiting(order, now, events)
+
+    def _report_moves(self, events: list[ev.AggregateEvent]) -> None:
+        """One line per (from, to) pool pair for the miners that got work after a move."""
+        for (from_pool, to_pool), waits in self._moves.items():
+            events.append(
+                ev.MinersMoved(
+                    from_pool=self.pools[from_pool],
+                    to_pool=self.pools[to_pool],
+                    miners=len(waits),
+                    without_work_s=round(max(waits), 3),
+                )
+            )
+            self._count("failovers" if from_pool < to_pool else "failbacks")
+        self._moves.clear()
+
+    def _upstream_for(self, miner: _Miner, order: list[int]) -> _Upstream | None:
+        """A ready upstream of the best pool with room: one its extranonce fits first."""
+        cap = self.settings.miners_per_upstream
+        size = miner.placement.miner_size if miner.placement else 0
+        fallback = None
+        for upstream in self.upstreams.values():
+            if (
+                upstream.pool != order[0]  # the best pool only: others are for when it is down
+                or not upstream.ready
+                or upstream.retiring
+                or len(upstream.miners) >= cap
+            ):
+                continue
+            if not size or fits(upstream.extranonce2_size, miner.prefix, size) is not None:
+                return upstream
+            fallback = fallback or upstream  # needs set_extranonce or a reconnect
+        return fallback
+
+    def _open_for_waiting(
+        self, order: list[int], now: float, events: list[ev.AggregateEvent]
+    ) -> None:
+        best = order[0]
+        if any(pool == best for pool in self._opening.values()):
+            return  # one connection at a time per pool: it will take the waiting miners
+        upstream_id = self._next_upstream
+        self._next_upstream += 1
+        self._opening[upstream_id] = best
+        events.append(ev.OpenUpstream(upstream_id=upstream_id, pool=best))
+
+    def _place(
+        self, miner: _Miner, upstream: _Upstream, now: float, events: list[ev.AggregateEvent]
+    ) -> bool:
+        session = miner.session
+        size = session.extranonce2_size if session.extranonce1 is not None else 0
+        placement = fits(upstream.extranonce2_size, miner.prefix, size) if size else None
+        if placement is None:
+            new_size = miner_extranonce2_size(upstream.extranonce2_size, len(miner.prefix))
+            if new_size is None:
+                return False
+            if new_size < WARN_BELOW:
+                events.append(
+                    ev.Notice(
+                        level="warning",
+                        event="small_extranonce2",
+                        fields=(("pool", self.pools[upstream.pool]), ("miner_size", new_size)),
+                        miner_id=miner.miner_id,
+                    )
+                )
+            placement = Placement(
+                prefix=miner.prefix,
+                miner_size=new_size,
+                pad=upstream.extranonce2_size - len(miner.prefix) - new_size,
+            )
+            if size:  # it was placed before, with a size this upstream cannot hold
+                if not session.extranonce_subscribed:
+                    self._queue_reconnect(miner, now)
+                    return False
+                session.send_set_extranonce(miner.prefix, new_size)
+            else:
+                session.assign(miner.prefix, new_size)  # answers its held subscribe
+        miner.upstream, miner.placement = upstream.upstream_id, placement
+        upstream.miners.add(miner.miner_id)
+        if miner.worker:
+            self._authorize_upstream(upstream, miner.worker, now, events)
+        job = upstream.current
+        if job is not None:
+            self._send_job(miner, job, clean=True, now=now)
+        self._flush_miner(miner, events)
+        return True
+
+    def _queue_reconnect(self, miner: _Miner, now: float) -> None:
+        miner.reconnecting = True
+        if miner.miner_id not in self._reconnect_queue:
+            self._reconnect_queue.append(miner.miner_id)
+            self._next_reconnect_at = max(self._next_reconnect_at, now)
+
+    def _send_reconnects(self, now: float, events: list[ev.AggregateEvent]) -> None:
+        """client.reconnect to this proxy, at most ``reconnects_per_s``: never a storm."""
+        interval = 1.0 / self.settings.reconnects_per_s
+        while self._reconnect_queue and self._next_reconnect_at <= now:
+            miner = self.miners.get(self._reconnect_queue.pop(0))
+            if miner is None:
+                continue
+            miner.session.send_reconnect()
+            self._flush_miner(miner, events)
+            self._count("reconnects_sent")
+            self._next_reconnect_at = max(self._next_reconnect_at, now) + interval
+
+    def _mark_down(
+        self, pool: int, reason: str, now: float, events: list[ev.AggregateEvent]
+    ) -> None:
+        self.pool_down_until[pool] = now + self.settings.failback_check_s
+        events.append(
+            ev.Notice(
+                level="warning",
+                event="pool_down",
+                fields=(("pool", self.pools[pool]), ("reason", reason)),
+            )
+        )
+        if self.settings.failback == "priority" and self._failback_at is None:
+            self._failback_at = now + self.settings.failback_check_s
+
+    def _try_failback(self, now: float, events: list[ev.AggregateEvent]) -> None:
+        """Back to a better pool that may be up again: open a connection to it."""
+        current = {u.pool for u in self.upstreams.values() if u.ready}
+        best_in_use = min(current) if current else None
+        for pool in range(len(self.pools)):
+            if best_in_use is not None and pool >= best_in_use:
+                break
+            if pool not in self._opening.values():
+                self.pool_down_until.pop(pool, None)
+                upstream_id = self._next_upstream
+                self._next_upstream += 1
+                self._opening[upstream_id] = pool
+                events.append(ev.OpenUpstream(upstream_id=upstream_id, pool=pool))
+            return
+
+    def _move_to_better(
+        self, upstream: _Upstream, now: float, events: list[ev.AggregateEvent]
+    ) -> None:
+        """A better pool's connection is ready: move miners there (fail back)."""
+        if self.settings.failback != "priority":
+            return
+        worse = [u for u in self.upstreams.values() if u.ready and u.pool > upstream.pool]
+        for old in worse:
+            for miner_id in list(old.miners):
+                miner = self.miners.get(miner_id)
+                if miner is None or len(upstream.miners) >= self.settings.miners_per_upstream:
+                    continue
+                old.miners.discard(miner_id)
+                miner.upstream = None
+                miner.waiting_since, miner.moved_from = now, old.pool
+                if not self._place(miner, upstream, now, events):
+                    self._place_waiting(now, events)
+        self._report_moves(events)
+        for old in worse:
+            if not old.miners:
+                old.retiring = True
+                self._close_if_retired(old, events)
+
+    def _close_if_retired(self, upstream: _Upstream, events: list[ev.AggregateEvent]) -> None:
+        """A connection no miner uses any more closes once the pool answered what it owes."""
+        if not upstream.retiring or upstream.miners or upstream.client.pending():
+            return
+        for job in upstream.jobs:
+            job.stale = True
+        self.upstreams.pop(upstream.upstream_id, None)
+        events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason="failed back"))
+
+    # -- upstream events ---------------------------------------------------------------
+
+    def _client_events(
+        self,
+        upstream: _Upstream,
+        received: list[up.UpstreamEvent],
+        now: float,
+        wall: float,
+        events: list[ev.AggregateEvent],
+    ) -> None:
+        for event in received:
+            if isinstance(event, up.SendToPool):
+                events.append(ev.SendToUpstream(upstream_id=upstream.upstream_id, data=event.data))
+            elif isinstance(event, up.PoolJob):
+                self._on_job(upstream, event, now, events)
+            elif isinstance(event, up.ShareVerdict):
+                self._on_verdict(event, events)
+            elif isinstance(event, up.UpstreamReady):
+                self._on_ready(upstream, event, now, events)
+            elif isinstance(event, up.UpstreamRefused):
+                events.append(
+                    ev.CloseUpstream(upstream_id=upstream.upstream_id, reason=event.reason)
+                )
+                self._mark_down(upstream.pool, event.reason, now, events)
+                events += self.upstream_lost(upstream.upstream_id, event.reason, now)
+            elif isinstance(event, up.WorkerAuthorized):
+                self._on_worker_authorized(upstream, event, events)
+            elif isinstance(event, up.LateVerdict):
+                self._count("late_verdicts")
+                events.append(
+                    ev.Notice(
+                        level="warning",
+                        event="late_answer",
+                        fields=(("accepted", event.accepted), ("reason", event.reason),
+                                ("late_ms", round(event.late_s * 1000, 1))),
+                    )
+                )  # fmt: skip
+            elif isinstance(event, up.PoolReconnect):
+                events.append(
+                    ev.CloseUpstream(
+                        upstream_id=upstream.upstream_id, reason="pool asked to reconnect"
+                    )
+                )
+                events += self.upstream_lost(upstream.upstream_id, "pool asked to reconnect", now)
+            elif isinstance(event, up.ExtranonceChanged):
+                events.append(
+                    ev.CloseUpstream(
+                        upstream_id=upstream.upstream_id, reason="pool changed extranonce"
+                    )
+                )
+                events += self.upstream_lost(upstream.upstream_id, "pool changed extranonce", now)
+            elif isinstance(event, up.PoolNotice):
+                events.append(
+                    ev.Notice(
+                        level=event.level, event="pool_notice", fields=(("text", event.text),)
+                    )
+                )
+        if upstream.retiring:
+            self._close_if_retired(upstream, events)
+
+    def _on_ready(
+        self,
+        upstream: _Upstream,
+        event: up.UpstreamReady,
+        now: float,
+        events: list[ev.AggregateEvent],
+    ) -> None:
+        self._opening.pop(upstream.upstream_id, None)
+        upstream.ready = True
+        upstream.extranonce1 = event.extranonce1
+        upstream.extranonce2_size = event.extranonce2_size
+        upstream.version_mask = event.version_mask
+        if miner_extranonce2_size(event.extranonce2_size, self.prefixes.prefix_bytes) is None:
+            reason = f"extranonce2_size {event.extranonce2_size} leaves no room for miners"
+            events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason=reason))
+            self._mark_down(upstream.pool, reason, now, events)
+            events += self.upstream_lost(upstream.upstream_id, reason, now)
+            return
+        events.append(
+            ev.Notice(
+                level="info",
+                event="upstream_ready",
+                fields=(("pool", self.pools[upstream.pool]),
+                        ("extranonce2_size", event.extranonce2_size),
+                        ("version_mask", f"{event.version_mask:08x}")),
+            )
+        )  # fmt: skip
+        self.pool_down_until.pop(upstream.pool, None)
+        self._place_waiting(now, events)
+
+    def _on_job(
+        self,
+        upstream: _Upstream,
+        event: up.PoolJob,
+        now: float,
+        events: list[ev.AggregateEvent],
+    ) -> None:
+        if not upstream.ready:
+            return
+        job = UpstreamJob(
+            upstream_id=upstream.upstream_id,
+            notify=event.notify,
+            pool_difficulty=event.difficulty,
+            extranonce1=upstream.extranonce1,
+            extranonce2_size=upstream.extranonce2_size,
+        )
+        if event.notify.clean_jobs:
+            for old in upstream.jobs:
+                old.stale = True
+        upstream.jobs.append(job)
+        del upstream.jobs[: -self.settings.jobs_per_miner]
+        first_job = len(upstream.jobs) == 1
+        for miner_id in upstream.miners:
+            miner = self.miners.get(miner_id)
+            if miner is not None:
+                self._send_job(miner, job, clean=event.notify.clean_jobs or first_job, now=now)
+                self._flush_miner(miner, events)
+        self._report_moves(events)
+        if first_job:
+            # Work is flowing: miners on a worse pool come back here (fail back).
+            self._move_to_better(upstream, now, events)
+
+    def _send_job(self, miner: _Miner, job: UpstreamJob, *, clean: bool, now: float) -> None:
+        assert miner.placement is not None
+        if miner.waiting_since is not None:
+            if miner.moved_from is not None:
+                upstream = self.upstreams[job.upstream_id]
+                waits = self._moves.setdefault((miner.moved_from, upstream.pool), [])
+                waits.append(now - miner.waiting_since)
+            miner.waiting_since = miner.moved_from = None
+        view = miner_view(job, miner.placement.pad, self.job_ids)
+        new = miner.vardiff.take_pending()
+        if new is not None or miner.jobs.latest() is None:
+            miner.session.send_difficulty(miner.vardiff.difficulty)
+        params = list(view.notify_params)
+        params[8] = clean or params[8]
+        miner.session.send_notify(params)
+        miner.jobs.add(
+            SentJob(
+                view=view,
+                job=view.share_job(miner.prefix),
+                miner_difficulty=miner.vardiff.difficulty,
+            )
+        )
+
+    # -- shares ------------------------------------------------------------------------
+
+    def _on_submit(
+        self,
+        miner: _Miner,
+        submit: m.Submit,
+        now: float,
+        wall: float,
+        malformed: str,
+        events: list[ev.AggregateEvent],
+    ) -> None:
+        sent = miner.jobs.get(submit.job_id)
+        record = self._new_record(miner, submit, sent, wall)
+        if malformed:
+            self._reject(
+                miner, submit, record, _OTHER, malformed, "proxy: malformed submit", events
+            )
+            return
+        if sent is None:
+            self._reject(
+                miner, submit, record, _STALE, "job not found", "proxy: unknown job", events
+            )
+            return
+        pool_job = sent.view.upstream
+        upstream = self.upstreams.get(pool_job.upstream_id)
+        mask = upstream.version_mask & miner.session.version_mask if upstream else 0
+        # The miner's extranonce2 size for this job (it may have changed since).
+        size = pool_job.extranonce2_size - len(miner.prefix) - sent.view.pad
+        try:
+            extranonce2 = bytes.fromhex(submit.extranonce2)
+            if len(extranonce2) != size or len(submit.extranonce2) != 2 * size:
+                raise ValueError(
+                    f"extranonce2 must be {size} bytes, got {submit.extranonce2[:40]!r}"
+                )
+            share = submitted_share(
+                sent.job, extranonce2, submit.ntime, submit.nonce, submit.version_bits, mask
+            )
+        except ValueError as exc:
+            self._reject(miner, submit, record, _OTHER, f"malformed share: {exc}",
+                         "proxy: malformed submit", events)  # fmt: skip
+            return
+        record = record._replace(
+            version=share.version,
+            share_hash=share.hash_hex,
+            share_difficulty=share.difficulty,
+            is_block=share.is_block,
+        )
+        if not sent.first_time(submit.extranonce2, submit.ntime, submit.nonce, submit.version_bits):
+            self._reject(miner, submit, record, _DUPLICATE, "duplicate share",
+                         "proxy: duplicate share", events)  # fmt: skip
+            return
+        if not share.meets(sent.miner_target):
+            self._reject(miner, submit, record, _LOW_DIFFICULTY, "low difficulty share",
+                         "proxy: below the miner's difficulty", events)  # fmt: skip
+            return
+        miner.vardiff.on_share(now)
+        if share.meets(pool_job.pool_target) and upstream is not None and not pool_job.stale:
+            worker = (
+                miner.worker if miner.worker in upstream.authorized else self.settings.pool_user
+            )
+            sent_events = upstream.client.submit(
+                worker=worker,
+                job_id=pool_job.notify.job_id,
+                extranonce2=(miner.prefix + extranonce2 + bytes(sent.view.pad)).hex(),
+                ntime=submit.ntime,
+                nonce=submit.nonce,
+                version_bits=submit.version_bits,
+                token=_Forwarded(miner.miner_id, submit.id, record._replace(forwarded=True)),
+                now=now,
+            )
+            self._count("shares_forwarded")
+            self._client_events(upstream, sent_events, now, wall, events)
+            return
+        if pool_job.stale:
+            self._reject(miner, submit, record, _STALE, "stale share",
+                         "proxy: stale job", events)  # fmt: skip
+            return
+        # Real work at the difficulty the proxy asked for; the pool would not count it.
+        self._count("shares_judged_locally")
+        miner.session.answer_submit(submit.id, None)
+        events.append(
+            ev.ShareRecorded(
+                miner_id=miner.miner_id,
+                record=record._replace(status=STATUS_ACCEPTED, verdict_by="proxy"),
+            )
+        )
+
+    def _new_record(
+        self, miner: _Miner, submit: m.Submit, sent: SentJob | None, wall: float
+    ) -> ShareRecord:
+        upstream = self.upstreams.get(miner.upstream) if miner.upstream is not None else None
+        pool_job = sent.view.upstream if sent is not None else None
+        pool_name = self.pools[upstream.pool] if upstream is not None else ""
+        if pool_job is not None and pool_job.upstream_id in self.upstreams:
+            pool_name = self.pools[self.upstreams[pool_job.upstream_id].pool]
+        return ShareRecord(
+            ts=wall,
+            proxy_id=self.proxy_id,
+            upstream=pool_name,
+            protocol="sv1",
+            channel_id=miner.miner_id,
+            worker=submit.worker,
+            miner_addr=miner.addr,
+            job_id=submit.job_id,
+            extranonce2=submit.extranonce2,
+            ntime=submit.ntime,
+            nonce=submit.nonce,
+            version=0,
+            share_hash="",
+            share_difficulty=0.0,
+            pool_difficulty=pool_job.pool_difficulty if pool_job is not None else 0.0,
+            network_difficulty=sent.job.network_difficulty if sent is not None else 0.0,
+            status=STATUS_NO_RESPONSE,
+            reject_reason="",
+            is_block=False,
+            response_ms=0.0,
+            version_bits=submit.version_bits or "",
+            extranonce1=miner.prefix.hex(),
+            connection_id=miner.miner_id,
+            miner_difficulty=sent.miner_difficulty
+            if sent is not None
+            else miner.vardiff.difficulty,
+            forwarded=False,
+            verdict_by="proxy",
+        )
+
+    def _reject(
+        self,
+        miner: _Miner,
+        submit: m.Submit,
+        record: ShareRecord,
+        code: int,
+        message: str,
+        reason: str,
+        events: list[ev.AggregateEvent],
+    ) -> None:
+        self._count("shares_rejected_locally")
+        miner.session.answer_submit(submit.id, code, message)
+        events.append(
+            ev.ShareRecorded(
+                miner_id=miner.miner_id,
+                record=record._replace(status=STATUS_REJECTED, reject_reason=reason),
+            )
+        )
+
+    def _on_verdict(self, verdict: up.ShareVerdict, events: list[ev.AggregateEvent]) -> None:
+        token = verdict.token
+        assert isinstance(token, _Forwarded)
+        record = token.record._replace(
+            status=verdict.status,
+            reject_reason=verdict.reason,
+            verdict_by="pool" if verdict.status != STATUS_NO_RESPONSE else "",
+        )
+        if verdict.status != STATUS_NO_RESPONSE:
+            record = record._replace(
+                response_ms=max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
+            )
+        miner = self.miners.get(token.miner_id)
+        if miner is not None:
+            if verdict.status == STATUS_ACCEPTED:
+                miner.session.answer_submit(token.msg_id, None)
+            elif verdict.status == STATUS_REJECTED:
+                miner.session.answer_submit(
+                    token.msg_id, _error_code(verdict.reason), verdict.reason
+                )
+            else:
+                miner.session.answer_submit(token.msg_id, _OTHER, "no response from the pool")
+            self._flush_miner(miner, events)
+        events.append(ev.ShareRecorded(miner_id=token.miner_id, record=record))
+
+    # -- identities --------------------------------------------------------------------
+
+    def _on_authorized(
+        self, miner: _Miner, worker: str, now: float, events: list[ev.AggregateEvent]
+    ) -> None:
+        miner.worker = worker
+        if miner.upstream is not None:
+            self._authorize_upstream(self.upstreams[miner.upstream], worker, now, events)
+
+    def _authorize_upstream(
+        self, upstream: _Upstream, worker: str, now: float, events: list[ev.AggregateEvent]
+    ) -> None:
+        if not self.settings.identity_passthrough or worker in upstream.asked:
+            return
+        if worker == self.settings.pool_user:
+            upstream.authorized.add(worker)
+            return
+        upstream.asked.add(worker)
+        sent = upstream.client.authorize(worker, self.settings.pool_password, now)
+        self._client_events(upstream, sent, now, now, events)
+
+    def _on_worker_authorized(
+        self, upstream: _Upstream, event: up.WorkerAuthorized, events: list[ev.AggregateEvent]
+    ) -> None:
+        if event.accepted:
+            upstream.authorized.add(event.worker)
+            return
+        upstream.refused.add(event.worker)
+        events.append(
+            ev.Notice(
+                level="warning",
+                event="worker_refused_by_pool",
+                fields=(("worker", event.worker), ("reason", event.reason),
+                        ("fallback", f"shares go under the pool user {self.settings.pool_user}")),
+            )
+        )  # fmt: skip
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _flush_miner(self, miner: _Miner, events: list[ev.AggregateEvent]) -> None:
+        data = miner.session.data_to_send()
+        if data:
+            events.append(ev.SendToMiner(miner_id=miner.miner_id, data=data))
+
+    def _count(self, name: str) -> None:
+        self.counters[name] = self.counters.get(name, 0) + 1
+
+
+def _error_code(reason: str) -> int:
+    """The SV1 code of a pool's reason text ("21 Stale" -> 21), 20 when it has none."""
+    head = reason.split(" ", 1)[0]
+    return int(head) if head.isdigit() and len(head) <= 3 else _OTHER
+
+
+def summary(core: Aggregator) -> dict[str, Any]:
+    """Upstream connections per pool and miners per upstream, for metrics and logs."""
+    per_pool: dict[str, int] = {}
+    for u in core.upstreams.values():
+        if u.ready:
+            per_pool[core.pools[u.pool]] = per_pool.get(core.pools[u.pool], 0) + 1
+    placed = sum(1 for m in core.miners.values() if m.upstream is not None)
+    return {
+        "miners": len(core.miners),
+        "miners_placed": placed,
+        "upstreams": per_pool,
+        "aggregation": placed / max(1, sum(per_pool.values())),
+        **core.counters,
+    }

@@ -55,12 +55,26 @@ class MinerSubscribed:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class SuggestedDifficulty:
+    """``mining.suggest_difficulty``: honoured where the proxy sets the difficulty itself."""
+
+    difficulty: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class LineIgnored:
     reason: str
     excerpt: str
 
 
-DownstreamEvent = SubmitReceived | MalformedSubmit | MinerAuthorized | MinerSubscribed | LineIgnored
+DownstreamEvent = (
+    SubmitReceived
+    | MalformedSubmit
+    | MinerAuthorized
+    | MinerSubscribed
+    | SuggestedDifficulty
+    | LineIgnored
+)
 
 
 class Sv1Downstream:
@@ -108,6 +122,10 @@ class Sv1Downstream:
         self.extranonce1, self.extranonce2_size = extranonce1, extranonce2_size
         params = [extranonce1.hex(), extranonce2_size]
         self._send({"id": None, "method": "mining.set_extranonce", "params": params})
+
+    def send_reconnect(self) -> None:
+        """client.reconnect without params: "reconnect to the same host", i.e. this proxy."""
+        self._send({"id": None, "method": "client.reconnect", "params": []})
 
     def assign(self, extranonce1: bytes, extranonce2_size: int) -> MinerSubscribed | None:
         """The miner's extranonce space; answers a held subscribe (event if it did)."""
@@ -179,9 +197,11 @@ class Sv1Downstream:
             self.extranonce_subscribed = True
             self._reply(msg.id, True)
         elif isinstance(msg, m.SuggestDifficulty):
-            # The SV2 pool sets the channel target; a miner's wish cannot change it.
+            # Translate mode works at the pool's channel target and ignores the
+            # event; aggregate mode sets the difficulty itself and honours it.
             if msg.id is not None:
                 self._reply(msg.id, True)
+            events.append(SuggestedDifficulty(difficulty=msg.difficulty))
         elif isinstance(msg, m.Response):
             return  # an answer to nothing we asked: ignore
         elif msg.id is not None:

@@ -7,7 +7,10 @@ at most one connection per pool at a time, and forgets it once it failed, so
 the next miner's connect attempt opens a fresh one (or fails over).
 
 Everything protocol-shaped happens in the sans-I/O Translator; this class only
-moves bytes, fires its timer and turns its events into records and logs.
+acts on the events each of its calls returns (bytes to write, records, logs,
+miners to close) and arms one timer from ``get_timer()``.  Deadlines run on
+the monotonic clock; rows are stamped, and the pool certificate checked, with
+the time of day.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 from stratum_proxy.errors import ConfigError, RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
+from stratum_proxy.proxy.miner_link import DeadlineTimer
 from stratum_proxy.sv2.client import Sv2Client
 from stratum_proxy.sv2.keys import decode_public_key
 from stratum_proxy.translate import events as tev
@@ -29,9 +33,6 @@ if TYPE_CHECKING:
     from stratum_proxy.proxy.server import ProxyServer
     from stratum_proxy.proxy.translate import TranslateRelay
 
-# How often the connection's timers (submit timeouts, batched UpdateChannel)
-# are checked; a verdict's no_response is late by at most this much.
-_TICK_S = 0.25
 _NOTICE_LEVELS = {"info", "warning", "error"}
 
 
@@ -44,9 +45,9 @@ class Sv2Upstream(asyncio.Protocol):
         self.endpoint = endpoint
         self.host, self.port = host, port
         self.log = server.log.bind(pool=endpoint.name, pool_address=f"{host}:{port}")
-        self.client = Sv2Client(
+        client = Sv2Client(
             authority_pubkey=authority,
-            now=time.time(),
+            now=time.time(),  # the certificate's validity is about the time of day
             rng=os.urandom,
             endpoint_host=host,
             endpoint_port=port,
@@ -55,7 +56,7 @@ class Sv2Upstream(asyncio.Protocol):
             submit_timeout_s=settings.limits.submit_timeout_s,
         )
         self.translator = Translator(
-            client=self.client,
+            client=client,
             settings=settings.sv2,
             upstream=endpoint.name,
             proxy_id=settings.proxy_id,
@@ -68,7 +69,7 @@ class Sv2Upstream(asyncio.Protocol):
         self.closed = False
         self.close_reason = ""
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._ticker: asyncio.Task[None] | None = None
+        self._timer = DeadlineTimer(self._on_timer)
 
     # --- opening ----------------------------------------------------------------
 
@@ -92,27 +93,22 @@ class Sv2Upstream(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
-        self._ticker = asyncio.get_running_loop().create_task(self._tick())
-        self._flush()
+        self._act(self.translator.connection_made())
 
     def data_received(self, data: bytes) -> None:
         try:
-            self.translator.pool_data(data, time.time())
+            events = self.translator.pool_data(data, time.monotonic(), wall=time.time())
         except RemoteProtocolError as exc:
             # A pool that breaks the protocol (bad handshake, corrupt frame) is
             # skipped by the next miners until pool_retry_s passed.
             self.server.selector.mark_down(self.endpoint, str(exc))
             self.fail(str(exc))
             return
-        self._flush()
-        if self.client.state == "ready" and not self._ready.done():
-            self._ready.set_result(None)
-        elif self.client.state == "closed":
-            self.fail("pool refused the connection setup")
+        self._act(events)
 
     def eof_received(self) -> bool:
         try:
-            self.client.receive_eof()
+            self.translator.pool_eof()
         except RemoteProtocolError as exc:
             self.fail(str(exc))
         return False
@@ -132,41 +128,56 @@ class Sv2Upstream(asyncio.Protocol):
 
     def attach(self, relay: TranslateRelay) -> None:
         self.relays[relay.connection_id] = relay
-        self.translator.add_miner(relay.connection_id, relay.miner_addr, time.time())
-        self._flush()
+        self._act(
+            self.translator.add_miner(relay.connection_id, relay.miner_addr, time.monotonic())
+        )
 
     def detach(self, relay: TranslateRelay) -> None:
         if self.relays.pop(relay.connection_id, None) is None:
             return
         if not self.closed:
-            self.translator.remove_miner(relay.connection_id, time.time())
-            self._flush()
+            self._act(self.translator.remove_miner(relay.connection_id, time.monotonic()))
 
     def miner_data(self, relay: TranslateRelay, data: bytes) -> None:
         try:
-            self.translator.miner_data(relay.connection_id, data, time.time())
+            events = self.translator.miner_data(
+                relay.connection_id, data, time.monotonic(), wall=time.time()
+            )
         except RemoteProtocolError as exc:
             relay.log.warning("connection_closed_bad_input", side="miner", error=str(exc))
-            self._flush()
             relay.close()
             return
-        self._flush()
+        self._act(events)
+
+    def reconnect_miner(self, relay: TranslateRelay) -> None:
+        """Write client.reconnect (no params: "to this proxy") to the relay's miner.
+
+        The line goes through the miner's SV1 session like every other line it
+        is sent; nothing is written if the miner is no longer attached here.
+        """
+        self._act(self.translator.reconnect_miner(relay.connection_id))
 
     def pending_for(self, relay: TranslateRelay) -> int:
         return self.translator.pending_for(relay.connection_id)
 
-    # --- output and events ------------------------------------------------------------
+    # --- acting on the core's events ---------------------------------------------------
 
-    def _flush(self) -> None:
-        out = self.client.data_to_send()
-        if out and self.transport is not None and not self.transport.is_closing():
-            self.transport.write(out)
-        for miner_id, data in self.translator.take_miner_output():
-            relay = self.relays.get(miner_id)
-            if relay is not None:
-                relay.write_miner(data)
-        for event in self.translator.take_events():
-            self._handle(event)
+    def _act(self, events: list[tev.TranslateEvent]) -> None:
+        """Do what the core's call returned, then re-arm its timer and see if we are done."""
+        for event in events:
+            if isinstance(event, tev.SendToMiner):
+                relay = self.relays.get(event.miner_id)
+                if relay is not None:
+                    relay.write_miner(event.data)
+            elif isinstance(event, tev.SendToPool):
+                transport = self.transport
+                if transport is not None and not transport.is_closing():
+                    transport.write(event.data)
+            else:
+                self._handle(event)
+        if not self.closed:
+            self._timer.arm(self.translator.get_timer())
+            self._maybe_retire()
 
     def _handle(self, event: tev.TranslateEvent) -> None:
         relay = self.relays.get(getattr(event, "miner_id", -1))
@@ -187,6 +198,12 @@ class Sv2Upstream(asyncio.Protocol):
         elif isinstance(event, tev.Notice):
             level = event.level if event.level in _NOTICE_LEVELS else "warning"
             getattr(log, level)("sv2_pool_notice", text=event.text)
+        elif isinstance(event, tev.PoolReady):
+            if not self._ready.done():
+                self._ready.set_result(None)
+        elif isinstance(event, tev.SetupRefused):
+            log.error("sv2_pool_notice", text=f"pool refused setup: {event.error_code}")
+            self.fail("pool refused the connection setup")
 
     def _on_reconnect(self, host: str, port: int) -> None:
         """Spec §3.6.5: reconnect elsewhere, with the same authority key (pinned)."""
@@ -198,16 +215,14 @@ class Sv2Upstream(asyncio.Protocol):
 
     # --- timers and closing ---------------------------------------------------------
 
-    async def _tick(self) -> None:
-        while not self.closed:
-            await asyncio.sleep(_TICK_S)
-            now = time.time()
-            deadline = self.translator.get_timer()
-            if deadline is not None and deadline <= now:
-                self.translator.handle_timer(now)
-                self._flush()
-            if not self.accepting and not self.relays and not self.client.pending_count():
-                self.fail("retired after the pool's Reconnect")
+    def _on_timer(self) -> None:
+        if not self.closed:
+            self._act(self.translator.handle_timer(time.monotonic()))
+
+    def _maybe_retire(self) -> None:
+        """After the pool's Reconnect: close once no miner and no submit is left here."""
+        if not self.accepting and not self.relays and not self.translator.pending_count():
+            self.fail("retired after the pool's Reconnect")
 
     def fail(self, reason: str) -> None:
         """Close for good: pending shares become no_response rows, miners are closed."""
@@ -221,12 +236,10 @@ class Sv2Upstream(asyncio.Protocol):
         else:
             self.log.error("sv2_pool_connect_failed", error=reason)
             self._ready.set_result(None)
-        self.translator.connection_lost(time.time(), reason)
-        self._flush()
+        self._timer.cancel()
+        self._act(self.translator.connection_lost(time.monotonic(), reason))
         if self.transport is not None:
             self.transport.close()
-        if self._ticker is not None and self._ticker is not asyncio.current_task():
-            self._ticker.cancel()
         self.server.sv2_upstreams.forget(self)
 
 

@@ -27,8 +27,6 @@ if TYPE_CHECKING:
 _RETIRE_DRAIN_S = 2.0
 # After client.reconnect, how long before we close a miner that did not go.
 _RECONNECT_GRACE_S = 1.0
-# client.reconnect without params: "reconnect to the same host", i.e. this proxy.
-_RECONNECT_TO_PROXY = b'{"id":null,"method":"client.reconnect","params":[]}\n'
 
 
 class TranslateRelay(RelayBase):
@@ -105,8 +103,9 @@ class TranslateRelay(RelayBase):
         if self._retiring and (now >= self.drain_deadline or not self.has_pending()):
             # Miners that follow client.reconnect come back at once (to us).  We
             # keep reading a moment: a submit already on the wire still gets a row.
-            self.link.write(_RECONNECT_TO_PROXY)
-            self._retiring = False
+            self._retiring = False  # first: the line below re-arms the timer otherwise
+            if self.upstream is not None:
+                self.upstream.reconnect_miner(self)
             self.drain_deadline = now + _RECONNECT_GRACE_S
         elif now >= self.drain_deadline:
             self.close()

@@ -1,12 +1,16 @@
 """Sans-I/O Stratum V2 mining client: Noise initiator, setup, extended channels, shares.
 
-    client = Sv2Client(authority_pubkey=key, now=time.time(), rng=os.urandom, ...)
+    client = Sv2Client(authority_pubkey=key, now=wall_time, rng=os.urandom, ...)
     sock.send(client.data_to_send())                 # act 1 of the handshake
-    events = client.receive_data(sock.recv(), now)   # raises Sv2ProtocolError: close
+    events = client.receive_data(sock.recv(), now, wall=wall_time)  # Sv2ProtocolError: close
     client.open_extended_channel(...); client.submit_share(...)
     sock.send(client.data_to_send())
     # wake at client.get_timer(), call client.handle_timer(now);
     # on EOF or error call client.connection_lost(now, reason) for the last verdicts.
+
+Clocks: ``now`` is monotonic (submit deadlines, round trips); the pool's
+certificate is checked against the wall clock (the constructor's ``now``, then
+``wall`` of the call that completes the handshake; None means "same as now").
 
 Order on the wire (spec §4.5, §5.3.1): handshake, SetupConnection (mining,
 REQUIRES_VERSION_ROLLING so the pool never sends jobs we cannot roll), then
@@ -17,14 +21,14 @@ a job, prev_hash or target sent to a group id applies to every member.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from stratum_proxy.errors import LocalProtocolError
 from stratum_proxy.sv2 import client_events as ev
 from stratum_proxy.sv2.cert import TIME_LEEWAY_S
 from stratum_proxy.sv2.channel import ClientChannel
-from stratum_proxy.sv2.client_channels import ChannelMessageHandlers, Events
+from stratum_proxy.sv2.client_channels import ChannelTable, Events
 from stratum_proxy.sv2.crypto import Rng
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
 from stratum_proxy.sv2.jobs import MAX_TARGET, int_to_target, target_to_int
@@ -61,7 +65,7 @@ from stratum_proxy.sv2.transport import NoiseTransport
 from stratum_proxy.sv2.types import truncate_utf8
 
 
-class Sv2Client(ChannelMessageHandlers):
+class Sv2Client:
     """One connection to an SV2 pool, from the first handshake byte to the close."""
 
     def __init__(
@@ -93,11 +97,36 @@ class Sv2Client(ChannelMessageHandlers):
         )
         self.submit_timeout_s = submit_timeout_s
         self.state = "handshake"  # -> "setup" -> "ready" -> "closed"
-        self.channels: dict[int, ClientChannel] = {}
-        self.groups: dict[int, set[int]] = {}
+        self._channels = ChannelTable()
         self._opening: dict[int, OpenExtendedMiningChannel] = {}
         self._queued: list[Message] = []
         self._next_request_id = 1
+        # Never later than the oldest pending submit's time (None: nothing pending).
+        # A verdict leaves it as it is: finding the new oldest costs a pass over
+        # every channel, so handle_timer does that pass, about once per timeout.
+        self._oldest_submit: float | None = None
+        # One dispatch table: the client's own messages, then the channel table's.
+        self._handlers: dict[type[Any], Callable[[Any, float, Events], None]] = {
+            SetupConnectionSuccess: self._on_setup_success,
+            SetupConnectionError: self._on_setup_error,
+            OpenExtendedMiningChannelSuccess: self._on_open_success,
+            OpenMiningChannelError: self._on_open_error,
+            Reconnect: self._on_reconnect,
+            NewExtendedMiningJob: self._channels.on_job,
+            SetNewPrevHash: self._channels.on_prev_hash,
+            SetTarget: self._channels.on_target,
+            SetExtranoncePrefix: self._channels.on_prefix,
+            SubmitSharesSuccess: self._channels.on_success,
+            SubmitSharesError: self._channels.on_error,
+            CloseChannel: self._channels.on_close,
+            ChannelEndpointChanged: self._channels.on_endpoint_changed,
+            SetGroupChannel: self._channels.on_group,
+        }
+
+    @property
+    def channels(self) -> Mapping[int, ClientChannel]:
+        """Open channels by id; only the client changes them."""
+        return self._channels
 
     # --- output -----------------------------------------------------------------
 
@@ -152,7 +181,7 @@ class Sv2Client(ChannelMessageHandlers):
         token: object,
     ) -> int:
         """Send SubmitSharesExtended; returns its sequence number."""
-        channel = self.channels.get(channel_id)
+        channel = self._channels.get(channel_id)
         if channel is None or self.state != "ready":
             raise LocalProtocolError(f"channel {channel_id} is not open")
         if len(extranonce) != channel.extranonce_size:
@@ -161,6 +190,8 @@ class Sv2Client(ChannelMessageHandlers):
                 f"{channel.extranonce_size}"
             )
         seq = channel.add_pending(token, now)
+        if self._oldest_submit is None:
+            self._oldest_submit = now
         self._send(
             SubmitSharesExtended(
                 channel_id=channel_id,
@@ -175,7 +206,7 @@ class Sv2Client(ChannelMessageHandlers):
         return seq
 
     def update_channel(self, channel_id: int, nominal_hash_rate: float) -> None:
-        if channel_id in self.channels:
+        if channel_id in self._channels:
             self._send(
                 UpdateChannel(
                     channel_id=channel_id,
@@ -186,21 +217,20 @@ class Sv2Client(ChannelMessageHandlers):
 
     def close_channel(self, channel_id: int, reason: str, now: float) -> Events:
         """Close one of our channels; still-pending submits become no_response."""
-        channel = self.channels.pop(channel_id, None)
+        channel = self._channels.remove(channel_id)
         if channel is None:
             return []
-        self._leave_group(channel)
         self._send(CloseChannel(channel_id=channel_id, reason_code=truncate_utf8(reason)))
         return list(channel.drop_pending(now, f"channel closed: {reason}"))
 
     # --- input ------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> Events:
+    def receive_data(self, data: bytes, now: float, *, wall: float | None = None) -> Events:
         """Feed bytes from the pool; raises Sv2ProtocolError (fatal) on any breach."""
         if self.state == "closed":
             return []
         if self._transport is None:
-            transport = self._noise.receive(data, now=now)
+            transport = self._noise.receive(data, now=now if wall is None else wall)
             if transport is None:
                 return []
             self._transport = transport
@@ -221,34 +251,35 @@ class Sv2Client(ChannelMessageHandlers):
     def connection_lost(self, now: float, reason: str) -> Events:
         """The connection is gone: every pending submit becomes no_response."""
         self.state = "closed"
+        self._oldest_submit = None
         events: Events = []
-        for channel in self.channels.values():
-            events.extend(channel.drop_pending(now, reason))
+        self._channels.drop_all_pending(now, reason, events)
         return events
 
     # --- timers -----------------------------------------------------------------
 
     def get_timer(self) -> float | None:
-        oldest = [t for c in self.channels.values() if (t := c.oldest_pending()) is not None]
-        return min(oldest) + self.submit_timeout_s if oldest else None
+        """Never later than the next submit deadline, possibly earlier (see handle_timer)."""
+        oldest = self._oldest_submit
+        return None if oldest is None else oldest + self.submit_timeout_s
 
     def handle_timer(self, now: float) -> Events:
-        deadline = now - self.submit_timeout_s
+        """Expire submits older than the timeout; get_timer is exact again afterwards."""
         reason = f"no answer from the pool within {self.submit_timeout_s:g} s"
         events: Events = []
-        for channel in self.channels.values():
-            events.extend(channel.expire(deadline, now, reason))
+        self._channels.expire(now - self.submit_timeout_s, now, reason, events)
+        self._oldest_submit = self._channels.oldest_pending()
         return events
 
     def pending_count(self) -> int:
-        return sum(len(c.pending) for c in self.channels.values())
+        return self._channels.pending_count()
 
     # --- dispatch ---------------------------------------------------------------
 
     def _dispatch(self, msg: AnyMessage, now: float, events: Events) -> None:
-        handler = _HANDLERS.get(type(msg))
+        handler = self._handlers.get(type(msg))
         if handler is not None:
-            handler(self, msg, now, events)
+            handler(msg, now, events)
         elif not isinstance(msg, UnknownMessage):
             events.append(ev.ProtocolNotice(text=f"ignored {type(msg).__name__} from the pool"))
 
@@ -275,15 +306,15 @@ class Sv2Client(ChannelMessageHandlers):
             )
             return
         group = msg.group_channel_id or None  # 0 / absent (old shape): no group
-        self.channels[msg.channel_id] = ClientChannel(
-            channel_id=msg.channel_id,
-            target=target_to_int(msg.target),
-            extranonce_prefix=msg.extranonce_prefix,
-            extranonce_size=msg.extranonce_size,
-            group_channel_id=group,
+        self._channels.add(
+            ClientChannel(
+                channel_id=msg.channel_id,
+                target=target_to_int(msg.target),
+                extranonce_prefix=msg.extranonce_prefix,
+                extranonce_size=msg.extranonce_size,
+                group_channel_id=group,
+            )
         )
-        if group is not None:
-            self.groups.setdefault(group, set()).add(msg.channel_id)
         events.append(
             ev.ChannelOpened(
                 request_id=msg.request_id,
@@ -301,21 +332,3 @@ class Sv2Client(ChannelMessageHandlers):
 
     def _on_reconnect(self, msg: Reconnect, now: float, events: Events) -> None:
         events.append(ev.ReconnectRequested(host=msg.new_host, port=msg.new_port))
-
-
-_HANDLERS: dict[type[Any], Callable[[Sv2Client, Any, float, Events], None]] = {
-    SetupConnectionSuccess: Sv2Client._on_setup_success,
-    SetupConnectionError: Sv2Client._on_setup_error,
-    OpenExtendedMiningChannelSuccess: Sv2Client._on_open_success,
-    OpenMiningChannelError: Sv2Client._on_open_error,
-    NewExtendedMiningJob: Sv2Client._on_job,
-    SetNewPrevHash: Sv2Client._on_prev_hash,
-    SetTarget: Sv2Client._on_target,
-    SetExtranoncePrefix: Sv2Client._on_prefix,
-    SubmitSharesSuccess: Sv2Client._on_success,
-    SubmitSharesError: Sv2Client._on_error,
-    CloseChannel: Sv2Client._on_close,
-    ChannelEndpointChanged: Sv2Client._on_endpoint_changed,
-    SetGroupChannel: Sv2Client._on_group,
-    Reconnect: Sv2Client._on_reconnect,
-}

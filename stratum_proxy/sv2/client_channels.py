@@ -1,11 +1,16 @@
-"""The client's handling of channel-addressed pool messages (split out of client.py).
+"""The client's table of open extended channels and the pool messages addressed to them.
 
-Jobs, prev_hash, targets and extranonce prefixes may be addressed to a group
-channel and then apply to every member (spec §5.3, notes §4.3); verdicts,
-closes and endpoint changes resolve the channel's pending submits.
+``ChannelTable`` is owned by ``Sv2Client``: the client adds a channel when the
+pool opened it and removes it when we close it; the table handles every
+channel-addressed message.  Jobs, prev_hash, targets and extranonce prefixes may
+be addressed to a group channel and then apply to every member (spec §5.3,
+notes §4.3); verdicts, closes and endpoint changes resolve the channel's
+pending submits.  Handlers take ``(msg, now, events)`` and append what happened.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
 
 from stratum_proxy.sv2 import client_events as ev
 from stratum_proxy.sv2.channel import ClientChannel
@@ -26,24 +31,70 @@ Events = list[ev.ClientEvent]
 MAX_EXTRANONCE = 32  # prefix + rollable part: a B0_32 (SRI MAX_EXTRANONCE_LEN)
 
 
-class ChannelMessageHandlers:
-    """Mixed into Sv2Client, which owns ``channels`` and ``groups``."""
+class ChannelTable(Mapping[int, ClientChannel]):
+    """Open channels by id (read-only to everyone but its owner), and their groups."""
 
-    channels: dict[int, ClientChannel]
-    groups: dict[int, set[int]]
+    def __init__(self) -> None:
+        self._channels: dict[int, ClientChannel] = {}
+        self._groups: dict[int, set[int]] = {}
+
+    # --- the table --------------------------------------------------------------
+
+    def __getitem__(self, channel_id: int) -> ClientChannel:
+        return self._channels[channel_id]
+
+    def __contains__(self, channel_id: object) -> bool:
+        return channel_id in self._channels
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._channels)
+
+    def __len__(self) -> int:
+        return len(self._channels)
+
+    def add(self, channel: ClientChannel) -> None:
+        self._channels[channel.channel_id] = channel
+        if channel.group_channel_id is not None:
+            self._groups.setdefault(channel.group_channel_id, set()).add(channel.channel_id)
+
+    def remove(self, channel_id: int) -> ClientChannel | None:
+        channel = self._channels.pop(channel_id, None)
+        if channel is not None and channel.group_channel_id is not None:
+            self._groups.get(channel.group_channel_id, set()).discard(channel_id)
+        return channel
+
+    # --- pending submits ----------------------------------------------------------
+
+    def pending_count(self) -> int:
+        return sum(len(c.pending) for c in self._channels.values())
+
+    def oldest_pending(self) -> float | None:
+        oldest = [t for c in self._channels.values() if (t := c.oldest_pending()) is not None]
+        return min(oldest) if oldest else None
+
+    def expire(self, deadline: float, now: float, reason: str, events: Events) -> None:
+        """Submits sent at or before ``deadline`` become no_response."""
+        for channel in self._channels.values():
+            events.extend(channel.expire(deadline, now, reason))
+
+    def drop_all_pending(self, now: float, reason: str, events: Events) -> None:
+        for channel in self._channels.values():
+            events.extend(channel.drop_pending(now, reason))
+
+    # --- pool messages --------------------------------------------------------------
 
     def _members(self, channel_id: int, what: str, events: Events) -> list[ClientChannel]:
         """The channels a message addresses: the channel itself or a group's members."""
-        channel = self.channels.get(channel_id)
+        channel = self._channels.get(channel_id)
         if channel is not None:
             return [channel]
-        members = self.groups.get(channel_id)
+        members = self._groups.get(channel_id)
         if members is None:
             events.append(ev.ProtocolNotice(text=f"{what} for unknown channel {channel_id}"))
             return []
-        return [self.channels[c] for c in sorted(members) if c in self.channels]
+        return [self._channels[c] for c in sorted(members) if c in self._channels]
 
-    def _on_job(self, msg: NewExtendedMiningJob, now: float, events: Events) -> None:
+    def on_job(self, msg: NewExtendedMiningJob, now: float, events: Events) -> None:
         for channel in self._members(msg.channel_id, "NewExtendedMiningJob", events):
             outcome = channel.on_job(msg)
             if isinstance(outcome, str):
@@ -51,18 +102,18 @@ class ChannelMessageHandlers:
             elif outcome is not None:
                 events.append(outcome)
 
-    def _on_prev_hash(self, msg: SetNewPrevHash, now: float, events: Events) -> None:
+    def on_prev_hash(self, msg: SetNewPrevHash, now: float, events: Events) -> None:
         for channel in self._members(msg.channel_id, "SetNewPrevHash", events):
             outcome = channel.on_prev_hash(msg)
             events.append(ev.ProtocolNotice(text=outcome) if isinstance(outcome, str) else outcome)
 
-    def _on_target(self, msg: SetTarget, now: float, events: Events) -> None:
+    def on_target(self, msg: SetTarget, now: float, events: Events) -> None:
         target = target_to_int(msg.maximum_target)
         for channel in self._members(msg.channel_id, "SetTarget", events):
             channel.target = target
             events.append(ev.TargetChanged(channel_id=channel.channel_id, target=target))
 
-    def _on_prefix(self, msg: SetExtranoncePrefix, now: float, events: Events) -> None:
+    def on_prefix(self, msg: SetExtranoncePrefix, now: float, events: Events) -> None:
         for channel in self._members(msg.channel_id, "SetExtranoncePrefix", events):
             if len(msg.extranonce_prefix) + channel.extranonce_size > MAX_EXTRANONCE:
                 events.append(ev.ProtocolNotice(text="SetExtranoncePrefix over 32 bytes ignored"))
@@ -74,8 +125,8 @@ class ChannelMessageHandlers:
                 )
             )
 
-    def _on_success(self, msg: SubmitSharesSuccess, now: float, events: Events) -> None:
-        channel = self.channels.get(msg.channel_id)
+    def on_success(self, msg: SubmitSharesSuccess, now: float, events: Events) -> None:
+        channel = self._channels.get(msg.channel_id)
         if channel is None:
             events.append(
                 ev.ProtocolNotice(text=f"share verdict for unknown channel {msg.channel_id}")
@@ -88,8 +139,8 @@ class ChannelMessageHandlers:
         if notice:
             events.append(ev.ProtocolNotice(text=notice))
 
-    def _on_error(self, msg: SubmitSharesError, now: float, events: Events) -> None:
-        channel = self.channels.get(msg.channel_id)
+    def on_error(self, msg: SubmitSharesError, now: float, events: Events) -> None:
+        channel = self._channels.get(msg.channel_id)
         verdict = (
             None if channel is None else channel.on_error(msg.sequence_number, msg.error_code, now)
         )
@@ -103,26 +154,21 @@ class ChannelMessageHandlers:
             return
         events.append(verdict)
 
-    def _on_close(self, msg: CloseChannel, now: float, events: Events) -> None:
+    def on_close(self, msg: CloseChannel, now: float, events: Events) -> None:
         for channel in self._members(msg.channel_id, "CloseChannel", events):
-            del self.channels[channel.channel_id]
-            self._leave_group(channel)
+            self.remove(channel.channel_id)
             events.extend(channel.drop_pending(now, f"pool closed the channel: {msg.reason_code}"))
             events.append(
                 ev.ChannelClosed(channel_id=channel.channel_id, reason_code=msg.reason_code)
             )
 
-    def _on_endpoint_changed(self, msg: ChannelEndpointChanged, now: float, events: Events) -> None:
+    def on_endpoint_changed(self, msg: ChannelEndpointChanged, now: float, events: Events) -> None:
         for channel in self._members(msg.channel_id, "ChannelEndpointChanged", events):
             events.extend(channel.drop_pending(now, "pool changed the channel's endpoint"))
             events.append(ev.EndpointChanged(channel_id=channel.channel_id))
 
-    def _on_group(self, msg: SetGroupChannel, now: float, events: Events) -> None:
-        self.groups[msg.group_channel_id] = set(msg.channel_ids)
+    def on_group(self, msg: SetGroupChannel, now: float, events: Events) -> None:
+        self._groups[msg.group_channel_id] = set(msg.channel_ids)
         for channel_id in msg.channel_ids:
-            if channel_id in self.channels:
-                self.channels[channel_id].group_channel_id = msg.group_channel_id
-
-    def _leave_group(self, channel: ClientChannel) -> None:
-        if channel.group_channel_id is not None:
-            self.groups.get(channel.group_channel_id, set()).discard(channel.channel_id)
+            if channel_id in self._channels:
+                self._channels[channel_id].group_channel_id = msg.group_channel_id

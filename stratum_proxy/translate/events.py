@@ -1,10 +1,46 @@
-"""What the translation core asks its asyncio shell to do or to log."""
+"""What the translation core asks its asyncio shell to do or to log.
+
+Every input of the Translator returns a list of these.  Within one list the
+bytes come first (``SendToPool``, then one ``SendToMiner`` per miner owed
+bytes), then what happened, in the order it happened: so a miner's answers are
+written before a ``CloseMiner`` for it is acted on.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from stratum_proxy.store.record import ShareRecord
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendToPool:
+    """Bytes for the SV2 pool connection (handshake, setup, channel requests, submits)."""
+
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SendToMiner:
+    """Bytes (whole SV1 lines) for one miner's connection."""
+
+    miner_id: int
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PoolReady:
+    """SetupConnection.Success: the connection is usable, channels are being opened."""
+
+    used_version: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SetupRefused:
+    """SetupConnection.Error: the pool refused us; the connection is over."""
+
+    error_code: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -51,5 +87,14 @@ class Notice:
 
 
 TranslateEvent = (
-    ShareRecorded | CloseMiner | WorkerAuthorized | MinerLineIgnored | PoolReconnect | Notice
+    SendToPool
+    | SendToMiner
+    | PoolReady
+    | SetupRefused
+    | ShareRecorded
+    | CloseMiner
+    | WorkerAuthorized
+    | MinerLineIgnored
+    | PoolReconnect
+    | Notice
 )

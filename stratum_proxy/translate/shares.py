@@ -1,9 +1,11 @@
 """One SV1 submit in translate mode: its row, its share math, the local checks.
 
-Every submit becomes exactly one ShareRecord.  ``check_submit`` either returns
-the SV2 fields to forward (the row already holds hash and difficulties) or the
-local rejection (SV1 code, text for the miner, reason for the row).  Local
-reasons start with "proxy:" so they never pass for the pool's own words.
+Every submit becomes exactly one ShareRecord.  ``judge_locally`` (with
+``check_submit`` for the share math) either returns the SV2 fields to forward
+(the row already holds hash and difficulties) or the local rejection (SV1 code,
+text for the miner, reason for the row).  Local reasons start with "proxy:" so
+they never pass for the pool's own words.  ``settle`` turns the pool's verdict
+into the final row and the miner's answer.
 """
 
 from __future__ import annotations
@@ -11,14 +13,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from stratum_proxy.shares import hex_u32, submitted_share
-from stratum_proxy.store.record import STATUS_NO_RESPONSE, ShareRecord
+from stratum_proxy.store.record import (
+    STATUS_ACCEPTED,
+    STATUS_NO_RESPONSE,
+    STATUS_REJECTED,
+    ShareRecord,
+)
 from stratum_proxy.sv1.messages import Submit
+from stratum_proxy.sv2.client_events import ShareVerdict
+from stratum_proxy.translate.channels import Channel, Miner
 from stratum_proxy.translate.jobs import (
     SV1_JOB_NOT_FOUND,
     SV1_LOW_DIFFICULTY,
     SV1_NOT_SUBSCRIBED,
     SV1_OTHER,
     TranslatedJob,
+    parse_job_id,
+    sv1_error_code,
 )
 
 REASON_NOT_SUBSCRIBED = "proxy: not subscribed"
@@ -93,6 +104,7 @@ def new_record(
         version_bits=submit.version_bits or "",
         extranonce1=extranonce1.hex(),
         connection_id=connection_id,
+        miner_difficulty=pool_difficulty,
     )
 
 
@@ -112,8 +124,11 @@ def check_submit(
     (difficulty-too-low) and counted against the farm there, so it is
     rejected here with the same SV1 code a pool uses (23).
     """
+    # The miner works at the channel's target: its difficulty is the pool's.
     record = record._replace(
-        pool_difficulty=job.difficulty, network_difficulty=job.job.network_difficulty
+        pool_difficulty=job.difficulty,
+        miner_difficulty=job.difficulty,
+        network_difficulty=job.job.network_difficulty,
     )
     try:
         extranonce2 = bytes.fromhex(submit.extranonce2)
@@ -146,3 +161,50 @@ def check_submit(
         version=result.version,
         extranonce=extranonce,
     )
+
+
+def judge_locally(
+    record: ShareRecord, submit: Submit, miner: Miner, channel: Channel | None, malformed: str
+) -> tuple[ShareRecord, Forward | LocalReject]:
+    """What the proxy can tell before the pool: not subscribed, malformed, unknown job, math."""
+    if channel is None or not miner.session.subscribed:
+        return record, NOT_SUBSCRIBED
+    if malformed:
+        return record, LocalReject(code=SV1_OTHER, message=malformed, reason=REASON_MALFORMED)
+    job_id = parse_job_id(submit.job_id)
+    job = channel.jobs.get(job_id) if job_id is not None else None
+    if job is None:
+        return record, JOB_NOT_FOUND
+    return check_submit(
+        record,
+        submit,
+        job,
+        local=miner.local,
+        extranonce2_size=miner.session.extranonce2_size,
+        version_mask=miner.session.version_mask,
+        channel_target=channel.target,
+    )
+
+
+def settle(record: ShareRecord, verdict: ShareVerdict) -> tuple[ShareRecord, int | None, str]:
+    """The final row, and the miner's answer: SV1 error code (None: accepted) and text.
+
+    ``response_ms`` is the round trip on the clock the client was given (monotonic).
+    """
+    status = verdict.status
+    if status == STATUS_ACCEPTED:
+        code, text = None, ""
+    elif status == STATUS_REJECTED:
+        code, text = sv1_error_code(verdict.error_code), verdict.error_code
+    else:
+        code, text = SV1_OTHER, "no response from pool"
+    record = record._replace(
+        status=status,
+        reject_reason="" if status == STATUS_ACCEPTED else verdict.error_code,
+        verdict_by="" if status == STATUS_NO_RESPONSE else "pool",
+    )
+    if status != STATUS_NO_RESPONSE:
+        record = record._replace(
+            response_ms=max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
+        )
+    return record, code, text

@@ -134,3 +134,26 @@ async def test_pool_dialects(proxy_factory: Any, config: Sv2PoolConfig) -> None:
     assert len(rows) == len(pool.judged) == 12
     assert {r["status"] for r in rows} == {"accepted"}
     assert len({r["extranonce1"] for r in rows}) == 3  # one extranonce slot per miner
+
+
+async def test_reconnect_miner_sends_the_miner_back_to_the_proxy(proxy_factory: Any) -> None:
+    pool = Sv2TestPool()
+    await pool.start()
+    proxy = await proxy_factory([pool.url("p")])
+    miner = TestMiner(MinerConfig(pause=0.02))
+    try:
+        task = await _start_mining(miner, proxy.port, 2)
+        (relay,) = proxy.server.relays
+        assert relay.upstream is not None
+        relay.upstream.reconnect_miner(relay)
+        async with asyncio.timeout(10):
+            while miner.reconnects < 1:
+                await asyncio.sleep(0.01)
+        await miner.wait_submits(len(miner.submits) + 2, timeout=20)  # mining again
+        await _stop(miner, task)
+    finally:
+        assert await proxy.shutdown() == 0
+        await pool.close()
+    rows = proxy.rows()
+    assert len(rows) == len(miner.submits) == len(pool.judged)
+    assert {r["status"] for r in rows} == {"accepted"}

@@ -1,9 +1,9 @@
 """Translate mode: handshake and transport faults close the SV2 connection cleanly.
 
-A wrong authority key, a tampered act 2, an expired certificate and a corrupted
-encrypted frame each end that pool connection with an error that says what is
-wrong; nothing is recorded that the miner did not submit, the proxy keeps
-running, and miners fail over to the next SV2 pool.
+A wrong authority key, a tampered act 2, an expired certificate, a corrupted
+encrypted frame and a refused SetupConnection each end that pool connection
+with an error that says what is wrong; nothing is recorded that the miner did
+not submit, the proxy keeps running, and miners fail over to the next SV2 pool.
 """
 
 from __future__ import annotations
@@ -22,6 +22,11 @@ FAULTS = {
     "expired_cert": (Sv2PoolConfig(cert_age_s=3600 + 60), "pool certificate expired"),
     # Frame 4 is the first SetNewPrevHash: the channel is open, no job yet.
     "corrupt_frame": (Sv2PoolConfig(corrupt_frame=4), "failed authentication at nonce"),
+    # SetupConnection.Error: the core's SetupRefused event ends the connection.
+    "setup_refused": (
+        Sv2PoolConfig(refuse_setup="unsupported-feature-flags"),
+        "pool refused the connection setup",
+    ),
 }
 
 

@@ -136,3 +136,28 @@ async def test_lost_verdicts_become_no_response_and_miners_fail_over(proxy_facto
     moved = [r for r in rows if r["upstream"] == "b"]
     assert len(moved) == 3 and {r["status"] for r in moved} == {"accepted"}
     assert not proxy.server.selector.is_up(proxy.server.selector.pools[0])
+
+
+async def test_unanswered_submit_is_answered_at_its_deadline(proxy_factory: Any) -> None:
+    """The submit timeout is a timer armed for that submit, not a periodic sweep."""
+    timeout = 0.4
+    pool = Sv2TestPool(Sv2PoolConfig(answer_shares=False))
+    await pool.start()
+    proxy = await proxy_factory([pool.url("p")], **{"limits.submit_timeout_s": timeout})
+    miner = TestMiner(MinerConfig(max_submits=3, wait_answers=True, answer_timeout=5))
+    try:
+        async with asyncio.timeout(20):
+            await miner.run("127.0.0.1", proxy.port)
+    finally:
+        assert await proxy.shutdown() == 0
+        await pool.close()
+    assert len(pool.judged) == 3  # the pool got every submit and said nothing
+    for submit in miner.submits:
+        assert submit.answer is not None
+        assert submit.answer["error"][:2] == [20, "no response from pool"]
+        # A sweep every 0.25 s would answer up to 0.25 s late.
+        assert submit.rtt is not None and timeout <= submit.rtt < timeout + 0.15
+    rows = proxy.rows()
+    assert [(r["status"], r["reject_reason"]) for r in rows] == [
+        ("no_response", f"no answer from the pool within {timeout:g} s")
+    ] * 3

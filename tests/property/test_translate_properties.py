@@ -48,12 +48,24 @@ def _rig(mode: str) -> tuple[Translator, Any]:
         max_line_bytes=4096,
         max_jobs=8,
     )
-    tr.add_miner(1, "m", NOW)
-    tr.miner_data(1, b'{"id":"s","method":"mining.subscribe","params":[]}\n', NOW)
+    events = tr.connection_made() + tr.add_miner(1, "m", NOW)
+    events += tr.miner_data(1, b'{"id":"s","method":"mining.subscribe","params":[]}\n', NOW)
     for _ in range(6):
-        conn.receive_data(client.data_to_send(), NOW)
-        tr.pool_data(conn.data_to_send(), NOW)
+        events = _to_pool(conn, events)
+        events += tr.pool_data(conn.data_to_send(), NOW)
+    _to_pool(conn, events)
     return tr, conn
+
+
+def _to_pool(conn: Any, events: list[tev.TranslateEvent]) -> list[tev.TranslateEvent]:
+    """Deliver the SendToPool events; the rest is returned in order."""
+    rest = []
+    for event in events:
+        if isinstance(event, tev.SendToPool):
+            conn.receive_data(event.data, NOW)
+        else:
+            rest.append(event)
+    return rest
 
 
 @settings(max_examples=60, deadline=None)
@@ -70,18 +82,21 @@ def test_every_submit_gets_one_answer_and_one_row(
         orjson.dumps({"id": 100 + i, "method": "mining.submit", "params": p}) + b"\n"
         for i, p in enumerate(submits)
     )
+    events: list[tev.TranslateEvent] = []
     for at in range(0, len(stream), chunk):
         try:
-            tr.miner_data(1, stream[at : at + chunk], NOW)
+            events += _to_pool(conn, tr.miner_data(1, stream[at : at + chunk], NOW))
         except RemoteProtocolError:
             raise AssertionError("a submit line closed the miner") from None
-        conn.receive_data(tr.client.data_to_send(), NOW)
-    tr.connection_lost(NOW + 1, "end of test")
+    events += tr.connection_lost(NOW + 1, "end of test")
     answers = [
-        orjson.loads(line) for _, data in tr.take_miner_output() for line in data.splitlines()
+        orjson.loads(line)
+        for e in events
+        if isinstance(e, tev.SendToMiner)
+        for line in e.data.splitlines()
     ]
     submit_answers = [a["id"] for a in answers if isinstance(a.get("id"), int)]
     assert sorted(submit_answers) == [100 + i for i in range(len(submits))]
-    rows = [e.record for e in tr.take_events() if isinstance(e, tev.ShareRecorded)]
+    rows = [e.record for e in events if isinstance(e, tev.ShareRecorded)]
     assert len(rows) == len(submits)
     assert len(conn.pool.judged) == sum(1 for r in rows if r.status == "no_response")

@@ -110,4 +110,5 @@ def test_the_translate_row_holds_each_value_in_its_own_column() -> None:
     assert row == row | {
         "ts": 123.5, "proxy_id": "PX", "upstream": "UP", "channel_id": 41, "connection_id": 42,
         "miner_addr": "MA:1", "extranonce1": "ee01", "pool_difficulty": 8.0,
+        "miner_difficulty": 8.0, "forwarded": False, "verdict_by": "",
     }  # fmt: skip

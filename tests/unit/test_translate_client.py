@@ -287,3 +287,29 @@ def test_random_splits_of_the_pool_stream() -> None:
         events.extend(pair.client.receive_data(stream[at : at + step], NOW))
         at += step
     assert [type(e) for e in events] == [ev.ChannelOpened, ev.JobActivated]
+
+
+def test_certificate_is_checked_on_the_wall_clock_not_on_now() -> None:
+    """``now`` is monotonic (any origin); the certificate's validity is about ``wall``."""
+    pair = Pair()
+    pair.conn.receive_data(pair.client.data_to_send(), NOW)
+    act2 = pair.conn.data_to_send()
+    pair.client.receive_data(act2, 12.5, wall=NOW)
+    assert pair.client.state == "setup"
+    late = Pair()
+    late.conn.receive_data(late.client.data_to_send(), NOW)
+    with pytest.raises(Sv2ProtocolError, match="expired"):
+        late.client.receive_data(late.conn.data_to_send(), NOW, wall=NOW + 10 * 86400)
+
+
+def test_timer_may_be_early_after_a_verdict_but_never_late() -> None:
+    pair = Pair(Sv2PoolConfig(batch_size=1))
+    (opened,) = pair.open()
+    (job,) = _jobs(pair.events)
+    pair.submit(opened, job, pair.valid_share(opened, job), "answered")
+    pair.pump()
+    assert pair.client.pending_count() == 0
+    # Nothing is pending; the timer may still fire once, and then it is exact.
+    assert pair.client.get_timer() in (None, NOW + 5.0)
+    assert pair.client.handle_timer(NOW + 5.0) == []
+    assert pair.client.get_timer() is None

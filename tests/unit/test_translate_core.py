@@ -48,26 +48,28 @@ class Rig:
         )
         self.lines: dict[int, list[dict[str, Any]]] = {}
         self.events: list[tev.TranslateEvent] = []
+        self.act(self.tr.connection_made())
         self.pump()
 
+    def act(self, events: list[tev.TranslateEvent], now: float = NOW) -> None:
+        """What the shell does: bytes to their sockets, everything else is kept."""
+        for event in events:
+            if isinstance(event, tev.SendToPool):
+                self.conn.receive_data(event.data, now)
+            elif isinstance(event, tev.SendToMiner):
+                lines = self.lines.setdefault(event.miner_id, [])
+                lines.extend(orjson.loads(x) for x in event.data.splitlines())
+            else:
+                self.events.append(event)
+
     def pump(self, now: float = NOW) -> None:
-        while True:
-            up = self.tr.client.data_to_send()
-            if up:
-                self.conn.receive_data(up, now)
-            down = self.conn.data_to_send()
-            if down:
-                self.tr.pool_data(down, now)
-            if not up and not down:
-                break
-        for miner_id, data in self.tr.take_miner_output():
-            self.lines.setdefault(miner_id, []).extend(orjson.loads(x) for x in data.splitlines())
-        self.events.extend(self.tr.take_events())
+        while down := self.conn.data_to_send():
+            self.act(self.tr.pool_data(down, now), now)
 
     def miner(self, miner_id: int, data: bytes = SUBSCRIBE + AUTHORIZE) -> None:
         if miner_id not in self.tr.miners:
-            self.tr.add_miner(miner_id, f"10.0.0.{miner_id}:4028", NOW)
-        self.tr.miner_data(miner_id, data, NOW)
+            self.act(self.tr.add_miner(miner_id, f"10.0.0.{miner_id}:4028", NOW))
+        self.act(self.tr.miner_data(miner_id, data, NOW))
         self.pump()
 
     def answer(self, miner_id: int, msg_id: Any) -> dict[str, Any]:
@@ -100,9 +102,10 @@ class Rig:
 @pytest.mark.parametrize("mode", ["per_miner", "aggregated"])
 def test_subscribe_held_until_the_channel_opens_then_difficulty_and_job(mode: str) -> None:
     rig = Rig(extranonce_mode=mode)
-    rig.tr.add_miner(1, "m", NOW)
-    rig.tr.miner_data(1, SUBSCRIBE, NOW)  # channel not open yet: no answer
-    assert rig.tr.take_miner_output() == []
+    rig.act(rig.tr.add_miner(1, "m", NOW))
+    held = rig.tr.miner_data(1, SUBSCRIBE, NOW)  # channel not open yet: no answer
+    assert [e for e in held if isinstance(e, tev.SendToMiner)] == []
+    rig.act(held)
     rig.pump()
     first = rig.lines[1]
     assert [x.get("method") for x in first] == [None, "mining.set_difficulty", "mining.notify"]
@@ -197,7 +200,7 @@ def test_local_rejections_are_rows_and_never_reach_the_pool() -> None:
 
 def test_submit_before_subscribe_is_a_row() -> None:
     rig = Rig()
-    rig.tr.add_miner(1, "m", NOW)
+    rig.act(rig.tr.add_miner(1, "m", NOW))
     rig.miner(1, b'{"id":3,"method":"mining.submit","params":["w","1","00","00","00"]}\n')
     assert rig.answer(1, 3)["error"][0] == 25
     assert [r.reject_reason for r in rig.records()] == ["proxy: not subscribed"]
@@ -208,7 +211,7 @@ def test_miner_leaving_with_a_share_in_flight_still_gets_its_row() -> None:
     rig.miner(1)
     rig.submit(1, rig.share(1))
     assert rig.tr.pending_for(1) == 1
-    rig.tr.remove_miner(1, NOW)
+    rig.act(rig.tr.remove_miner(1, NOW))
     rig.pump()
     assert rig.conn.closed_channels == []  # not before its verdict came
     rig.conn.handle_timer(NOW + 1.0)
@@ -227,7 +230,7 @@ def test_aggregated_slots_are_unique_and_run_out_cleanly() -> None:
     assert len(prefixes) == 256
     closes = [e for e in rig.events if isinstance(e, tev.CloseMiner)]
     assert [c.miner_id for c in closes] == [257]
-    rig.tr.remove_miner(5, NOW)
+    rig.act(rig.tr.remove_miner(5, NOW))
     rig.miner(300, SUBSCRIBE)
     assert rig.answer(300, 1)["result"][1] == rig.answer(5, 1)["result"][1]  # the freed slot
 
@@ -246,7 +249,7 @@ def test_pool_loss_answers_miners_then_closes_them() -> None:
     rig = Rig(Sv2PoolConfig(answer_shares=False))
     rig.miner(1)
     rig.submit(1, rig.share(1))
-    rig.tr.connection_lost(NOW + 1, "pool closed the connection")
+    rig.act(rig.tr.connection_lost(NOW + 1, "pool closed the connection"))
     rig.pump()
     assert rig.answer(1, 10)["error"] == [20, "no response from pool", None]
     assert [(r.status, r.reject_reason) for r in rig.records()] == [
@@ -260,10 +263,79 @@ def test_aggregated_channel_tells_the_pool_its_hash_rate_at_most_once_a_second()
     for miner_id in (1, 2, 3):
         rig.miner(miner_id)
     assert rig.tr.get_timer() == NOW + 1.0
-    rig.tr.handle_timer(NOW + 0.5)
+    rig.act(rig.tr.handle_timer(NOW + 0.5))
     rig.pump()
     assert rig.conn.updates == 0
-    rig.tr.handle_timer(NOW + 1.0)
+    rig.act(rig.tr.handle_timer(NOW + 1.0))
     rig.pump()
     assert rig.conn.updates == 1
     assert rig.tr.get_timer() is None
+
+
+def test_setup_success_is_a_ready_event_before_anything_else() -> None:
+    rig = Rig()
+    assert rig.events[:1] == [tev.PoolReady(used_version=2, flags=0)]
+    assert [e for e in rig.events if isinstance(e, tev.PoolReady | tev.SetupRefused)] == [
+        tev.PoolReady(used_version=2, flags=0)
+    ]
+
+
+def test_setup_error_is_a_refused_event_and_the_connection_is_over() -> None:
+    rig = Rig(Sv2PoolConfig(refuse_setup="unsupported-feature-flags"))
+    assert rig.events == [tev.SetupRefused(error_code="unsupported-feature-flags")]
+    rig.act(rig.tr.add_miner(1, "m", NOW))  # e.g. a miner attached meanwhile
+    rig.act(rig.tr.connection_lost(NOW, "pool refused the connection setup"))
+    assert [e.miner_id for e in rig.events if isinstance(e, tev.CloseMiner)] == [1]
+
+
+def test_bytes_come_first_then_what_happened() -> None:
+    """A miner's answers are written before a CloseMiner for it is acted on."""
+    rig = Rig(Sv2PoolConfig(answer_shares=False))
+    rig.miner(1)
+    line = orjson.dumps({"id": 10, "method": "mining.submit", "params": rig.share(1)})
+    rig.act(rig.tr.miner_data(1, line + b"\n", NOW))
+    events = rig.tr.connection_lost(NOW + 1, "gone")
+    assert [type(e) for e in events] == [tev.SendToMiner, tev.ShareRecorded, tev.CloseMiner]
+
+
+def test_reconnect_miner_sends_client_reconnect_through_the_session() -> None:
+    rig = Rig()
+    rig.miner(1)
+    (event,) = rig.tr.reconnect_miner(1)
+    assert event == tev.SendToMiner(
+        miner_id=1, data=b'{"id":null,"method":"client.reconnect","params":[]}\n'
+    )
+    assert rig.tr.reconnect_miner(99) == []  # not (or no longer) a miner here
+
+
+def test_a_wall_clock_jump_moves_no_deadline() -> None:
+    """Timeouts follow the monotonic ``now``; the row's ts is the ``wall`` of its submit."""
+    rig = Rig(Sv2PoolConfig(answer_shares=False))
+    rig.miner(1)
+    mono = NOW + 100.0
+    line = orjson.dumps({"id": 10, "method": "mining.submit", "params": rig.share(1)})
+    rig.act(rig.tr.miner_data(1, line + b"\n", mono, wall=1_000.0))  # wall clock stepped back
+    rig.pump(mono)
+    assert rig.tr.get_timer() == mono + 5.0
+    rig.act(rig.tr.handle_timer(mono + 4.9))
+    assert rig.records() == []
+    rig.act(rig.tr.handle_timer(mono + 5.0))
+    (row,) = rig.records()
+    assert (row.status, row.ts, row.response_ms) == ("no_response", 1_000.0, 0.0)
+    assert rig.answer(1, 10)["error"] == [20, "no response from pool", None]
+    assert rig.tr.get_timer() is None
+
+
+def test_response_time_is_measured_on_the_monotonic_clock() -> None:
+    rig = Rig()
+    rig.miner(1)
+    mono = NOW + 100.0
+    line = orjson.dumps({"id": 10, "method": "mining.submit", "params": rig.share(1)})
+    events = rig.tr.miner_data(1, line + b"\n", mono, wall=3e9)  # wall clock far ahead
+    (send,) = events
+    assert isinstance(send, tev.SendToPool)
+    rig.act(events)
+    rig.pump(mono + 0.25)
+    (row,) = rig.records()
+    assert (row.status, row.ts) == ("accepted", 3e9)
+    assert row.response_ms == pytest.approx(250.0)

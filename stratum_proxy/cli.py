@@ -108,6 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         help="pool URL, in failover order (repeatable; required unless pools are in --config)",
     )
+    run.add_argument(
+        "--mode",
+        choices=["auto", "passthrough", "translate", "aggregate"],
+        help=_with_default(
+            "how miner connections are handled (a listen address may say its own, "
+            "e.g. aggregate=0.0.0.0:3334)",
+            setting_default("mode"),
+        ),
+    )
+    run.add_argument(
+        "--pool-user", help="aggregate mode: the farm's account on the pools (aggregate.pool_user)"
+    )
+    run.add_argument(
+        "--pool-password",
+        help=_with_default("aggregate mode: its password", "x"),
+    )
     _store_flags(run)
     _spool_dir_flag(run)
     run.add_argument(
@@ -234,7 +250,10 @@ def _dispatch(args: argparse.Namespace) -> int:
             listen=args.listen,
             pools=args.pool,
             proxy_id=args.proxy_id,
+            mode=args.mode,
             **{
+                "aggregate.pool_user": args.pool_user,
+                "aggregate.pool_password": args.pool_password,
                 "store.url": args.store,
                 "store.spool_dir": args.spool_dir,
                 "api.listen": args.api_listen,

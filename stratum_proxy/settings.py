@@ -61,6 +61,44 @@ class LimitSettings(BaseModel):
     pool_connect_burst: int = Field(default=200, ge=1, description="Pool connections at once")
 
 
+class AggregateSettings(BaseModel):
+    """Aggregate mode: many miners on few pool connections, each miner with its own difficulty."""
+
+    model_config = ConfigDict(extra="forbid")  # a typo must not silently use a default
+
+    pool_user: str = Field(default="", description="the farm's account on the pools")
+    pool_password: SecretStr = Field(default=SecretStr("x"), description="its password")
+    identity_passthrough: bool = Field(
+        default=True,
+        description="authorize each miner's worker name on the pool and submit under it",
+    )
+    miners_per_upstream: int = Field(default=200, ge=1, le=65_536)
+    prefix_bytes: int = Field(
+        default=2, ge=1, le=4, description="the miners' extranonce1 width (2: 65,536 miners)"
+    )
+    failback: Literal["priority", "stay"] = Field(
+        default="priority", description="back to the first pool when it is healthy again"
+    )
+    failback_check_s: float = Field(
+        default=30.0, gt=0, description="how often a better pool is tried"
+    )
+    reconnects_per_s: float = Field(
+        default=20.0, gt=0, description="client.reconnect rationing when a miner must move"
+    )
+    jobs_per_miner: int = Field(default=16, ge=2, description="past jobs kept to judge late shares")
+    shares_per_minute: float = Field(default=12.0, gt=0, description="vardiff target per miner")
+    min_difficulty: float = Field(default=1.0, gt=0, description="vardiff floor (never below)")
+    max_difficulty: float = Field(default=1e15, gt=0)
+    start_difficulty: float = Field(default=1024.0, gt=0)
+    retarget_s: float = Field(default=60.0, gt=0, description="vardiff window for slow miners")
+
+    @model_validator(mode="after")
+    def _difficulties_ordered(self) -> AggregateSettings:
+        if not self.min_difficulty <= self.start_difficulty <= self.max_difficulty:
+            raise ValueError("aggregate: need min_difficulty <= start_difficulty <= max_difficulty")
+        return self
+
+
 class LogSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a typo must not silently use a default
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -133,7 +171,14 @@ class Settings(BaseSettings):
     )
 
     proxy_id: str = Field(default_factory=socket.gethostname)
-    listen: list[str] = Field(default_factory=lambda: ["0.0.0.0:3333"])
+    listen: list[str] = Field(
+        default_factory=lambda: ["0.0.0.0:3333"],
+        description="[mode=]host:port for miners; a mode here overrides ``mode``",
+    )
+    mode: Literal["auto", "passthrough", "translate", "aggregate"] = Field(
+        default="auto",
+        description="auto: passthrough to an SV1 pool, translate to an SV2 pool",
+    )
     pools: list[str] = Field(
         default_factory=list,
         description="Upstream URLs in failover order: stratum+tcp://host:port or name=URL",
@@ -143,13 +188,16 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     sv2: Sv2Settings = Field(default_factory=Sv2Settings)
+    aggregate: AggregateSettings = Field(default_factory=AggregateSettings)
 
     @model_validator(mode="after")
     def _addresses_parse(self) -> Settings:
         # Refused at start, with the setting's name, rather than found at the first miner.
-        from stratum_proxy.proxy.endpoints import parse_listen, parse_pool
+        from stratum_proxy.proxy.endpoints import parse_listen, parse_listener, parse_pool
 
-        checks: list[tuple[str, Any]] = [("listen", lambda: [parse_listen(a) for a in self.listen])]
+        checks: list[tuple[str, Any]] = [
+            ("listen", lambda: [parse_listener(a, default_mode=self.mode) for a in self.listen])
+        ]
         key = self.sv2.authority_key
         checks.append(
             ("pools", lambda: [parse_pool(p, default_authority_key=key) for p in self.pools])
@@ -161,6 +209,16 @@ class Settings(BaseSettings):
                 check()
             except ConfigError as exc:
                 raise ValueError(f"setting {name}: {exc}") from None
+        modes = {parse_listener(a, default_mode=self.mode).mode for a in self.listen}
+        if "aggregate" in modes:
+            if not self.aggregate.pool_user:
+                raise ValueError(
+                    "aggregate mode needs the farm's pool account: set aggregate.pool_user "
+                    "(--pool-user)"
+                )
+            protocols = {parse_pool(p, default_authority_key=key).protocol for p in self.pools}
+            if self.pools and "sv1" not in protocols:
+                raise ValueError("aggregate mode needs an SV1 pool (stratum+tcp://host:port)")
         return self
 
     @field_validator("listen", "pools", mode="before")

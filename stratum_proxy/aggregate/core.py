@@ -151,6 +151,7 @@ class Aggregator:
         self._failback_at: float | None = None
         self._vardiff_at = 0.0
         self._moves: dict[tuple[int, int], list[float]] = {}  # (from, to) pool -> waits
+        self._pending_by_miner: dict[int, int] = {}  # forwarded shares awaiting a verdict
         self.counters: dict[str, int] = {}
 
     # -- miners ------------------------------------------------------------------------
@@ -291,6 +292,10 @@ class Aggregator:
         self._place_waiting(now, events)
         return events
 
+    def pending_for(self, miner_id: int) -> int:
+        """The miner's forwarded shares still waiting for the pool's verdict."""
+        return self._pending_by_miner.get(miner_id, 0)
+
     # -- timers ------------------------------------------------------------------------
 
     def get_timer(self) -> float | None:
@@ -355,7 +360,7 @@ class Aggregator:
                     without_work_s=round(max(waits), 3),
                 )
             )
-            self._count("failovers" if from_pool < to_pool else "failbacks")
+            self._count("failbacks" if from_pool > to_pool else "failovers")
         self._moves.clear()
 
     def _upstream_for(self, miner: _Miner, order: list[int]) -> _Upstream | None:
@@ -723,6 +728,7 @@ class Aggregator:
                 now=now,
             )
             self._count("shares_forwarded")
+            self._pending_by_miner[miner.miner_id] = self.pending_for(miner.miner_id) + 1
             self._client_events(upstream, sent_events, now, wall, events)
             return
         if pool_job.stale:
@@ -800,6 +806,11 @@ class Aggregator:
     def _on_verdict(self, verdict: up.ShareVerdict, events: list[ev.AggregateEvent]) -> None:
         token = verdict.token
         assert isinstance(token, _Forwarded)
+        left = self.pending_for(token.miner_id) - 1
+        if left > 0:
+            self._pending_by_miner[token.miner_id] = left
+        else:
+            self._pending_by_miner.pop(token.miner_id, None)
         record = token.record._replace(
             status=verdict.status,
             reject_reason=verdict.reason,

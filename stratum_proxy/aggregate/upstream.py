@@ -185,6 +185,7 @@ class Sv1Upstream:
         self._session = _Session()
         self._next_id = 1
         self._given_up: OrderedDict[int, _Given] = OrderedDict()
+        self._early_jobs: list[PoolJob] = []  # notified before the setup finished
 
     # -- state -----------------------------------------------------------------------
 
@@ -352,7 +353,15 @@ class Sv1Upstream:
                 session.difficulty = msg.difficulty
                 events.append(PoolDifficulty(difficulty=msg.difficulty))
         elif isinstance(msg, m.Notify):
-            events.append(PoolJob(notify=msg, difficulty=session.difficulty))
+            job = PoolJob(notify=msg, difficulty=session.difficulty)
+            if session.ready:
+                events.append(job)
+            else:
+                # Pools send work right after the subscribe answer, before the
+                # authorization is through: kept, and handed on once ready.
+                if msg.clean_jobs:
+                    self._early_jobs.clear()
+                self._early_jobs.append(job)
         elif isinstance(msg, m.SetExtranonce):
             self._on_set_extranonce(msg, events)
         elif isinstance(msg, m.SetVersionMask):
@@ -455,6 +464,8 @@ class Sv1Upstream:
                 version_mask=session.version_mask,
             )
         )
+        events.extend(self._early_jobs)
+        self._early_jobs.clear()
 
     def _on_set_extranonce(self, msg: m.SetExtranonce, events: list[UpstreamEvent]) -> None:
         try:

@@ -62,6 +62,35 @@ def parse_pool(text: str, *, default_authority_key: str = "") -> PoolEndpoint:
     )
 
 
+MODES = ("auto", "passthrough", "translate", "aggregate")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Listener:
+    """One address miners connect to, and how their connections are handled.
+
+    ``auto``: passthrough toward an SV1 pool, translate toward an SV2 pool (the
+    first pool decides); ``aggregate``: many miners on few SV1 pool connections.
+    """
+
+    host: str
+    port: int
+    mode: str
+
+
+def parse_listener(text: str, *, default_mode: str = "auto") -> Listener:
+    """``[mode=]host:port``, e.g. ``aggregate=0.0.0.0:3334``; ConfigError says what is wrong."""
+    raw, mode = text.strip(), default_mode
+    if "=" in raw:
+        mode, raw = (part.strip() for part in raw.split("=", 1))
+    if mode not in MODES:
+        raise ConfigError(
+            f"listen address {text!r}: unknown mode {mode!r}; use one of {', '.join(MODES)}"
+        )
+    host, port = parse_listen(raw)
+    return Listener(host=host, port=port, mode=mode)
+
+
 def parse_listen(text: str) -> tuple[str, int]:
     """Parse ``host:port`` (``[::1]:3333`` for IPv6, ``:3333`` for all interfaces)."""
     raw = text.strip()

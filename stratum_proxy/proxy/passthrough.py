@@ -46,13 +46,14 @@ class MinerRelay(Protocol):
 class MinerSide(asyncio.Protocol):
     """The miner's TCP connection."""
 
-    def __init__(self, server: ProxyServer) -> None:
+    def __init__(self, server: ProxyServer, listener: int = 0) -> None:
         self.server = server
+        self.listener = listener  # index into the server's listeners: decides the mode
         self.relay: MinerRelay | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's TCP transports are not asyncio.Transport subclasses: no isinstance check.
-        self.relay = self.server.admit_miner(cast(asyncio.Transport, transport))
+        self.relay = self.server.admit_miner(cast(asyncio.Transport, transport), self.listener)
 
     def data_received(self, data: bytes) -> None:
         if self.relay is not None:

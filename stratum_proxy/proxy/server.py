@@ -17,7 +17,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from stratum_proxy.proxy.endpoints import parse_listen, parse_pool
+from stratum_proxy.proxy.aggregate import AggregateHub, AggregateRelay
+from stratum_proxy.proxy.endpoints import parse_listener, parse_pool
 from stratum_proxy.proxy.failover import PoolSelector
 from stratum_proxy.proxy.passthrough import MinerRelay, MinerSide, PassthroughRelay
 from stratum_proxy.proxy.stats import WorkerStats
@@ -58,8 +59,14 @@ class ProxyServer:
             connect_timeout_s=settings.limits.connect_timeout_s,
             retry_s=settings.limits.pool_retry_s,
         )
-        self.listen = [parse_listen(a) for a in settings.listen]
-        self.relays: set[PassthroughRelay | TranslateRelay] = set()
+        self.listen = [parse_listener(a, default_mode=settings.mode) for a in settings.listen]
+        self.relays: set[PassthroughRelay | TranslateRelay | AggregateRelay] = set()
+        # One aggregate core per aggregate listener (each has its own pool connections).
+        self.hubs = {
+            index: AggregateHub(self, pools)
+            for index, listener in enumerate(self.listen)
+            if listener.mode == "aggregate"
+        }
         self.sv2_upstreams = Sv2Upstreams(self)  # shared SV2 pool connections (translate mode)
         self.workers = WorkerStats()
         self.counters: Counter[str] = Counter()
@@ -79,9 +86,13 @@ class ProxyServer:
     async def start(self) -> None:
         raise_file_limit(self.log)
         loop = asyncio.get_running_loop()
-        for host, port in self.listen:
+        for index, listener in enumerate(self.listen):
             server = await loop.create_server(
-                lambda: MinerSide(self), host, port, backlog=_BACKLOG, reuse_address=True
+                lambda index=index: MinerSide(self, index),  # type: ignore[misc]
+                listener.host,
+                listener.port,
+                backlog=_BACKLOG,
+                reuse_address=True,
             )
             self._servers.append(server)
             for sock in server.sockets:
@@ -123,6 +134,8 @@ class ProxyServer:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.sv2_upstreams.close()  # what is still unanswered becomes no_response
+        for hub in self.hubs.values():
+            await hub.close()
         for server in self._servers:
             await server.wait_closed()
         self._log_summaries(final=True)
@@ -144,7 +157,7 @@ class ProxyServer:
 
     # -- relays -----------------------------------------------------------
 
-    def admit_miner(self, transport: asyncio.Transport) -> MinerRelay | None:
+    def admit_miner(self, transport: asyncio.Transport, listener: int = 0) -> MinerRelay | None:
         peer = transport.get_extra_info("peername")
         addr = format_sockname(peer) if peer else "?"
         limit = self.settings.limits.max_connections
@@ -164,13 +177,23 @@ class ProxyServer:
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # The first pool to try decides the mode: an SV2 pool means translate mode.
-        first = self.selector.candidates()[0]
-        relay_class = TranslateRelay if first.protocol == "sv2" else PassthroughRelay
-        relay = relay_class(self, transport, self._connection_ids(), addr)
+        mode = self.listen[listener].mode
+        relay: PassthroughRelay | TranslateRelay | AggregateRelay
+        if mode == "aggregate":
+            hub = self.hubs[listener]
+            relay = AggregateRelay(self, transport, self._connection_ids(), addr, hub)
+        else:
+            if mode == "auto":  # the first pool decides: an SV2 pool means translate mode
+                first = self.selector.candidates()[0]
+                mode = "translate" if first.protocol == "sv2" else "passthrough"
+            relay_class = TranslateRelay if mode == "translate" else PassthroughRelay
+            relay = relay_class(self, transport, self._connection_ids(), addr)
         self.relays.add(relay)
         relay.start_timer()
         self.counters["connections_accepted"] += 1
+        if isinstance(relay, AggregateRelay):
+            relay.start()  # placed on a shared pool connection by the core
+            return relay
         if isinstance(relay, TranslateRelay):  # a channel on a shared upstream: cheap
             relay.connect_task = self._spawn(relay.connect_pool())
         # A passthrough miner gets its pool connection when it sends its first bytes
@@ -197,7 +220,7 @@ class ProxyServer:
             self.counters["pool_connects_paced"] += 1
             await asyncio.sleep(slot - now)
 
-    def forget(self, relay: PassthroughRelay | TranslateRelay) -> None:
+    def forget(self, relay: PassthroughRelay | TranslateRelay | AggregateRelay) -> None:
         if relay in self.relays:
             self.relays.discard(relay)
             closed_by = "miner" if relay.miner_gone else relay.closed_by
@@ -283,6 +306,11 @@ class ProxyServer:
             "uptime_s": time.time() - self.started_at,
             **dict(self.counters),
             "pools": self.selector.statistics(),
+            **(
+                {"aggregate": {str(i): hub.statistics() for i, hub in self.hubs.items()}}
+                if self.hubs
+                else {}
+            ),
         }
 
 

@@ -137,3 +137,24 @@ def test_pings_and_version_requests_are_answered_and_garbage_is_reported() -> No
     answers = _sent(events)
     assert [a["id"] for a in answers] == [77, 78]
     assert any(isinstance(e, up.PoolNotice) and "line skipped" in e.text for e in events)
+
+
+def test_work_sent_before_the_setup_finished_is_handed_on_once_ready() -> None:
+    client = up.Sv1Upstream(user="u", password="p", submit_timeout_s=30.0)
+    ids = [s["id"] for s in _sent(client.start(0.0))]
+    notify = ["j1", "00" * 32, "01", "02", [], "20000000", "1d00ffff", "66000000", True]
+    early = client.receive_data(
+        _line({"id": ids[0], "result": [[], "00", 8], "error": None})
+        + _line({"id": None, "method": "mining.set_difficulty", "params": [64]})
+        + _line({"id": None, "method": "mining.notify", "params": notify}),
+        0.1,
+    )
+    assert not [e for e in early if isinstance(e, up.PoolJob)]  # not ready yet
+    later = client.receive_data(
+        _line({"id": ids[1], "result": {"version-rolling": False}, "error": None})
+        + _line({"id": ids[2], "result": True, "error": None}),
+        0.2,
+    )
+    kinds = [type(e).__name__ for e in later]
+    assert kinds == ["UpstreamReady", "PoolJob"]
+    assert later[1].difficulty == 64  # type: ignore[union-attr]

@@ -234,3 +234,40 @@ def test_an_env_section_that_is_not_json_names_the_section(
 def test_a_bad_version_mask_says_what_is_expected() -> None:
     with pytest.raises(ConfigError, match=r"setting sv2\.version_mask: 'zz' is not a hex mask"):
         load_settings(None, **{"sv2.version_mask": "zz"})
+
+
+def test_listen_addresses_may_carry_their_mode() -> None:
+    from stratum_proxy.proxy.endpoints import parse_listener
+
+    settings = load_settings(
+        None,
+        listen=["0.0.0.0:3333", "aggregate=0.0.0.0:3334"],
+        pools=["stratum+tcp://pool:3333"],
+        **{"aggregate.pool_user": "farm1"},
+    )
+    modes = [parse_listener(a, default_mode=settings.mode).mode for a in settings.listen]
+    assert modes == ["auto", "aggregate"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"listen": ["fast=0.0.0.0:1"]}, "unknown mode 'fast'"),
+        ({"mode": "aggregate"}, "aggregate.pool_user"),
+        (
+            {"mode": "aggregate", "aggregate.pool_user": "f", "pools": ["stratum2+tcp://p:1/k"]},
+            "needs an SV1 pool",
+        ),
+        (
+            {"aggregate.min_difficulty": 10, "aggregate.start_difficulty": 1},
+            "min_difficulty <= start_difficulty",
+        ),
+    ],
+)
+def test_aggregate_mistakes_are_refused_at_start(
+    overrides: dict[str, object], message: str
+) -> None:
+    values: dict[str, object] = {"pools": ["stratum+tcp://pool:3333"], **overrides}
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, **values)
+    assert message in str(info.value)

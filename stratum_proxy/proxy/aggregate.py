@@ -1,0 +1,274 @@
+"""Aggregate mode's asyncio shell: miner sockets and pool sockets around ``Aggregator``.
+
+One ``AggregateHub`` per aggregate listener owns the core, the pool
+connections it asks for and one timer armed from the core's ``get_timer()``.
+Every call into the core returns events; ``act`` carries them out (bytes to
+miners and pools, connections to open or close, rows to record, log lines).
+Miners keep their TCP connection through a failover: only the core decides
+to close one (it never does for a pool that dies).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any, cast
+
+from stratum_proxy.aggregate import events as ev
+from stratum_proxy.aggregate.core import AggregateSettings as CoreSettings
+from stratum_proxy.aggregate.core import Aggregator, summary
+from stratum_proxy.aggregate.vardiff import VardiffSettings
+from stratum_proxy.errors import RemoteProtocolError
+from stratum_proxy.proxy.endpoints import PoolEndpoint
+from stratum_proxy.proxy.miner_link import DeadlineTimer
+from stratum_proxy.proxy.passthrough import RelayBase
+
+if TYPE_CHECKING:
+    from stratum_proxy.proxy.server import ProxyServer
+
+_LEVELS = {"info", "warning", "error"}
+
+
+def core_settings(server: ProxyServer) -> CoreSettings:
+    """The core's settings from the daemon's ``[aggregate]`` and ``[limits]`` sections."""
+    agg, limits = server.settings.aggregate, server.settings.limits
+    return CoreSettings(
+        miners_per_upstream=agg.miners_per_upstream,
+        prefix_bytes=agg.prefix_bytes,
+        vardiff=VardiffSettings(
+            shares_per_minute=agg.shares_per_minute,
+            minimum=agg.min_difficulty,
+            maximum=agg.max_difficulty,
+            start=agg.start_difficulty,
+            retarget_s=agg.retarget_s,
+        ),
+        identity_passthrough=agg.identity_passthrough,
+        pool_user=agg.pool_user,
+        pool_password=agg.pool_password.get_secret_value(),
+        failback=agg.failback,
+        failback_check_s=agg.failback_check_s,
+        reconnects_per_s=agg.reconnects_per_s,
+        jobs_per_miner=agg.jobs_per_miner,
+        submit_timeout_s=limits.submit_timeout_s,
+        setup_timeout_s=server.settings.limits.connect_timeout_s,
+        max_line_bytes=limits.max_line_bytes,
+        version_mask=server.settings.sv2.version_mask,
+    )
+
+
+class AggregateHub:
+    """The core of one aggregate listener and its pool connections."""
+
+    def __init__(self, server: ProxyServer, pools: list[PoolEndpoint]) -> None:
+        self.server = server
+        self.pools = [p for p in pools if p.protocol == "sv1"]
+        self.log = server.log.bind(mode="aggregate")
+        self.core = Aggregator(
+            settings=core_settings(server),
+            pools=[p.name for p in self.pools],
+            proxy_id=server.settings.proxy_id,
+        )
+        self.relays: dict[int, AggregateRelay] = {}
+        self.conns: dict[int, UpstreamConn] = {}
+        self.timer = DeadlineTimer(self._on_timer)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closing = False
+
+    # -- events ------------------------------------------------------------------------
+
+    def act(self, events: list[ev.AggregateEvent]) -> None:
+        for event in events:
+            if isinstance(event, ev.SendToMiner):
+                relay = self.relays.get(event.miner_id)
+                if relay is not None:
+                    relay.link.write(event.data)
+            elif isinstance(event, ev.ShareRecorded):
+                relay = self.relays.get(event.miner_id)
+                self.server.record_share(event.record, relay.log if relay else self.log)
+            elif isinstance(event, ev.SendToUpstream):
+                conn = self.conns.get(event.upstream_id)
+                if conn is not None:
+                    conn.write(event.data)
+            elif isinstance(event, ev.OpenUpstream):
+                self._spawn(self._open(event.upstream_id, self.pools[event.pool]))
+            elif isinstance(event, ev.CloseUpstream):
+                conn = self.conns.pop(event.upstream_id, None)
+                if conn is not None:
+                    conn.close(event.reason)
+            elif isinstance(event, ev.CloseMiner):
+                relay = self.relays.get(event.miner_id)
+                if relay is not None:
+                    relay.log.warning("miner_closed_by_proxy", reason=event.reason)
+                    relay.close()
+            elif isinstance(event, ev.MinersMoved):
+                self.server.count("miners_moved")
+                self.log.warning(
+                    "miners_moved",
+                    from_pool=event.from_pool,
+                    to_pool=event.to_pool,
+                    miners=event.miners,
+                    without_work_s=event.without_work_s,
+                    disconnected=0,
+                )
+            elif isinstance(event, ev.Notice):
+                relay = self.relays.get(event.miner_id) if event.miner_id is not None else None
+                log = relay.log if relay is not None else self.log
+                level = event.level if event.level in _LEVELS else "warning"
+                self.server.log_limited(log, event.event, level=level, **dict(event.fields))
+        if not self.closing:
+            self.timer.arm(self.core.get_timer())
+
+    def _on_timer(self) -> None:
+        self.act(self.core.handle_timer(time.monotonic(), time.time()))
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # -- pool connections --------------------------------------------------------------
+
+    async def _open(self, upstream_id: int, pool: PoolEndpoint) -> None:
+        await self.server.pool_connect_slot()
+        loop = asyncio.get_running_loop()
+        conn = UpstreamConn(self, upstream_id, pool)
+        try:
+            async with asyncio.timeout(self.server.settings.limits.connect_timeout_s):
+                await loop.create_connection(lambda: conn, pool.host, pool.port)
+        except (OSError, TimeoutError) as exc:
+            reason = str(exc) or "connect timed out"
+            self.log.warning("pool_unreachable", pool=pool.name, error=reason)
+            self.act(self.core.upstream_failed(upstream_id, reason, time.monotonic()))
+            return
+        if self.closing:
+            conn.close("proxy stopping")
+            return
+        self.conns[upstream_id] = conn
+        self.log.info("upstream_connected", pool=pool.name, upstream=upstream_id)
+        self.act(self.core.upstream_connected(upstream_id, time.monotonic()))
+
+    def upstream_lost(self, conn: UpstreamConn, reason: str) -> None:
+        if self.conns.get(conn.upstream_id) is conn:
+            del self.conns[conn.upstream_id]
+            self.act(self.core.upstream_lost(conn.upstream_id, reason, time.monotonic()))
+
+    # -- miners ------------------------------------------------------------------------
+
+    def attach(self, relay: AggregateRelay) -> None:
+        self.relays[relay.connection_id] = relay
+        self.act(self.core.add_miner(relay.connection_id, relay.miner_addr, time.monotonic()))
+
+    def detach(self, relay: AggregateRelay) -> None:
+        if self.relays.pop(relay.connection_id, None) is not None:
+            self.act(self.core.remove_miner(relay.connection_id, time.monotonic()))
+
+    def statistics(self) -> dict[str, Any]:
+        return summary(self.core)
+
+    async def close(self) -> None:
+        """Stop: what the pools still owe becomes no_response, connections close."""
+        self.closing = True
+        self.timer.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in list(self.conns.values()):
+            self.upstream_lost(conn, "proxy stopping")
+            conn.close("proxy stopping")
+
+
+class UpstreamConn(asyncio.Protocol):
+    """One TCP connection to a pool, carrying many miners."""
+
+    def __init__(self, hub: AggregateHub, upstream_id: int, pool: PoolEndpoint) -> None:
+        self.hub = hub
+        self.upstream_id = upstream_id
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        core = self.hub.core
+        self.hub.act(core.upstream_data(self.upstream_id, data, time.monotonic(), time.time()))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.hub.upstream_lost(self, f"pool closed the connection{f': {exc}' if exc else ''}")
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(data)
+
+    def close(self, reason: str) -> None:
+        if not self.closed:
+            self.closed = True
+            self.hub.log.info("upstream_closed", pool=self.pool.name, reason=reason)
+            if self.transport is not None:
+                self.transport.close()
+
+
+class AggregateRelay(RelayBase):
+    """One miner connection of an aggregate listener."""
+
+    def __init__(
+        self,
+        server: ProxyServer,
+        miner: asyncio.Transport,
+        connection_id: int,
+        miner_addr: str,
+        hub: AggregateHub,
+    ) -> None:
+        super().__init__(server, miner, connection_id, miner_addr)
+        self.hub = hub
+        self.log = self.log.bind(mode="aggregate")
+
+    def start(self) -> None:
+        self.hub.attach(self)
+
+    def from_miner(self, data: bytes) -> None:
+        self.link.last_rx = time.monotonic()
+        if self.closed:
+            return
+        try:
+            events = self.hub.core.miner_data(
+                self.connection_id, data, time.monotonic(), time.time()
+            )
+        except RemoteProtocolError as exc:
+            self.log.warning("connection_closed_bad_input", side="miner", error=str(exc))
+            self.close()
+            return
+        self.hub.act(events)
+
+    def _on_timer(self) -> None:
+        if not self.closed and not self.idle_expired(time.monotonic()):
+            self.timer.arm(self.link.last_rx + self._idle_s)
+
+    def has_pending(self) -> bool:
+        return self.hub.core.pending_for(self.connection_id) > 0
+
+    def pause_pool(self) -> None:
+        """The miner reads slowly.  Pool connections are shared: they are not paused."""
+
+    def resume_pool(self) -> None:
+        """See pause_pool."""
+
+    def miner_closed(self, exc: Exception | None) -> None:
+        """Shares in flight keep their place upstream: their rows are still written."""
+        self.link.gone = True
+        self.close()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.cancel()
+        self.hub.detach(self)
+        self.link.close()
+        self.server.forget(self)

@@ -54,8 +54,9 @@ from stratum_proxy.store.record import (
     STATUS_REJECTED,
     ShareRecord,
 )
+from stratum_proxy.sv1 import codes
 from stratum_proxy.sv1 import messages as m
-from stratum_proxy.translate.sv1_downstream import (
+from stratum_proxy.sv1.downstream import (
     LineIgnored,
     MalformedSubmit,
     MinerAuthorized,
@@ -64,8 +65,8 @@ from stratum_proxy.translate.sv1_downstream import (
     Sv1Downstream,
 )
 
-# SV1 error codes (slush's protocol description).
-_OTHER, _STALE, _DUPLICATE, _LOW_DIFFICULTY = 20, 21, 22, 23
+_OTHER, _STALE, _DUPLICATE = codes.OTHER, codes.JOB_NOT_FOUND, codes.DUPLICATE
+_LOW_DIFFICULTY = codes.LOW_DIFFICULTY
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,8 +6,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from stratum_proxy.shares.math import DIFF1_TARGET
+from stratum_proxy.sv1.downstream import Sv1Downstream
 from stratum_proxy.translate.jobs import TranslatedJob
-from stratum_proxy.translate.sv1_downstream import Sv1Downstream
 
 
 @dataclass(slots=True, eq=False)

@@ -34,6 +34,14 @@ from typing import Any
 
 from stratum_proxy.shares.math import DIFF1_TARGET
 from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.sv1.downstream import (
+    LineIgnored,
+    MalformedSubmit,
+    MinerAuthorized,
+    MinerSubscribed,
+    SubmitReceived,
+    Sv1Downstream,
+)
 from stratum_proxy.sv1.messages import RpcId, Submit
 from stratum_proxy.sv2 import client_events as cev
 from stratum_proxy.sv2.client import Sv2Client
@@ -42,14 +50,6 @@ from stratum_proxy.translate import events as tev
 from stratum_proxy.translate.channels import Miner
 from stratum_proxy.translate.miners import Miners
 from stratum_proxy.translate.shares import LocalReject, judge_locally, new_record, settle
-from stratum_proxy.translate.sv1_downstream import (
-    LineIgnored,
-    MalformedSubmit,
-    MinerAuthorized,
-    MinerSubscribed,
-    SubmitReceived,
-    Sv1Downstream,
-)
 from stratum_proxy.translate.upstream_channels import Out, UpstreamChannels
 
 

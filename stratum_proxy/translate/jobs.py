@@ -21,16 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from stratum_proxy.shares import Job, swap_prevhash_words
+from stratum_proxy.sv1 import codes
 from stratum_proxy.sv2.jobs import share_job, target_to_difficulty
 from stratum_proxy.sv2.messages import NewExtendedMiningJob, SetNewPrevHash
 
-# SV1 error codes miners understand (slush's protocol description).
-SV1_OTHER = 20
-SV1_JOB_NOT_FOUND = 21
-SV1_DUPLICATE = 22
-SV1_LOW_DIFFICULTY = 23
-SV1_UNAUTHORIZED = 24
-SV1_NOT_SUBSCRIBED = 25
+SV1_OTHER = codes.OTHER
+SV1_JOB_NOT_FOUND = codes.JOB_NOT_FOUND
+SV1_DUPLICATE = codes.DUPLICATE
+SV1_LOW_DIFFICULTY = codes.LOW_DIFFICULTY
+SV1_UNAUTHORIZED = codes.UNAUTHORIZED
+SV1_NOT_SUBSCRIBED = codes.NOT_SUBSCRIBED
 
 # SV2 SubmitShares.Error codes (SRI mining_sv2 constants) -> the SV1 code a
 # miner's firmware classifies the same way.  Unknown codes are "other" (spec

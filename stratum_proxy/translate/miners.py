@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+from stratum_proxy.sv1.downstream import Sv1Downstream
 from stratum_proxy.translate import events as tev
 from stratum_proxy.translate.channels import Channel, Miner
-from stratum_proxy.translate.sv1_downstream import Sv1Downstream
 
 
 class Miners:

@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from stratum_proxy.sv1.codec import LineTooLongError
-from stratum_proxy.translate.sv1_downstream import (
+from stratum_proxy.sv1.downstream import (
     LineIgnored,
     MalformedSubmit,
     MinerAuthorized,

@@ -1,9 +1,10 @@
-"""The pool side of one SV1 miner connection in translate mode. Sans-I/O.
+"""The pool side of one SV1 miner connection, where the proxy is the miner's pool. Sans-I/O.
 
-The proxy *is* the miner's pool here: it answers subscribe, configure and
-authorize itself and sends set_difficulty / notify built from SV2 jobs.  Only
-submits go further: they surface as events and are answered later with the
-SV2 pool's real verdict (``answer_submit``).
+Used by translate mode (jobs from an SV2 pool) and aggregate mode (jobs from
+shared SV1 pool connections): the proxy answers subscribe, configure and
+authorize itself and sends set_difficulty / notify.  Only submits go
+further: they surface as events and are answered later with the pool's real
+verdict, or the proxy's own (``answer_submit``).
 
 A subscribe that arrives before the upstream channel is open is held and
 answered by ``assign`` (miners wait for that answer before anything else).
@@ -19,10 +20,10 @@ import orjson
 
 from stratum_proxy.sv1 import messages as m
 from stratum_proxy.sv1.codec import LineBuffer
+from stratum_proxy.sv1.codes import OTHER as SV1_OTHER
 from stratum_proxy.sv1.params import maybe_mask
 from stratum_proxy.sv1.parser import parse_line
 from stratum_proxy.sv1.records import salvage_submit
-from stratum_proxy.translate.jobs import SV1_OTHER
 
 # Subscription ids in the subscribe answer; miners only echo them back.
 _SUBSCRIPTION_ID = "7374726174756d2d70726f7879"  # "stratum-proxy" in hex

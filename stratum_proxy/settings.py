@@ -86,6 +86,12 @@ class AggregateSettings(BaseModel):
         default=20.0, gt=0, description="client.reconnect rationing when a miner must move"
     )
     jobs_per_miner: int = Field(default=16, ge=2, description="past jobs kept to judge late shares")
+    job_keepalive_s: float = Field(
+        default=60.0, gt=0, description="a silent pool's job is resent with a later ntime"
+    )
+    work_timeout_s: float = Field(
+        default=300.0, gt=0, description="a pool that sent no work this long is left"
+    )
     shares_per_minute: float = Field(default=12.0, gt=0, description="vardiff target per miner")
     min_difficulty: float = Field(default=1.0, gt=0, description="vardiff floor (never below)")
     max_difficulty: float = Field(default=1e15, gt=0)

@@ -81,6 +81,11 @@ class AggregateSettings:
     failback_check_s: float = 30.0
     reconnects_per_s: float = 20.0  # client.reconnect rationing when nothing else works
     jobs_per_miner: int = 16
+    # A pool silent this long: its current job is resent with a later ntime
+    # (cpuminer drops a pool after 120 s without a job).
+    job_keepalive_s: float = 60.0
+    # A pool that sent no work this long is treated as dead: its miners move.
+    work_timeout_s: float = 300.0
     submit_timeout_s: float = 30.0
     setup_timeout_s: float = 10.0
     max_line_bytes: int = 65536
@@ -102,6 +107,8 @@ class _Upstream:
     refused: set[str] = field(default_factory=set)
     asked: set[str] = field(default_factory=set)
     retiring: bool = False  # no new miners; closed once its verdicts are in
+    last_job_at: float = 0.0  # monotonic time of its last notify (or of becoming ready)
+    keepalives: int = 0  # keepalive copies of the current job sent since
 
     @property
     def current(self) -> UpstreamJob | None:
@@ -293,6 +300,31 @@ class Aggregator:
         self._place_waiting(now, events)
         return events
 
+    def _work_due(self, upstream: _Upstream) -> float:
+        """When the pool's silence next matters: a keepalive, or giving up on it."""
+        s = self.settings
+        keepalive = upstream.last_job_at + s.job_keepalive_s * (upstream.keepalives + 1)
+        return min(keepalive, upstream.last_job_at + s.work_timeout_s)
+
+    def _check_work(self, upstream: _Upstream, now: float, events: list[ev.AggregateEvent]) -> None:
+        silent = now - upstream.last_job_at
+        if silent >= self.settings.work_timeout_s:
+            reason = f"no work from the pool for {silent:.0f} s"
+            events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason=reason))
+            events += self.upstream_lost(upstream.upstream_id, reason, now)
+            return
+        job = upstream.current
+        upstream.keepalives += 1
+        if job is None or job.stale:
+            return
+        self._count("keepalive_jobs")
+        ntime = job.notify.ntime + int(silent)
+        for miner_id in upstream.miners:
+            miner = self.miners.get(miner_id)
+            if miner is not None and miner.placement is not None:
+                self._send_job(miner, job, clean=False, now=now, ntime=ntime)
+                self._flush_miner(miner, events)
+
     def pending_for(self, miner_id: int) -> int:
         """The miner's forwarded shares still waiting for the pool's verdict."""
         return self._pending_by_miner.get(miner_id, 0)
@@ -301,6 +333,7 @@ class Aggregator:
 
     def get_timer(self) -> float | None:
         times = [u.client.get_timer() for u in self.upstreams.values()]
+        times += [self._work_due(u) for u in self.upstreams.values() if u.ready]
         if self.miners:
             times.append(self._vardiff_at)
         if self._reconnect_queue:
@@ -317,6 +350,8 @@ class Aggregator:
             deadline = upstream.client.get_timer()
             if deadline is not None and deadline <= now:
                 self._client_events(upstream, upstream.client.handle_timer(now), now, wall, events)
+            if upstream.ready and self._work_due(upstream) <= now:
+                self._check_work(upstream, now, events)
         if self._vardiff_at <= now:
             # Windows of busy miners close on their shares; this catches the quiet ones.
             self._vardiff_at = now + self.settings.vardiff.retarget_s / 4
@@ -601,6 +636,7 @@ class Aggregator:
             )
         )  # fmt: skip
         self.pool_down_until.pop(upstream.pool, None)
+        upstream.last_job_at = now
         self._place_waiting(now, events)
 
     def _on_job(
@@ -624,6 +660,7 @@ class Aggregator:
                 old.stale = True
         upstream.jobs.append(job)
         del upstream.jobs[: -self.settings.jobs_per_miner]
+        upstream.last_job_at, upstream.keepalives = now, 0
         first_job = len(upstream.jobs) == 1
         for miner_id in upstream.miners:
             miner = self.miners.get(miner_id)
@@ -635,7 +672,9 @@ class Aggregator:
             # Work is flowing: miners on a worse pool come back here (fail back).
             self._move_to_better(upstream, now, events)
 
-    def _send_job(self, miner: _Miner, job: UpstreamJob, *, clean: bool, now: float) -> None:
+    def _send_job(
+        self, miner: _Miner, job: UpstreamJob, *, clean: bool, now: float, ntime: int | None = None
+    ) -> None:
         assert miner.placement is not None
         if miner.waiting_since is not None:
             if miner.moved_from is not None:
@@ -643,12 +682,12 @@ class Aggregator:
                 waits = self._moves.setdefault((miner.moved_from, upstream.pool), [])
                 waits.append(now - miner.waiting_since)
             miner.waiting_since = miner.moved_from = None
-        view = miner_view(job, miner.placement.pad, self.job_ids)
+        view = miner_view(job, miner.placement.pad, self.job_ids, ntime)
         new = miner.vardiff.take_pending()
         if new is not None or miner.jobs.latest() is None:
             miner.session.send_difficulty(miner.vardiff.difficulty)
         params = list(view.notify_params)
-        params[8] = clean or params[8]
+        params[8] = clean or (params[8] and ntime is None)  # a keepalive copy is never clean
         miner.session.send_notify(params)
         miner.jobs.add(
             SentJob(

@@ -37,7 +37,7 @@ class UpstreamJob:
     extranonce1: bytes  # the upstream's, folded into coinb1 toward miners
     extranonce2_size: int  # the upstream's, when the job came
     stale: bool = False  # a newer clean job came, or the connection was lost
-    views: dict[int, MinerView] = field(default_factory=dict)  # by pad
+    views: dict[tuple[int, int], MinerView] = field(default_factory=dict)  # by (pad, ntime)
 
     @property
     def pool_target(self) -> int:
@@ -83,11 +83,16 @@ class JobIds:
         return f"{n:x}"
 
 
-def miner_view(job: UpstreamJob, pad: int, ids: JobIds) -> MinerView:
-    """The job as miners with ``pad`` bytes of padding see it (built once per pad)."""
-    view = job.views.get(pad)
+def miner_view(job: UpstreamJob, pad: int, ids: JobIds, ntime: int | None = None) -> MinerView:
+    """The job as miners with ``pad`` bytes of padding see it (built once per pad).
+
+    ``ntime`` (default: the pool's) gives a keepalive copy of a job with a
+    later time: a new job id for the miner, the same job for the pool.
+    """
+    n = job.notify
+    ntime = n.ntime if ntime is None else ntime
+    view = job.views.get((pad, ntime))
     if view is None:
-        n = job.notify
         job_id = ids.new()
         params = [
             job_id,
@@ -97,11 +102,11 @@ def miner_view(job: UpstreamJob, pad: int, ids: JobIds) -> MinerView:
             [node.hex() for node in n.merkle_branch],
             f"{n.version:08x}",
             f"{n.nbits:08x}",
-            f"{n.ntime:08x}",
+            f"{ntime:08x}",
             n.clean_jobs,
         ]
         view = MinerView(job_id=job_id, upstream=job, pad=pad, notify_params=params)
-        job.views[pad] = view
+        job.views[(pad, ntime)] = view
     return view
 
 

@@ -49,6 +49,8 @@ def core_settings(server: ProxyServer) -> CoreSettings:
         failback_check_s=agg.failback_check_s,
         reconnects_per_s=agg.reconnects_per_s,
         jobs_per_miner=agg.jobs_per_miner,
+        job_keepalive_s=agg.job_keepalive_s,
+        work_timeout_s=agg.work_timeout_s,
         submit_timeout_s=limits.submit_timeout_s,
         setup_timeout_s=server.settings.limits.connect_timeout_s,
         max_line_bytes=limits.max_line_bytes,

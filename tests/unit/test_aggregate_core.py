@@ -354,3 +354,25 @@ def test_a_smaller_backup_uses_set_extranonce_or_a_rationed_reconnect() -> None:
     assert len(reconnects()) == 1  # one per second, not all at once
     rig.take(rig.core.handle_timer(2.0))
     assert len(reconnects()) == 2
+
+
+def test_a_silent_pools_job_is_resent_with_a_later_ntime_then_the_pool_is_left() -> None:
+    rig, up_id = _ready_rig(job_keepalive_s=60.0, work_timeout_s=150.0)
+    rig.notify(up_id, "pj1")
+    first = _latest(rig, 1, "mining.notify")["params"]
+    rig.now = 61.0
+    rig.take(rig.core.handle_timer(61.0))
+    again = _latest(rig, 1, "mining.notify")["params"]
+    assert again[0] != first[0] and again[8] is False
+    assert int(again[7], 16) == int(first[7], 16) + 61  # same work, a later time
+    # A share on the keepalive copy goes to the pool under the pool's job id.
+    en2, nonce, job = _find_share(rig, 1, int(DIFF1_TARGET / 1e-6))
+    rig.send(1, {"id": 9, "method": "mining.submit",
+                 "params": ["farm1.rig1", job, en2, again[7], nonce]})  # fmt: skip
+    (fw,) = [p for p in rig.to_pool[up_id] if p.get("method") == "mining.submit"]
+    assert fw["params"][1] == "pj1" and fw["params"][3] == again[7]
+    rig.now = 150.0
+    rig.take(rig.core.handle_timer(150.0))
+    assert any(isinstance(c, ev.CloseUpstream) and "no work" in c.reason for c in rig.closed)
+    assert not [c for c in rig.closed if isinstance(c, ev.CloseMiner)]
+    assert rig.opened[-1].upstream_id != up_id  # a new connection for the miners

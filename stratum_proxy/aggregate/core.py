@@ -160,6 +160,7 @@ class Aggregator:
         self._vardiff_at = 0.0
         self._moves: dict[tuple[int, int], list[float]] = {}  # (from, to) pool -> waits
         self._pending_by_miner: dict[int, int] = {}  # forwarded shares awaiting a verdict
+        self.last_move_without_work_s = 0.0  # the last failover's longest wait for work
         self.counters: dict[str, int] = {}
 
     # -- miners ------------------------------------------------------------------------
@@ -396,6 +397,7 @@ class Aggregator:
                     without_work_s=round(max(waits), 3),
                 )
             )
+            self.last_move_without_work_s = max(waits)
             self._count("failbacks" if from_pool > to_pool else "failovers")
         self._moves.clear()
 
@@ -928,16 +930,28 @@ def _error_code(reason: str) -> int:
 
 
 def summary(core: Aggregator) -> dict[str, Any]:
-    """Upstream connections per pool and miners per upstream, for metrics and logs."""
+    """Pool connections per pool, miners, difficulties and counters, for metrics and logs."""
     per_pool: dict[str, int] = {}
     for u in core.upstreams.values():
         if u.ready:
             per_pool[core.pools[u.pool]] = per_pool.get(core.pools[u.pool], 0) + 1
     placed = sum(1 for m in core.miners.values() if m.upstream is not None)
+    difficulties = sorted(m.vardiff.difficulty for m in core.miners.values())
+    quantiles = (
+        {
+            "0": difficulties[0],
+            "0.5": difficulties[len(difficulties) // 2],
+            "1": difficulties[-1],
+        }
+        if difficulties
+        else {}
+    )
     return {
         "miners": len(core.miners),
         "miners_placed": placed,
         "upstreams": per_pool,
         "aggregation": placed / max(1, sum(per_pool.values())),
+        "miner_difficulty": quantiles,
+        "last_move_without_work_s": core.last_move_without_work_s,
         **core.counters,
     }

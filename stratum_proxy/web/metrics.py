@@ -48,6 +48,17 @@ PIPELINE_GAUGES = {
     "insert_running_s": "Seconds the insert under way has been running (0: none)",
 }
 _STATUSES = ("accepted", "rejected", "no_response")
+# Aggregate mode's counters (``Aggregator.counters``), exported per listener.
+AGGREGATE_COUNTERS = {
+    "shares_forwarded": "Shares sent on to the pool",
+    "shares_judged_locally": "Shares the proxy accepted at the miner's difficulty",
+    "shares_rejected_locally": "Shares the proxy refused (stale, duplicate, low difficulty, ...)",
+    "failovers": "Miner moves to another pool connection after one was lost",
+    "failbacks": "Miner moves back to a better pool",
+    "reconnects_sent": "client.reconnect sent to miners whose extranonce did not fit",
+    "keepalive_jobs": "Jobs resent with a later ntime because the pool was silent",
+    "late_verdicts": "Pool answers that came after the share was recorded no_response",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +119,7 @@ class StatsCollector:
 
     def collect(self) -> Iterator[Metric]:
         yield from self._proxy(self.snapshot.proxy)
+        yield from self._aggregate(self.snapshot.proxy.get("aggregate") or {})
         yield from self._workers()
         yield from self._pipeline(self.snapshot.pipeline)
         yield from self._api(self.snapshot.api)
@@ -131,6 +143,53 @@ class StatsCollector:
         for name, info in (proxy.get("pools") or {}).items():
             pools.add_metric([name], 1.0 if info.get("up") else 0.0)
         yield pools
+
+    def _aggregate(self, listeners: Mapping[str, Mapping[str, Any]]) -> Iterator[Metric]:
+        """Aggregate mode, per aggregate listener (its index in ``listen``)."""
+        if not listeners:
+            return
+        gauges = {
+            "miners": GaugeMetricFamily(
+                "stratum_proxy_aggregate_miners", "Miners connected", labels=["listener"]
+            ),
+            "aggregation": GaugeMetricFamily(
+                "stratum_proxy_aggregate_miners_per_upstream",
+                "Miners per pool connection (the aggregation ratio)",
+                labels=["listener"],
+            ),
+            "last_move_without_work_s": GaugeMetricFamily(
+                "stratum_proxy_aggregate_last_failover_without_work_seconds",
+                "The longest time a miner waited for work at the last failover or fail-back",
+                labels=["listener"],
+            ),
+        }
+        upstreams = GaugeMetricFamily(
+            "stratum_proxy_aggregate_upstream_connections",
+            "Ready pool connections",
+            labels=["listener", "pool"],
+        )
+        difficulty = GaugeMetricFamily(
+            "stratum_proxy_aggregate_miner_difficulty",
+            "Miners' difficulties (quantile 0: lowest, 0.5: median, 1: highest)",
+            labels=["listener", "quantile"],
+        )
+        counters = {
+            key: CounterMetricFamily(f"stratum_proxy_aggregate_{key}", help_, labels=["listener"])
+            for key, help_ in AGGREGATE_COUNTERS.items()
+        }
+        for listener, stats in listeners.items():
+            for key, family in gauges.items():
+                family.add_metric([listener], float(stats.get(key) or 0))
+            for pool, count in (stats.get("upstreams") or {}).items():
+                upstreams.add_metric([listener, pool], count)
+            for quantile, value in (stats.get("miner_difficulty") or {}).items():
+                difficulty.add_metric([listener, quantile], value)
+            for key, counter in counters.items():
+                counter.add_metric([listener], stats.get(key, 0))
+        yield from gauges.values()
+        yield upstreams
+        yield difficulty
+        yield from counters.values()
 
     def _workers(self) -> Iterator[Metric]:
         snap = self.snapshot

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from stratum_proxy.proxy.stats import WorkerCounters, WorkerStats
@@ -265,3 +266,40 @@ def test_worker_summary_counts_unanswered_shares_and_rejected_candidates() -> No
     assert a["acceptance_pct"] == 60.0  # 3 of 5 shares, not 3 of 4 answered
     assert a["block_candidates"] == 1
     assert WorkerCounters().summary(60.0)["acceptance_pct"] == 0.0
+
+
+def test_aggregate_listeners_get_their_own_series() -> None:
+    proxy = PROXY | {
+        "aggregate": {
+            "1": {
+                "miners": 40,
+                "miners_placed": 40,
+                "upstreams": {"main": 2},
+                "aggregation": 20.0,
+                "miner_difficulty": {"0": 512.0, "0.5": 4096.0, "1": 65536.0},
+                "last_move_without_work_s": 0.35,
+                "shares_forwarded": 7,
+                "failovers": 1,
+            }
+        }
+    }
+    text = render(take_snapshot(proxy, PIPELINE, WorkerStats(), {}), 1000).decode()
+    got = samples(text)
+    kinds = families(text)
+    assert got[("stratum_proxy_aggregate_miners", (("listener", "1"),))] == 40
+    assert got[("stratum_proxy_aggregate_miners_per_upstream", (("listener", "1"),))] == 20
+    assert (
+        got[("stratum_proxy_aggregate_upstream_connections", (("listener", "1"), ("pool", "main")))]
+        == 2
+    )
+    key = ("stratum_proxy_aggregate_miner_difficulty", (("listener", "1"), ("quantile", "0.5")))
+    assert got[key] == 4096
+    assert got[("stratum_proxy_aggregate_shares_forwarded_total", (("listener", "1"),))] == 7
+    assert got[("stratum_proxy_aggregate_reconnects_sent_total", (("listener", "1"),))] == 0
+    assert kinds["stratum_proxy_aggregate_failovers"] == "counter"
+    assert got[
+        ("stratum_proxy_aggregate_last_failover_without_work_seconds", (("listener", "1"),))
+    ] == pytest.approx(0.35)
+    # Without aggregate listeners: none of these families.
+    plain = render(take_snapshot(PROXY, PIPELINE, WorkerStats(), {}), 1000).decode()
+    assert "stratum_proxy_aggregate" not in plain

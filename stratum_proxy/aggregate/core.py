@@ -158,6 +158,7 @@ class Aggregator:
         self._next_reconnect_at = 0.0
         self._failback_at: float | None = None
         self._vardiff_at = 0.0
+        self._retry_at: float | None = None  # every pool was down: when to try again
         self._moves: dict[tuple[int, int], list[float]] = {}  # (from, to) pool -> waits
         self._pending_by_miner: dict[int, int] = {}  # forwarded shares awaiting a verdict
         self.last_move_without_work_s = 0.0  # the last failover's longest wait for work
@@ -341,6 +342,8 @@ class Aggregator:
             times.append(self._next_reconnect_at)
         if self._failback_at is not None:
             times.append(self._failback_at)
+        if self._retry_at is not None:
+            times.append(self._retry_at)
         live = [t for t in times if t is not None]
         return min(live) if live else None
 
@@ -360,6 +363,9 @@ class Aggregator:
                 if miner.upstream is not None and miner.vardiff.due() <= now:
                     miner.vardiff.retarget(now)
         self._send_reconnects(now, events)
+        if self._retry_at is not None and self._retry_at <= now:
+            self._retry_at = None
+            self._place_waiting(now, events)
         if self._failback_at is not None and self._failback_at <= now:
             self._failback_at = None
             self._try_failback(now, events)
@@ -423,6 +429,14 @@ class Aggregator:
         self, order: list[int], now: float, events: list[ev.AggregateEvent]
     ) -> None:
         best = order[0]
+        down_until = self.pool_down_until.get(best, 0.0)
+        if down_until > now:
+            # Every pool is down: try the best again when its pause is over, not
+            # in a tight loop of refused connections.
+            self._retry_at = (
+                down_until if self._retry_at is None else min(self._retry_at, down_until)
+            )
+            return
         if any(pool == best for pool in self._opening.values()):
             return  # one connection at a time per pool: it will take the waiting miners
         upstream_id = self._next_upstream

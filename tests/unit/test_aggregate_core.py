@@ -376,3 +376,16 @@ def test_a_silent_pools_job_is_resent_with_a_later_ntime_then_the_pool_is_left()
     assert any(isinstance(c, ev.CloseUpstream) and "no work" in c.reason for c in rig.closed)
     assert not [c for c in rig.closed if isinstance(c, ev.CloseMiner)]
     assert rig.opened[-1].upstream_id != up_id  # a new connection for the miners
+
+
+def test_when_every_pool_is_down_connections_are_retried_after_a_pause_not_in_a_loop() -> None:
+    rig = Rig(failback_check_s=30.0)
+    rig.miner(1, SUBSCRIBE)
+    rig.take(rig.core.upstream_failed(rig.opened[-1].upstream_id, "refused", 0.0))
+    rig.take(rig.core.upstream_failed(rig.opened[-1].upstream_id, "refused", 0.1))
+    assert [o.pool for o in rig.opened] == [0, 1]  # each pool once, then a pause
+    for t in (1.0, 10.0, 29.0):
+        rig.take(rig.core.handle_timer(t))
+    assert [o.pool for o in rig.opened] == [0, 1]
+    rig.take(rig.core.handle_timer(30.0))
+    assert [o.pool for o in rig.opened] == [0, 1, 0]  # the best pool first again

@@ -670,6 +670,7 @@ class Aggregator:
             pool_difficulty=event.difficulty,
             extranonce1=upstream.extranonce1,
             extranonce2_size=upstream.extranonce2_size,
+            pool_name=self.pools[upstream.pool],
         )
         if event.notify.clean_jobs:
             for old in upstream.jobs:
@@ -804,11 +805,12 @@ class Aggregator:
     def _new_record(
         self, miner: _Miner, submit: m.Submit, sent: SentJob | None, wall: float
     ) -> ShareRecord:
-        upstream = self.upstreams.get(miner.upstream) if miner.upstream is not None else None
         pool_job = sent.view.upstream if sent is not None else None
-        pool_name = self.pools[upstream.pool] if upstream is not None else ""
-        if pool_job is not None and pool_job.upstream_id in self.upstreams:
-            pool_name = self.pools[self.upstreams[pool_job.upstream_id].pool]
+        if pool_job is not None:
+            pool_name = pool_job.pool_name  # the pool whose job it is, even if gone since
+        else:
+            upstream = self.upstreams.get(miner.upstream) if miner.upstream is not None else None
+            pool_name = self.pools[upstream.pool] if upstream is not None else ""
         return ShareRecord(
             ts=wall,
             proxy_id=self.proxy_id,

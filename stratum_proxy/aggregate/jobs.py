@@ -36,6 +36,7 @@ class UpstreamJob:
     pool_difficulty: float
     extranonce1: bytes  # the upstream's, folded into coinb1 toward miners
     extranonce2_size: int  # the upstream's, when the job came
+    pool_name: str = ""  # the pool's configured name: the rows' ``upstream``
     stale: bool = False  # a newer clean job came, or the connection was lost
     views: dict[tuple[int, int], MinerView] = field(default_factory=dict)  # by (pad, ntime)
 

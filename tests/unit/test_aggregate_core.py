@@ -275,6 +275,7 @@ def test_shares_in_flight_on_a_lost_upstream_are_no_response_and_its_jobs_stale(
     # Work on the dead upstream's job after the loss: stale, said by the proxy.
     assert _submit(rig, 11, job, en2b, nonceb)["error"][0] == 21
     assert rig.rows[-1].reject_reason == "proxy: stale job"
+    assert rig.rows[-1].upstream == "main"  # the pool whose job it was, gone since
 
 
 def test_a_new_difficulty_goes_out_just_before_the_next_notify() -> None:

@@ -111,6 +111,13 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, _TRANSIENT_TYPES)
 
 
+def is_known_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is a failure stores report (a StoreError, a ClickHouse error
+    code, a broken connection), rather than a bug."""
+    known = isinstance(exc, (StoreError, *_TRANSIENT_TYPES))
+    return known or error_code(exc) is not None
+
+
 def classify(exc: BaseException, *, doing: str, where: str) -> StoreError:
     """A StoreError saying what failed, where, and whether to retry."""
     if isinstance(exc, StoreError):

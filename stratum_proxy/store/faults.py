@@ -2,7 +2,7 @@
 
 ``FaultyStore`` wraps a real store (the engine stays real) and, depending on
 its ``mode``, lets inserts through, raises a retryable or a non-retryable
-StoreError, or hangs until released.  Used by the fault tests and
+StoreError or an unexpected TypeError, or hangs until released.  Used by the fault tests and
 ``scripts/bench_pipeline.py``; ``synthetic_record`` makes distinguishable rows.
 """
 
@@ -17,6 +17,7 @@ from stratum_proxy.errors import StoreError
 from stratum_proxy.store.record import ShareRecord
 
 OK, RETRYABLE, FATAL, HANG = "ok", "retryable", "fatal", "hang"
+BUG = "bug"  # an exception no store raises on purpose (TypeError): a bug, not an outage
 
 
 class FaultyStore:
@@ -44,6 +45,8 @@ class FaultyStore:
             raise StoreError("injected: connection refused", retryable=True)
         if mode == FATAL:
             raise StoreError("injected: NO_SUCH_COLUMN_IN_TABLE (schema mismatch)", retryable=False)
+        if mode == BUG:
+            raise TypeError("injected: unsupported operand type(s)")
         if mode == HANG:
             self._release.wait()
         self.inner.insert(batch)

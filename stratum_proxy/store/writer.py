@@ -16,7 +16,9 @@ kept and resent as they are.
 
 Retryable errors back off exponentially with full jitter, forever; the batch
 stays the head of the line while new rows pile up in the spool.  Other errors
-put the batch in the dead-letter file.
+put the batch in the dead-letter file, and so does an exception no store
+raises on purpose (a bug) once it repeats: it must not hold every later row
+back for ever.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from stratum_proxy.errors import StoreError
+from stratum_proxy.store.classify import is_known_failure
 from stratum_proxy.store.deadletter import write_dead_letter
 from stratum_proxy.store.mailbox import QueryMailbox
 from stratum_proxy.store.priority import engine_priority, lower_engine_threads
@@ -39,6 +42,8 @@ from stratum_proxy.store.row_source import Row, RowSource, Values
 from stratum_proxy.store.spool import Spool
 from stratum_proxy.store.spool_state import Inflight, SpoolState, save_state
 
+# Tries of an insert that raised something no store raises on purpose.
+_UNEXPECTED_RETRIES = 3
 # The store's own words for "that table (or database) is gone" (codes 60, 81).
 _MISSING_TABLE = re.compile(r"UNKNOWN_(TABLE|DATABASE)")
 
@@ -252,7 +257,7 @@ class StoreWriter:
         self._insert(batch, records, token, first, last)
 
     def _insert(self, batch: Any, records: list[Values], token: str, first: int, last: int) -> None:
-        attempt = 0
+        attempt = unexpected = 0
         repaired = False
         while True:
             self._serve_queries()
@@ -262,6 +267,27 @@ class StoreWriter:
                 with engine_priority():
                     self._store.insert(batch)
             except Exception as exc:
+                if not is_known_failure(exc):
+                    # Not an outage the stores report (a bug, or a failure nobody
+                    # classified): retried a few times, then the batch goes to the
+                    # dead-letter file (replayable) so the rows behind it move on.
+                    unexpected += 1
+                    self._log.error(
+                        "store_unexpected_error",
+                        error=f"{type(exc).__name__}: {exc}",
+                        attempt=unexpected,
+                        exc_info=exc,
+                    )
+                    if unexpected > _UNEXPECTED_RETRIES:
+                        self._dead_letter(
+                            records, token, first, last,
+                            f"unexpected {type(exc).__name__} from the store, "
+                            f"{unexpected} attempts: {exc}",
+                        )  # fmt: skip
+                        return
+                    self._sleep(self._backoff(attempt))
+                    attempt += 1
+                    continue
                 if isinstance(exc, StoreError) and not exc.retryable:
                     # A table dropped under us: rebuild the schema once and resend
                     # the same batch (same token) before giving it up.

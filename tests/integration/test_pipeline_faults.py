@@ -12,7 +12,15 @@ import pytest
 
 from stratum_proxy.store.backend import open_store
 from stratum_proxy.store.deadletter import read_dead_letters
-from stratum_proxy.store.faults import FATAL, HANG, OK, RETRYABLE, FaultyStore, synthetic_record
+from stratum_proxy.store.faults import (
+    BUG,
+    FATAL,
+    HANG,
+    OK,
+    RETRYABLE,
+    FaultyStore,
+    synthetic_record,
+)
 from stratum_proxy.store.pipeline import SharePipeline
 from stratum_proxy.store.settings import StoreSettings
 from stratum_proxy.store.spool_admin import drain_spool, spool_status
@@ -145,6 +153,44 @@ def test_non_retryable_errors_go_to_the_dead_letter_file(tmp_path: Path) -> None
     assert all("NO_SUCH_COLUMN" in entry["error"] for entry in letters)
     rows, _ = store_counts(settings)
     assert rows + len(dead) == 1000
+
+
+def test_an_unexpected_exception_is_retried_a_little_then_dead_lettered(tmp_path: Path) -> None:
+    """A bug in a store (a TypeError) must not hold every later row back for ever."""
+    settings = make_settings(tmp_path)
+    stores: list[FaultyStore] = []
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, BUG, stores)
+    )
+    pipeline.start()
+    put_rows(pipeline, 0, 200)
+    wait_for(lambda: pipeline.statistics()["rows_dead_lettered"] == 200)
+    assert stores[0].attempts == 4  # the first try and three more
+    stores[0].mode = OK
+    put_rows(pipeline, 200, 100)
+    wait_for(lambda: pipeline.statistics()["rows_written"] == 100)
+    pipeline.close()
+    (entry,) = read_dead_letters(settings.spool_dir or tmp_path)
+    assert "unexpected TypeError" in entry["error"] and len(entry["rows"]) == 200
+    assert store_counts(settings) == (100, 100)
+
+
+def test_an_unexpected_exception_that_passes_costs_nothing(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    stores: list[FaultyStore] = []
+    pipeline = SharePipeline(
+        settings, proxy_id="t", store_factory=faulty_factory(settings, OK, stores)
+    )
+    pipeline.start()
+    wait_for(lambda: bool(stores))
+    stores[0].mode = BUG
+    put_rows(pipeline, 0, 50)
+    wait_for(lambda: stores[0].attempts >= 1)
+    stores[0].mode = OK  # a fluke: the next try goes through
+    wait_for(lambda: pipeline.statistics()["rows_written"] == 50)
+    pipeline.close()
+    assert read_dead_letters(settings.spool_dir or tmp_path) == []
+    assert store_counts(settings) == (50, 50)
 
 
 def entry_index(column: str) -> int:

@@ -223,3 +223,14 @@ def test_server_reset_and_hang_are_retryable(close_at_once: bool) -> None:
     finally:
         store.close()
         server.stop()
+
+
+def test_bugs_are_told_apart_from_store_failures() -> None:
+    from stratum_proxy.errors import StoreError
+    from stratum_proxy.store.classify import is_known_failure
+
+    assert is_known_failure(StoreError("x", retryable=False))
+    assert is_known_failure(ConnectionResetError())
+    assert is_known_failure(RuntimeError("Code: 241. DB::Exception: Memory limit"))
+    assert not is_known_failure(TypeError("unsupported operand"))
+    assert not is_known_failure(KeyError("column"))

@@ -106,9 +106,11 @@ def bench_spool(rows: int, records: list) -> None:
         spool.open()
         t0 = time.perf_counter()
         for start in range(0, rows, 20_000):  # a grouped fsync every 20k rows
-            for i in range(start, min(rows, start + 20_000)):
-                spool.pending.append((i + 1, records[i % len(records)], False))
-            spool.write_pending(sync=True)
+            items = [
+                (i + 1, records[i % len(records)], False)
+                for i in range(start, min(rows, start + 20_000))
+            ]
+            spool.write(items, sync=True)
         elapsed = time.perf_counter() - t0
         size = spool.bytes_on_disk
         spool.close()

@@ -1,10 +1,12 @@
 """SharePipeline: the proxy hands it records; it gets them into the store, durably.
 
-    event loop ── put() ──▶ memory queue (bounded) ─────────────┐
-                  │                                          writer thread ──▶ store
-                  └──────▶ spool.pending ─▶ flusher thread ─▶ spool segments ─┘
-                           (every row)      (grouped fsync)
+    event loop ── put() ──▶ memory queue (bounded) ──────────────┐
+                  │                                           writer thread ──▶ store
+                  └──────▶ journal buffer ─▶ flusher thread ─▶ spool segments ─┘
+                           (every row)       (grouped fsync)
 
+Both buffers belong to the ``Handoff`` (``handoff.py``), the one owner of the
+rows between the event loop and the threads; each side calls its methods.
 ``put`` is O(1), takes no lock and never raises: a seq, two deque appends.
 Every row is journaled; the queue is only a fast path, so when it is full the
 row is simply not queued (the writer reads it back from the spool), and only
@@ -23,7 +25,6 @@ import contextlib
 import gc
 import importlib
 import time
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -31,9 +32,9 @@ import structlog
 
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.flusher import SpoolFlusher
+from stratum_proxy.store.handoff import Handoff
 from stratum_proxy.store.priority import let_event_loop_run, thread_ids
-from stratum_proxy.store.record import ShareRecord
-from stratum_proxy.store.row_source import Row, RowSource
+from stratum_proxy.store.row_source import RowSource
 from stratum_proxy.store.settings import StoreSettings, resolve_spool_dir
 from stratum_proxy.store.spool import Recovery, Spool
 from stratum_proxy.store.spool_reader import CorruptionReport, SpoolReader
@@ -59,21 +60,23 @@ class SharePipeline:
         self.log = logger if logger is not None else structlog.get_logger("stratum_proxy.store")
         self._store_factory = store_factory or self._default_store_factory
         self._encode = encode
-        self._queue: deque[Row] = deque()
-        self._queue_size = settings.queue_size
-        self._pending_max = settings.spool_buffer_rows  # the journal's memory buffer is bounded too
-        self._spill = False  # the queue overflowed: rows go to the spool only until caught up
-        self._seq = 0
-        self._closed = False
-        self.rows_put = 0
-        self.rows_shed = 0  # shed by put (spool full or its buffer full, or after close)
         self.rows_corrupt = 0
+        # The flusher's watch (``_watch``): what was reported, and when.
+        self._reported_shed = 0
+        self._shed_warned_at = -10.0
+        self._stall_reported = False
+        self._stats_logged_at = time.monotonic()
         segment_bytes = min(
             settings.spool_segment_bytes, max(64 * 1024, settings.spool_max_bytes // 4)
         )
         self.spool = Spool(
             self.spool_dir, segment_bytes=segment_bytes, max_bytes=settings.spool_max_bytes
         )
+        # The one owner of the rows between the event loop and the threads.
+        self.handoff = Handoff(
+            self.spool, queue_size=settings.queue_size, buffer_rows=settings.spool_buffer_rows
+        )
+        self.put = self.handoff.put  # the event loop's only call: bound once, no extra frame
         self._writer: StoreWriter | None = None
         self._flusher: SpoolFlusher | None = None
 
@@ -98,7 +101,7 @@ class SharePipeline:
         floor = max(state.seq_hwm, recovery.last_seq, state.acked_seq, inflight_last)
         # Seqs never repeat, even after a crash or a deleted spool: a repeated
         # seq would repeat a dedup token, and ClickHouse would drop the new rows.
-        self._seq = max(floor + 1, time.time_ns() // 1000)
+        self.handoff.next_seq = max(floor + 1, time.time_ns() // 1000)
         self._report_recovery(recovery)
         state.proxy_id, state.clean = self.proxy_id, False
         save_state(self.spool_dir, state, sync=True)
@@ -108,13 +111,7 @@ class SharePipeline:
             self._on_corruption,
             self.spool.note_rows,
         )
-        source = RowSource(
-            self._queue,
-            self.spool,
-            reader,
-            next_seq=state.acked_seq + 1,
-            spilling=lambda: self._spill,
-        )
+        source = RowSource(self.handoff, reader, next_seq=state.acked_seq + 1)
         cfg = self.settings
         self._writer = StoreWriter(
             config=WriterConfig(
@@ -125,15 +122,22 @@ class SharePipeline:
                 retry_max_s=cfg.retry_max_s,
             ),
             spool=self.spool,
+            handoff=self.handoff,
             source=source,
             state=state,
             store_factory=self._store_factory,
             encode=row_encode(self._encode) if self._encode else _default_encode,
             log=self.log,
-            on_idle=self._maybe_end_spill,
         )
         self._writer.known_threads = known_threads
-        self._flusher = SpoolFlusher(self)
+        self._flusher = SpoolFlusher(
+            self.handoff,
+            fsync_interval_s=cfg.fsync_interval_s,
+            watch=self._watch,
+            warn=lambda event, **fields: self.log.warning(
+                event, spool_dir=str(self.spool_dir), **fields
+            ),
+        )
         self._flusher.thread.start()
         self._writer.thread.start()
 
@@ -160,45 +164,39 @@ class SharePipeline:
             else None,
         )
 
+    def _watch(self) -> None:
+        """After each fsync (flusher thread): what must not go unnoticed, rate-limited."""
+        stats = self.statistics()
+        shed = int(stats["rows_shed"] or 0)
+        now = time.monotonic()
+        if shed > self._reported_shed and now - self._shed_warned_at >= 10.0:
+            self._shed_warned_at = now
+            self.log.warning(
+                "rows_shed",
+                rows=shed - self._reported_shed,
+                total=shed,
+                reason="memory queue full and spool at its disk cap",
+            )
+            self._reported_shed = shed
+        running = stats["insert_running_s"]
+        if running is not None and running > self.settings.stall_warning_s:
+            if not self._stall_reported:
+                self.log.warning("store_insert_stalled", seconds=round(running, 1))
+                self._stall_reported = True
+        elif running is None:
+            self._stall_reported = False
+        if now - self._stats_logged_at >= self.settings.stats_log_interval_s:
+            self._stats_logged_at = now
+            self.log.info("share_pipeline", **stats)
+
     def _on_corruption(self, report: CorruptionReport) -> None:
         self.rows_corrupt += report.rows_lost
         report.log(self.log)
-
-    def _maybe_end_spill(self) -> None:
-        if self._spill and self._writer is not None and self._writer.source.caught_up():
-            self._spill = False
 
     def _default_store_factory(self) -> StoreLike:
         from stratum_proxy.store.backend import open_store
 
         return open_store(self.settings.url, self.settings, api_address=self.api_address)
-
-    # -- the event loop side ---------------------------------------------------------------
-
-    def put(self, record: ShareRecord) -> None:
-        """Hand over one row: O(1), no lock, no I/O, never raises."""
-        spool = self.spool
-        pending = spool.pending
-        if self._closed:
-            self.rows_shed += 1
-            return
-        seq = self._seq
-        values = tuple(record)  # see row_source.Values: not a tracked ShareRecord
-        if self._spill or len(self._queue) >= self._queue_size:
-            if spool.full or len(pending) >= self._pending_max:
-                self.rows_shed += 1
-                return
-            self._seq = seq + 1
-            self._spill = True
-            pending.append((seq, values, False))
-        else:
-            self._seq = seq + 1
-            if len(pending) < self._pending_max:
-                pending.append((seq, values, True))
-            else:
-                spool.unjournaled.append(seq)
-            self._queue.append((seq, values))
-        self.rows_put += 1
 
     # -- queries, statistics, stop -----------------------------------------------------------
 
@@ -224,20 +222,18 @@ class SharePipeline:
         acked = writer.state.acked_seq if writer is not None else 0
         spool = self.spool
         started = counters.insert_started if counters else None
+        handoff = self.handoff
         return {
-            "rows_put": self.rows_put,
-            "next_seq": self._seq,
-            "queue_depth": len(self._queue),
-            "spill": int(self._spill),
+            "rows_put": handoff.rows_put,
+            "next_seq": handoff.next_seq,
+            **handoff.snapshot(),
             "spool_bytes": spool.bytes_on_disk,
             "spool_rows": spool.unacked_rows(acked),
-            "spool_pending": len(spool.pending),
             "spool_durable_seq": spool.durable_seq,
             "batches_written": counters.batches_written if counters else 0,
             "rows_written": counters.rows_written if counters else 0,
             "retries": counters.retries if counters else 0,
-            "rows_shed": self.rows_shed + spool.rows_shed + spool.rows_unencodable,
-            "rows_unjournaled": len(spool.unjournaled),
+            "rows_shed": handoff.rows_shed + spool.rows_shed + spool.rows_unencodable,
             "rows_corrupt": self.rows_corrupt,
             "rows_dead_lettered": counters.rows_dead_lettered if counters else 0,
             "last_write_ts": counters.last_write_ts if counters else None,
@@ -248,9 +244,9 @@ class SharePipeline:
 
     def close(self, timeout_s: float | None = None) -> None:
         """Clean stop: every row ends in the store or fsynced in the spool."""
-        if self._closed:
+        if self.handoff.closed:
             return
-        self._closed = True
+        self.handoff.closed = True
         timeout = self.settings.shutdown_timeout_s if timeout_s is None else timeout_s
         deadline = time.monotonic() + timeout
         writer, flusher = self._writer, self._flusher
@@ -282,7 +278,7 @@ class SharePipeline:
 
     def _finish(self, writer: StoreWriter) -> None:
         spool, state = self.spool, writer.state
-        lost = [seq for seq in spool.unjournaled if seq > state.acked_seq]
+        lost = self.handoff.lost_after(state.acked_seq)
         if lost:
             spool.rows_shed += len(lost)
             self.log.error(
@@ -290,7 +286,7 @@ class SharePipeline:
                 rows=len(lost),
                 reason="spool at its disk cap and store unavailable",
             )
-        state.seq_hwm, state.clean = self._seq - 1, True
+        state.seq_hwm, state.clean = self.handoff.next_seq - 1, True
         save_state(self.spool_dir, state, sync=True)
         spool.close(state.acked_seq)
         self.log.info("share_pipeline_closed", **self.statistics())

@@ -11,41 +11,22 @@ spooled row, reading the spool as needed.  Seqs that are in neither were shed
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
-from collections.abc import Callable
-from typing import Any
 
-from stratum_proxy.store.spool import Spool
+from stratum_proxy.store.handoff import Handoff, Row, Values
 from stratum_proxy.store.spool_reader import SpoolReader
 
-# A row's values in ``COLUMNS`` order: a plain tuple of them (in the memory
-# queue, the spool's buffer and what the spool reader decodes; a ShareRecord is
-# accepted wherever a row is, e.g. from tests).  Plain on purpose: the cyclic
-# collector untracks an exact tuple of strings and numbers at its first pass,
-# but never a tuple subclass such as ShareRecord, so queued ShareRecords would
-# pile up in the older generations and make every collection slower.
-Values = tuple[Any, ...]
-Row = tuple[int, Values]
+__all__ = ["Row", "RowSource", "Values"]
 
 
 class RowSource:
     """The writer thread's view of all rows not yet batched (one thread only)."""
 
-    def __init__(
-        self,
-        queue: deque[Row],
-        spool: Spool,
-        reader: SpoolReader,
-        next_seq: int,
-        *,
-        spilling: Callable[[], bool] = lambda: True,
-    ) -> None:
-        self.queue = queue
-        self.spool = spool
+    def __init__(self, handoff: Handoff, reader: SpoolReader, next_seq: int) -> None:
+        self.handoff = handoff
+        self.queue = handoff.queue  # this is the queue's only consumer
         self.reader = reader
-        # True while rows may go to the spool only (the queue overflowed); else
-        # every row not yet written to the spool is in the queue too.
-        self._spilling = spilling
         self.next_seq = next_seq  # the lowest seq not yet taken
         self._ahead: deque[Row] = deque()  # rows read from the spool, not yet taken
 
@@ -91,25 +72,27 @@ class RowSource:
         # Only the rows before the queue head: the rest are in memory already.
         below = self.queue[0][0] if self.queue else None
         rows = self.reader.read(self.next_seq, max(want, 1), below=below)
+        handoff = self.handoff
         if (
             not rows
-            and self.spool.pending
-            and self._spilling()
-            and (below is None or self.spool.written_seq < below - 1)
+            and handoff.buffered()
+            and handoff.spilling()  # else every buffered row is in the queue too
+            and (below is None or handoff.journaled_through() < below - 1)
         ):
             # The rows we need may still be waiting for the flusher: write them now.
             # (Not otherwise: then they reach us through the queue, and writing
             # here would only move the flusher's work into this thread.)
-            self.spool.write_pending(sync=False)
+            with contextlib.suppress(OSError):  # the flusher reports disk errors
+                handoff.journal(sync=False)
             rows = self.reader.read(self.next_seq, max(want, 1), below=below)
         self._ahead.extend(rows)
 
     def caught_up(self) -> bool:
         """Nothing left anywhere: the queue may take live rows again (ends spill mode)."""
-        if self.queue or self._ahead or self.spool.pending:
+        if self.queue or self._ahead or self.handoff.buffered():
             return False
         self._fill(1)
-        return not self._ahead and not self.spool.pending
+        return not self._ahead and not self.handoff.buffered()
 
     def memory_empty(self) -> bool:
         """No row waits in memory (the spool holds the rest durably)."""

@@ -2,24 +2,23 @@
 
 Every row the pipeline accepts is appended here (write-ahead), not only the rows
 that overflow the memory queue: that is what bounds a crash's loss to the rows
-received since the last grouped fsync.  The event loop only appends to
-``pending`` (a deque, no lock, no I/O); the flusher thread encodes and writes
-them in small steps and fsyncs every ``fsync_interval_s``.  Segments are
+received since the last grouped fsync.  The pipeline's hand-off
+(``handoff.Handoff``) buffers them for the flusher thread, which has them
+written here in small steps and fsynced every ``fsync_interval_s``.  Segments are
 deleted once the store acknowledged all their rows (``trim``), so on a healthy
 store the spool stays around one segment.
 
-Disk cap: a row that would take the spool past ``max_bytes`` is not written.
-If it is also in the memory queue it is merely not journaled (its seq is kept
-in ``unjournaled``: a crash before it reaches the store would lose it);
-otherwise it is shed and counted in ``rows_shed``.  ``full`` tells the event
-loop to shed such rows before they even queue up here.
+Disk cap: a row that would take the spool past ``max_bytes`` is not written;
+``write`` returns it, and the hand-off keeps its seq as in memory only (a
+crash before it reaches the store would lose it) or counts it in
+``rows_shed`` when the memory queue does not hold it.  ``full`` tells the
+hand-off to shed such rows before they are even buffered.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -47,6 +46,13 @@ from stratum_proxy.store.spool_state import (
 Values = tuple[Any, ...]  # a row's values in COLUMNS order (see row_source.Values)
 Item = tuple[int, Values, bool]  # (seq, row, also in the memory queue)
 _DEFAULT_ROW_BYTES = 400  # estimate for segments not yet read back
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    written: int
+    not_journaled: list[Item]  # rows the spool did not take (disk cap, disk error)
+    error: OSError | None  # a disk error, for the caller to log
 
 
 @dataclass(slots=True)
@@ -77,13 +83,8 @@ class Spool:
         self.directory = directory
         self.segment_bytes = segment_bytes
         self.max_bytes = max_bytes
-        # Event-loop side: (seq, record, also_in_memory_queue); drained by write_pending.
-        self.pending: deque[Item] = deque()
-        self.full = False
+        self.full = False  # at the disk cap: the hand-off sheds spool-only rows at once
         self.rows_shed = 0
-        # Seqs of rows only in the memory queue (spool full or failing): a stop
-        # with the store down would lose them, so they are tracked until acked.
-        self.unjournaled: deque[int] = deque()
         self.rows_unencodable = 0
         self.last_error: str | None = None
         self.written_seq = 0  # the last seq written to a segment file
@@ -95,6 +96,7 @@ class Spool:
         self._sync_lost = False  # an fsync failed: durable_seq stops moving (it is reported)
         self._lock_fd: int | None = None
         self._bytes = 0  # sum of segment sizes, kept current: checked for every row
+        self._unwritten: list[Item] = []  # rows the write under way did not take
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -160,26 +162,25 @@ class Spool:
 
     # -- writing (flusher thread, or the writer when it needs rows on disk now) ------
 
-    def write_pending(self, *, sync: bool) -> int:
-        """Write every pending row; fsync when ``sync``.  Returns rows written.
+    def write(self, items: list[Item], *, sync: bool) -> WriteResult:
+        """Append ``items`` (consecutive or not, in seq order); fsync when ``sync``.
 
-        On a disk error (full disk, I/O error) the rows of this round are
-        counted as lost (``rows_shed``) or, if the memory queue holds them too,
-        as unjournaled; the segment is cut back to its last whole record and the
-        OSError is raised for the caller to log.
+        Rows not written (at the disk cap, or on a disk error: full disk, I/O
+        error) are returned for the caller to account for; after a disk error
+        the segment is cut back to its last whole record and the error is
+        returned too.
         """
         with self._lock:
-            popleft = self.pending.popleft
-            items = [popleft() for _ in range(len(self.pending))]
+            self._unwritten = []
             try:
                 written = self._write_items(items)
+                if sync and self._dirty and self._fd is not None:
+                    os.fsync(self._fd)
+                    self._mark_durable()
             except OSError as exc:
                 self._recover_from_write_error(items, exc)
-                raise
-            if sync and self._dirty and self._fd is not None:
-                os.fsync(self._fd)
-                self._mark_durable()
-            return written
+                return WriteResult(0, self._unwritten, exc)
+            return WriteResult(written, self._unwritten, None)
 
     def _write_items(self, items: list[Item]) -> int:
         # One record (and one os.write, which lets the GIL go) per run of at most
@@ -211,11 +212,7 @@ class Spool:
         return written
 
     def _not_journaled(self, rows: list[Item]) -> None:
-        for seq, _record, queued in rows:
-            if queued:
-                self.unjournaled.append(seq)
-            else:
-                self.rows_shed += 1
+        self._unwritten.extend(rows)
 
     def _encode(self, run: list[Item]) -> list[tuple[int, list[Item], bytes]]:
         """(first seq, rows, record bytes) for ``run``: one chunk unless a row is unencodable."""
@@ -234,7 +231,10 @@ class Spool:
         return out
 
     def _recover_from_write_error(self, items: list[Item], exc: OSError) -> None:
-        self._not_journaled([item for item in items if item[0] > self.written_seq])
+        already = {item[0] for item in self._unwritten}  # refused at the cap before the error
+        self._not_journaled(
+            [item for item in items if item[0] > self.written_seq and item[0] not in already]
+        )
         self.last_error = f"spool write failed: {exc}"
         if self._fd is not None:
             try:
@@ -363,7 +363,6 @@ class Spool:
         return {
             "spool_bytes": self.bytes_on_disk,
             "spool_segments": len(self._segments),
-            "spool_pending": len(self.pending),
             "spool_durable_seq": self.durable_seq,
             "spool_full": self.full,
         }

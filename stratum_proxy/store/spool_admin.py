@@ -18,7 +18,6 @@ in a fresh ``deadletter.jsonl``.
 
 from __future__ import annotations
 
-from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from stratum_proxy.store.deadletter import (
     parse_dead_batch,
     read_dead_letters,
 )
+from stratum_proxy.store.handoff import Handoff
 from stratum_proxy.store.record import COLUMNS
 from stratum_proxy.store.row_source import RowSource
 from stratum_proxy.store.spool import Spool
@@ -132,7 +132,9 @@ def drain_spool(
             on_corruption,
             spool.note_rows,
         )
-        source = RowSource(deque(), spool, reader, next_seq=state.acked_seq + 1)
+        # No live rows in a drain: an empty hand-off, the spool is the only source.
+        handoff = Handoff(spool, queue_size=0, buffer_rows=0)
+        source = RowSource(handoff, reader, next_seq=state.acked_seq + 1)
         writer = StoreWriter(
             config=WriterConfig(
                 proxy_id=state.proxy_id or "spool-drain",
@@ -142,12 +144,12 @@ def drain_spool(
                 retry_max_s=5.0,
             ),
             spool=spool,
+            handoff=handoff,
             source=source,
             state=state,
             store_factory=lambda: store,
             encode=row_encode(encode) if encode else _default_encode,
             log=log,
-            on_idle=lambda: None,
         )
         store.ensure_schema()
         try:

@@ -35,6 +35,7 @@ from typing import Any, Protocol
 from stratum_proxy.errors import StoreError
 from stratum_proxy.store.classify import is_known_failure
 from stratum_proxy.store.deadletter import write_dead_letter
+from stratum_proxy.store.handoff import Handoff
 from stratum_proxy.store.mailbox import QueryMailbox
 from stratum_proxy.store.priority import engine_priority, lower_engine_threads
 from stratum_proxy.store.record import ShareRecord
@@ -98,12 +99,12 @@ class StoreWriter:
         *,
         config: WriterConfig,
         spool: Spool,
+        handoff: Handoff,
         source: RowSource,
         state: SpoolState,
         store_factory: Callable[[], StoreLike],
         encode: RowEncode,
         log: Any,
-        on_idle: Callable[[], None],
     ) -> None:
         self.config = config
         self.spool = spool
@@ -113,7 +114,7 @@ class StoreWriter:
         self._store_factory = store_factory
         self._encode = encode
         self._log = log
-        self._on_idle = on_idle  # called after each batch: lets the pipeline end spill mode
+        self.handoff = handoff
         self.mailbox = QueryMailbox()
         self._wake = threading.Event()
         self._stop_at: float | None = None  # monotonic deadline of a clean stop
@@ -169,7 +170,8 @@ class StoreWriter:
                 rows = self._collect()
                 if rows:
                     self._deliver(rows, token=None)
-                self._on_idle()
+                # After each batch: the queue takes live rows again once caught up.
+                self.handoff.maybe_end_spill(self.source.caught_up)
         except Exception as exc:  # a bug must not kill the writer silently
             self._log.exception("share_writer_crashed", error=str(exc))
         finally:
@@ -344,9 +346,7 @@ class StoreWriter:
             sync=False,
         )
         self.spool.trim(self.state.acked_seq)
-        unjournaled = self.spool.unjournaled
-        while unjournaled and unjournaled[0] <= last_seq:
-            unjournaled.popleft()
+        self.handoff.acknowledged(last_seq)
 
     def _dead_letter(
         self, records: list[Values], token: str, first: int, last: int, error: str

@@ -186,7 +186,7 @@ def test_queued_rows_leave_the_collectors_view(tmp_path: Path) -> None:
     pipeline.put(synthetic_record(1, ts=1.0))  # not started: the row waits in memory
     gc.collect()  # untracks the row's values...
     gc.collect()  # ...and then the (seq, values) pair that holds them
-    queued, pending = pipeline._queue[0], pipeline.spool.pending[0]
+    queued, pending = pipeline.handoff.queue[0], pipeline.handoff._pending[0]
     assert not gc.is_tracked(queued) and not gc.is_tracked(pending)
     assert ShareRecord._make(queued[1]) == synthetic_record(1, ts=1.0)
 
@@ -203,7 +203,7 @@ def test_flusher_writes_between_fsyncs_in_small_steps(tmp_path: Path) -> None:
         first = pipeline.spool.durable_seq
         for i in range(100):
             pipeline.put(synthetic_record(i))
-        wait_for(lambda: not pipeline.spool.pending, timeout=2.0)
+        wait_for(lambda: not pipeline.handoff.buffered(), timeout=2.0)
         assert pipeline.spool.written_seq > first
         assert pipeline.spool.durable_seq == first
         assert pipeline.spool.bytes_on_disk > 0

@@ -32,10 +32,12 @@ def open_spool(path: Path, **kw: int) -> Spool:
     return spool
 
 
-def fill(spool: Spool, seqs: range, *, queued: bool = False) -> None:
-    for seq in seqs:
-        spool.pending.append((seq, synthetic_record(seq, ts=1.0), queued))
-    spool.write_pending(sync=True)
+def fill(spool: Spool, seqs: range, *, queued: bool = False) -> list[int]:
+    """Write the rows; returns the seqs the spool did not take."""
+    items = [(seq, synthetic_record(seq, ts=1.0), queued) for seq in seqs]
+    result = spool.write(items, sync=True)  # type: ignore[arg-type]
+    assert result.error is None
+    return [seq for seq, _, _ in result.not_journaled]
 
 
 def read_all(path: Path, min_seq: int = 0) -> tuple[list[int], list[CorruptionReport]]:
@@ -127,13 +129,12 @@ def test_damage_at_a_segment_start_counts_rows_from_the_seq_gap(tmp_path: Path) 
 
 def test_disk_cap_sheds_spool_only_rows_and_tracks_queued_ones(tmp_path: Path) -> None:
     spool = open_spool(tmp_path, max_bytes=64 * 1024, segment_bytes=16 * 1024)
-    fill(spool, range(1, 1001))
-    assert spool.full and spool.rows_shed > 0
+    refused = fill(spool, range(1, 1001))
+    assert spool.full and refused
     assert spool.bytes_on_disk <= 64 * 1024
     written = len(read_all(tmp_path)[0])
-    assert written + spool.rows_shed == 1000
-    fill(spool, range(1001, 1011), queued=True)
-    assert list(spool.unjournaled) == list(range(1001, 1011))
+    assert written + len(refused) == 1000
+    assert fill(spool, range(1001, 1011), queued=True) == list(range(1001, 1011))
     spool.trim(1000)  # everything acknowledged: space again
     assert not spool.full
     spool.close()
@@ -159,7 +160,7 @@ def test_state_round_trip(tmp_path: Path) -> None:
 def test_unencodable_row_is_counted_not_fatal(tmp_path: Path) -> None:
     spool = open_spool(tmp_path)
     bad = synthetic_record(1)._replace(channel_id=1 << 70)  # beyond 64 bits: orjson refuses it
-    spool.pending.append((1, bad, False))
+    spool.write([(1, bad, False)], sync=False)  # type: ignore[list-item]
     fill(spool, range(2, 4))
     assert spool.rows_unencodable == 1
     assert read_all(tmp_path)[0] == [2, 3]
@@ -204,10 +205,10 @@ def test_rows_of_a_chunk_beyond_below_wait_for_the_next_read(tmp_path: Path) -> 
 
 def test_a_chunk_at_the_disk_cap_is_split_to_keep_what_fits(tmp_path: Path) -> None:
     spool = open_spool(tmp_path, max_bytes=20 * 1024, segment_bytes=64 * 1024)
-    fill(spool, range(1, CHUNK_ROWS + 1))  # one run, far larger than the cap
+    refused = fill(spool, range(1, CHUNK_ROWS + 1))  # one run, far larger than the cap
     written = len(read_all(tmp_path)[0])
     assert written > 0 and spool.bytes_on_disk <= 20 * 1024
-    assert written + spool.rows_shed == CHUNK_ROWS
+    assert written + len(refused) == CHUNK_ROWS
     spool.close()
 
 
@@ -236,3 +237,28 @@ def test_small_reads_walk_the_whole_spool_holding_at_most_one_chunk(
     assert seen == list(range(1, 5001))
     spool.close()
     assert spool_status(tmp_path)["rows"] == 5000
+
+
+def test_the_handoff_tracks_rows_the_spool_refused() -> None:
+    """At the disk cap: a queued row is kept as in memory only, a spool-only row is shed."""
+    import tempfile
+
+    from stratum_proxy.store.handoff import Handoff
+
+    with tempfile.TemporaryDirectory() as tmp:
+        spool = open_spool(Path(tmp), max_bytes=16 * 1024, segment_bytes=8 * 1024)
+        handoff = Handoff(spool, queue_size=40, buffer_rows=10_000)
+        handoff.next_seq = 1
+        for i in range(200):  # 40 fit the queue, the rest spill to the journal only
+            handoff.put(synthetic_record(i, ts=1.0))
+        handoff.journal(sync=True)
+        stats = handoff.snapshot()
+        assert spool.full and stats["spill"] == 1 and stats["spool_pending"] == 0
+        assert stats["queue_depth"] == 40
+        on_disk = len(read_all(Path(tmp))[0])
+        unjournaled = handoff.lost_after(0)
+        assert set(unjournaled) <= set(range(1, 41))  # only queued rows may be memory-only
+        assert on_disk + len(unjournaled) + spool.rows_shed == 200
+        handoff.acknowledged(40)
+        assert handoff.lost_after(0) == []
+        spool.close()

@@ -53,9 +53,7 @@ def test_spool_directory_segments_state_and_lock_are_owner_only(
 ) -> None:
     spool_dir = tmp_path / "new" / "spool"
     spool = open_spool(spool_dir)
-    for seq in range(1, 1001):
-        spool.pending.append((seq, synthetic_record(seq, ts=1.0), False))
-    spool.write_pending(sync=True)
+    spool.write([(seq, synthetic_record(seq, ts=1.0), False) for seq in range(1, 1001)], sync=True)
     save_state(spool_dir, SpoolState(acked_seq=0), sync=True)
     segments = spool.segments()
     spool.close()
@@ -78,8 +76,7 @@ def test_existing_parent_directories_keep_their_mode(tmp_path: Path, open_umask:
 def test_files_of_an_older_release_are_tightened(tmp_path: Path, open_umask: None) -> None:
     spool_dir = tmp_path / "spool"
     first = open_spool(spool_dir)
-    first.pending.append((1, synthetic_record(1, ts=1.0), False))
-    first.write_pending(sync=True)
+    first.write([(1, synthetic_record(1, ts=1.0), False)], sync=True)
     segment = first.segments()[0].path
     first.close()
     save_state(spool_dir, SpoolState(acked_seq=0), sync=True)

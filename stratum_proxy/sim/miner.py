@@ -44,6 +44,8 @@ class MinerConfig:
     # short run still shows many of both (at difficulty 1e-6: ~4 shares per unit).
     nonce_range: int = 1 << 14
     follow_reconnect: bool = True
+    extranonce_subscribe: bool = False  # send mining.extranonce.subscribe (obey set_extranonce)
+    suggest_difficulty: float = 0.0  # > 0: send mining.suggest_difficulty after authorizing
     answer_timeout: float = 5.0  # how long a finishing miner waits for outstanding answers
 
 
@@ -86,6 +88,7 @@ class TestMiner:
         self.garbage_lines = 0
         self.errors: list[str] = []  # why sessions ended early (EOF, reset, no answer)
         self.reconnects = 0
+        self.extranonce_changes = 0  # mining.set_extranonce obeyed
         self.version_mask = 0
         self.extranonce1 = b""
         self.extranonce2_size = 0

@@ -96,8 +96,12 @@ class MinerLink:
             raise ConnectionError(f"bad subscribe answer: {answer!r}")
         miner.extranonce1 = bytes.fromhex(str(result[1]))
         miner.extranonce2_size = int(result[2])
+        if self.config.extranonce_subscribe:
+            await self._request("mining.extranonce.subscribe", [])
         for worker in self.config.workers:
             await self._request("mining.authorize", [worker, self.config.password])
+        if self.config.suggest_difficulty > 0:
+            await self._request("mining.suggest_difficulty", [self.config.suggest_difficulty])
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         while True:
@@ -136,6 +140,12 @@ class MinerLink:
                 self.miner.garbage_lines += 1
         elif method == "mining.set_difficulty" and params:
             self.miner.difficulty = float(params[0])
+        elif method == "mining.set_extranonce" and params and self.config.extranonce_subscribe:
+            # Applies to the work units started after it (the pool sends a clean job next).
+            self.miner.extranonce1 = bytes.fromhex(str(params[0]))
+            if len(params) > 1:
+                self.miner.extranonce2_size = int(params[1])
+            self.miner.extranonce_changes += 1
         elif method == "mining.set_version_mask" and params:
             self.miner.version_mask = int(str(params[0]), 16)
         elif method == "client.reconnect":

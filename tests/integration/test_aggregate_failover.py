@@ -1,0 +1,173 @@
+"""Aggregate mode at the edges, over loopback with hashing test miners and the real daemon.
+
+A full upstream, a pool that comes back (fail back), a backup whose extranonce2
+is too small, duplicates and stale shares, suggest_difficulty, a silent pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from stratum_proxy.shares.math import DIFF1_TARGET
+from stratum_proxy.sim import hasher
+from stratum_proxy.sim.miner import MinerConfig, SubmitRecord, TestMiner
+from stratum_proxy.sim.pool import TestPool
+from stratum_proxy.sim.pool_config import PoolConfig
+
+AGGREGATE = {
+    "mode": "aggregate",
+    "aggregate.pool_user": "farm1",
+    "aggregate.min_difficulty": 1e-6,
+    "aggregate.start_difficulty": 1e-6,
+    "aggregate.max_difficulty": 1e-6,
+}
+
+
+def _url(name: str, pool: TestPool) -> str:
+    return f"{name}=stratum+tcp://127.0.0.1:{pool.port}"
+
+
+async def _submit_real_share(miner: TestMiner) -> SubmitRecord:
+    """Hash the miner's current job until a share meets its difficulty, and submit it."""
+    job = miner.job
+    assert job is not None
+    en2 = bytes(miner.extranonce2_size - 1) + b"\x07"
+    header = hasher.header76(
+        job.template, job.template.header_prefix(miner.extranonce1, en2), job.template.version
+    )
+    nonce = hasher.search(header, int(DIFF1_TARGET / miner.difficulty), 0, 1 << 24, want_valid=True)
+    assert nonce is not None
+    t = job.template
+    return await miner.submit("farm1.rig", t.job_id, en2.hex(), f"{t.ntime:08x}", f"{nonce:08x}")
+
+
+async def _run(miners: list[TestMiner], port: int, timeout: float = 60) -> None:
+    async with asyncio.timeout(timeout):
+        await asyncio.gather(*(m.run("127.0.0.1", port) for m in miners))
+
+
+async def test_a_full_upstream_opens_a_second_connection(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [_url("main", pool)], **AGGREGATE, **{"aggregate.miners_per_upstream": 2}
+    )
+    miners = [TestMiner(MinerConfig(workers=(f"farm1.rig{i}",), max_submits=4)) for i in range(4)]
+    try:
+        await _run(miners, proxy.port)
+        assert len(pool.sessions) == 2  # four miners, two per connection
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    assert len(rows) == 16
+    assert all(r["status"] == "accepted" and r["verdict_by"] == "pool" for r in rows)
+    assert {j.connection for j in pool.judged} == {1, 2}
+
+
+async def test_fail_back_to_the_first_pool_keeps_the_miners_connected(
+    proxy_factory: Any,
+) -> None:
+    main, backup = TestPool(PoolConfig(seed=1)), TestPool(PoolConfig(seed=2))
+    await main.start()
+    await backup.start()
+    proxy = await proxy_factory(
+        [_url("main", main), _url("backup", backup)],
+        **AGGREGATE,
+        **{"aggregate.failback_check_s": 0.5},
+    )
+    miners = [
+        TestMiner(MinerConfig(workers=(f"farm1.rig{i}",), duration=6.0, pause=0.05))
+        for i in range(2)
+    ]
+    try:
+        tasks = [asyncio.create_task(m.run("127.0.0.1", proxy.port)) for m in miners]
+        await main.wait_until(lambda: len(main.judged) >= 4, timeout=20)
+        await main.stop_listening()
+        for session in list(main.sessions.values()):
+            session.close()
+        await backup.wait_until(lambda: len(backup.judged) >= 4, timeout=20)
+        judged_on_main = len(main.judged)
+        await main.resume_listening()
+        await main.wait_until(lambda: len(main.judged) >= judged_on_main + 4, timeout=20)
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
+        stats = proxy.server.statistics()["aggregate"]["0"]
+    finally:
+        await proxy.shutdown()
+        await main.close()
+        await backup.close()
+    assert all(m.reconnects == 0 for m in miners)
+    assert stats["failovers"] >= 1 and stats["failbacks"] >= 1
+    rows = proxy.rows()
+    assert len(rows) == sum(len(m.submits) for m in miners)
+    late = [r for r in rows[-6:] if r["forwarded"]]  # rows come ordered by ts
+    assert late and all(r["upstream"] == "main" for r in late)  # back on main at the end
+
+
+async def test_a_backup_too_small_for_the_miners_extranonce(proxy_factory: Any) -> None:
+    main = TestPool(PoolConfig(seed=1, extranonce2_size=8))  # miners get 4 bytes
+    backup = TestPool(PoolConfig(seed=2, extranonce2_size=5))  # room for 2 + 3 only
+    await main.start()
+    await backup.start()
+    proxy = await proxy_factory(
+        [_url("main", main), _url("backup", backup)],
+        **AGGREGATE,
+        **{"aggregate.failback": "stay", "aggregate.reconnects_per_s": 5},
+    )
+    subscriber = TestMiner(
+        MinerConfig(workers=("farm1.sub",), duration=5.0, pause=0.05, extranonce_subscribe=True)
+    )
+    plain = TestMiner(MinerConfig(workers=("farm1.plain",), duration=5.0, pause=0.05))
+    try:
+        tasks = [asyncio.create_task(m.run("127.0.0.1", proxy.port)) for m in (subscriber, plain)]
+        await main.wait_until(lambda: len(main.judged) >= 4, timeout=20)
+        await main.close()
+        await backup.wait_until(
+            lambda: {j.worker for j in backup.judged} >= {"farm1.sub", "farm1.plain"}, timeout=20
+        )
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
+    finally:
+        await proxy.shutdown()
+        await backup.close()
+    assert subscriber.extranonce_changes == 1 and subscriber.reconnects == 0
+    assert subscriber.extranonce2_size == 3
+    assert plain.reconnects == 1  # told to reconnect to the proxy, and did
+    sub_on_backup = [j for j in backup.judged if j.worker == "farm1.sub"]
+    assert sub_on_backup and all(j.accepted for j in sub_on_backup)
+    assert all(j.accepted for j in backup.judged if j.worker == "farm1.plain")
+
+
+async def test_duplicates_and_suggested_difficulty(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [_url("main", pool)],
+        **{**AGGREGATE, "aggregate.max_difficulty": 1e-3, "aggregate.min_difficulty": 1e-7},
+    )
+    miner = TestMiner(
+        MinerConfig(workers=("farm1.rig",), autosubmit=False, suggest_difficulty=2e-6)
+    )
+    task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+    try:
+        await miner.wait_ready()
+        await miner._wait_for(lambda: miner.job is not None, 10)
+        pool.new_job()  # a new difficulty goes out just before the next job
+        await miner._wait_for(lambda: miner.difficulty == 2e-6, 10)  # honoured, within bounds
+        await miner._wait_for(lambda: miner.job is not None and miner.job.difficulty == 2e-6, 10)
+        record = await _submit_real_share(miner)
+        await miner.wait_answer(record)
+        again = await miner.submit(*record.params, meant_valid=True)
+        await miner.wait_answer(again)
+        await miner.stop()
+        await task
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert record.accepted is True
+    assert again.answer is not None and again.answer["error"][0] == 22
+    rows = proxy.rows()
+    assert [r["reject_reason"] for r in rows] == ["", "proxy: duplicate share"]
+    assert all(r["miner_difficulty"] == 2e-6 for r in rows)

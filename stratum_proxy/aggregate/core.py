@@ -276,13 +276,15 @@ class Aggregator:
     def upstream_lost(self, upstream_id: int, reason: str, now: float) -> list[ev.AggregateEvent]:
         """The connection closed: shares in flight become no_response, miners move."""
         events: list[ev.AggregateEvent] = []
-        upstream = self.upstreams.pop(upstream_id, None)
         self._opening.pop(upstream_id, None)
+        upstream = self.upstreams.get(upstream_id)
         if upstream is None:
             return events
+        # Its shares in flight become no_response rows (while it is still known).
         self._client_events(
             upstream, upstream.client.connection_lost(now, reason), now, now, events
         )
+        del self.upstreams[upstream_id]
         for job in upstream.jobs:
             job.stale = True
         orphans = [self.miners[i] for i in upstream.miners if i in self.miners]
@@ -575,6 +577,8 @@ class Aggregator:
         events: list[ev.AggregateEvent],
     ) -> None:
         for event in received:
+            if upstream.upstream_id not in self.upstreams:
+                break  # lost or closed by an earlier event of this batch: the rest is moot
             if isinstance(event, up.SendToPool):
                 events.append(ev.SendToUpstream(upstream_id=upstream.upstream_id, data=event.data))
             elif isinstance(event, up.PoolJob):
@@ -694,8 +698,8 @@ class Aggregator:
     ) -> None:
         assert miner.placement is not None
         if miner.waiting_since is not None:
-            if miner.moved_from is not None:
-                upstream = self.upstreams[job.upstream_id]
+            upstream = self.upstreams.get(job.upstream_id)
+            if miner.moved_from is not None and upstream is not None:
                 waits = self._moves.setdefault((miner.moved_from, upstream.pool), [])
                 waits.append(now - miner.waiting_since)
             miner.waiting_since = miner.moved_from = None

@@ -195,7 +195,16 @@ class UpstreamConn(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         core = self.hub.core
-        self.hub.act(core.upstream_data(self.upstream_id, data, time.monotonic(), time.time()))
+        try:
+            events = core.upstream_data(self.upstream_id, data, time.monotonic(), time.time())
+        except Exception:
+            # A bug must not leave this connection half-handled: it is closed,
+            # with the traceback, and its miners move as after any loss.
+            self.hub.log.exception("upstream_failed_internally", pool=self.pool.name)
+            self.close("internal error")
+            self.hub.upstream_lost(self, "internal error")
+            return
+        self.hub.act(events)
 
     def eof_received(self) -> bool:
         return False
@@ -244,6 +253,10 @@ class AggregateRelay(RelayBase):
             )
         except RemoteProtocolError as exc:
             self.log.warning("connection_closed_bad_input", side="miner", error=str(exc))
+            self.close()
+            return
+        except Exception:
+            self.log.exception("miner_failed_internally")  # a bug: close this miner, loudly
             self.close()
             return
         self.hub.act(events)

@@ -94,7 +94,7 @@ def _judge(session: PoolSession, params: list[Any]) -> JudgedShare:
         raise _Reject(JOB_NOT_FOUND, "Job not found")
     if template.prevhash != pool.prevhash:
         raise _Reject(JOB_NOT_FOUND, "Stale job")
-    size = pool.config.extranonce2_size
+    size = session.config.extranonce2_size  # set_extranonce may have changed it
     if len(en2_hex) != 2 * size:
         raise _Reject(OTHER, "Invalid extranonce2 length")
     en2 = _hex_int(en2_hex, size, "extranonce2").to_bytes(size, "big")

@@ -185,6 +185,23 @@ class TestPool:
         message = {"id": None, "method": "client.reconnect", "params": params}
         self.send_raw(orjson.dumps(message) + b"\n", connection)
 
+    def stall(self, connection: int | None = None) -> None:
+        """Keep the connections open but send nothing more: no answers, no jobs."""
+        for session in self._targets(connection):
+            session.stalled = True
+
+    def set_extranonce(self, extranonce2_size: int, connection: int | None = None) -> None:
+        """Send mining.set_extranonce (a new extranonce1, this extranonce2 size), then a
+        clean job, to live connections."""
+        for session in self._targets(connection):
+            en1 = (int.from_bytes(session.extranonce1, "big") ^ 0x5A5A).to_bytes(
+                len(session.extranonce1), "big"
+            )
+            session.send_set_extranonce(en1, extranonce2_size)
+        template = self._make_template(clean=True, new_block=False)
+        for session in self._targets(connection):
+            session.send_job(template)
+
     def close_connection(self, connection: int) -> None:
         session = self.sessions.get(connection)
         if session is not None:

@@ -52,6 +52,9 @@ class PoolConfig:
     hold_timeout: float = 0.5  # a partial batch of held answers is released after this long
     garbage_every: int = 0  # a non-JSON line after every Nth answer
     close_after_submits: int = 0  # the Nth submit closes the connection, unanswered
+    # Only the first mining.authorize of a connection succeeds (pools that allow
+    # one account per connection); later ones get error 24.
+    single_authorization: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

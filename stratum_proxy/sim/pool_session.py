@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, cast
 
 import orjson
@@ -40,6 +41,7 @@ class PoolSession(asyncio.Protocol):
         self.answers = 0
         self.bad_lines = 0
         self.closed = False
+        self.stalled = False  # connection open, but nothing sent any more (pool.stall)
         self._transport: asyncio.Transport | None = None
         self._buffer = b""
         self._held: list[bytes] = []
@@ -73,8 +75,15 @@ class PoolSession(asyncio.Protocol):
         self.send_raw(orjson.dumps(message) + b"\n")
 
     def send_raw(self, data: bytes) -> None:
-        if self._transport is not None and not self.closed:
+        if self._transport is not None and not self.closed and not self.stalled:
             self._transport.write(data)
+
+    def send_set_extranonce(self, extranonce1: bytes, extranonce2_size: int) -> None:
+        """Change this connection's extranonce; applies to the jobs notified after it."""
+        self.extranonce1 = extranonce1
+        self.config = replace(self.config, extranonce2_size=extranonce2_size)
+        params = [extranonce1.hex(), extranonce2_size]
+        self.send({"id": None, "method": "mining.set_extranonce", "params": params})
 
     def send_job(self, template: Template, *, clean: bool | None = None) -> None:
         self.job_difficulty[template.job_id] = self.difficulty
@@ -133,7 +142,8 @@ class PoolSession(asyncio.Protocol):
 
     def _on_authorize(self, msg_id: object, params: list[Any]) -> None:
         worker = params[0] if params and isinstance(params[0], str) else ""
-        if not worker or worker in self.config.deny_workers:
+        extra = self.config.single_authorization and bool(self.workers)
+        if not worker or worker in self.config.deny_workers or extra:
             reply = error_reply(
                 self.config.error_shape, msg_id, UNAUTHORIZED, "Unauthorized worker"
             )

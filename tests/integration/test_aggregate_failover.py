@@ -171,3 +171,90 @@ async def test_duplicates_and_suggested_difficulty(proxy_factory: Any) -> None:
     rows = proxy.rows()
     assert [r["reject_reason"] for r in rows] == ["", "proxy: duplicate share"]
     assert all(r["miner_difficulty"] == 2e-6 for r in rows)
+
+
+async def test_a_stalled_pool_is_left_after_work_timeout(proxy_factory: Any) -> None:
+    main, backup = TestPool(PoolConfig(seed=1)), TestPool(PoolConfig(seed=2))
+    await main.start()
+    await backup.start()
+    proxy = await proxy_factory(
+        [_url("main", main), _url("backup", backup)],
+        **AGGREGATE,
+        **{
+            "aggregate.failback": "stay",
+            "aggregate.job_keepalive_s": 0.5,
+            "aggregate.work_timeout_s": 1.5,
+            "limits.submit_timeout_s": 1.0,
+        },
+    )
+    miner = TestMiner(
+        MinerConfig(workers=("farm1.rig",), duration=5.0, pause=0.05, answer_timeout=2.0)
+    )
+    try:
+        task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+        await main.wait_until(lambda: len(main.judged) >= 3, timeout=20)
+        await main.stop_listening()  # a retry of main must fail: the backup is next
+        main.stall()  # the connection stays open, nothing comes back any more
+        await backup.wait_until(lambda: len(backup.judged) >= 3, timeout=20)
+        async with asyncio.timeout(30):
+            await task
+    finally:
+        await proxy.shutdown()
+        await main.close()
+        await backup.close()
+    assert miner.reconnects == 0
+    rows = proxy.rows()
+    assert len(rows) == len(miner.submits)
+    # Shares sent into the stall got no verdict: no_response, never "accepted".
+    stalled = [r for r in rows if r["upstream"] == "main" and r["status"] == "no_response"]
+    assert all(r["verdict_by"] == "" for r in stalled)
+    accepted_main = {(j.worker, j.nonce) for j in main.judged if j.accepted}
+    assert all(
+        (r["worker"], r["nonce"]) in accepted_main
+        for r in rows
+        if r["upstream"] == "main" and r["status"] == "accepted"
+    )
+    assert any(r["upstream"] == "backup" and r["status"] == "accepted" for r in rows)
+
+
+async def test_a_pool_that_allows_one_authorization_per_connection(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig(single_authorization=True))
+    await pool.start()
+    proxy = await proxy_factory([_url("main", pool)], **AGGREGATE)
+    miners = [TestMiner(MinerConfig(workers=(f"farm1.rig{i}",), max_submits=4)) for i in range(2)]
+    try:
+        await _run(miners, proxy.port)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    # The miners' own names were refused; their shares went under the pool user.
+    assert {j.worker for j in pool.judged} == {"farm1"}
+    assert all(j.accepted for j in pool.judged)
+    rows = proxy.rows()
+    assert len(rows) == 8 and all(r["status"] == "accepted" for r in rows)
+    assert {r["worker"] for r in rows} == {"farm1.rig0", "farm1.rig1"}  # rows keep theirs
+
+
+async def test_a_pool_changing_the_extranonce_moves_miners_without_dropping_them(
+    proxy_factory: Any,
+) -> None:
+    pool = TestPool(PoolConfig(extranonce2_size=8))
+    await pool.start()
+    proxy = await proxy_factory([_url("main", pool)], **AGGREGATE)
+    miner = TestMiner(MinerConfig(workers=("farm1.rig",), duration=4.0, pause=0.05))
+    try:
+        task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+        await pool.wait_until(lambda: len(pool.judged) >= 3, timeout=20)
+        before = len(pool.judged)
+        pool.set_extranonce(8)
+        await pool.wait_until(lambda: len(pool.judged) >= before + 3, timeout=20)
+        async with asyncio.timeout(30):
+            await task
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert miner.reconnects == 0
+    assert len({j.connection for j in pool.judged}) == 2  # a fresh connection, same pool
+    rows = proxy.rows()
+    assert len(rows) == len(miner.submits)
+    assert all(r["status"] in ("accepted", "no_response") for r in rows if r["forwarded"])

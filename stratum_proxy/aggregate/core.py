@@ -322,7 +322,7 @@ class Aggregator:
         if job is None or job.stale:
             return
         self._count("keepalive_jobs")
-        ntime = job.notify.ntime + int(silent)
+        ntime = job.notify.ntime + max(1, int(silent))  # always a new job for the miner
         for miner_id in upstream.miners:
             miner = self.miners.get(miner_id)
             if miner is not None and miner.placement is not None:

@@ -28,17 +28,27 @@ def _url(name: str, pool: TestPool) -> str:
     return f"{name}=stratum+tcp://127.0.0.1:{pool.port}"
 
 
-async def _submit_real_share(miner: TestMiner) -> SubmitRecord:
-    """Hash the miner's current job until a share meets its difficulty, and submit it."""
-    job = miner.job
+async def _submit_real_share(
+    miner: TestMiner, job: hasher.MinerJob | None = None, *, above: float | None = None
+) -> SubmitRecord:
+    """Hash a job (the miner's current one by default) until a share meets the miner's
+    difficulty (and, with ``above``, misses that difficulty), and submit it."""
+    job = job or miner.job
     assert job is not None
     en2 = bytes(miner.extranonce2_size - 1) + b"\x07"
-    header = hasher.header76(
-        job.template, job.template.header_prefix(miner.extranonce1, en2), job.template.version
-    )
-    nonce = hasher.search(header, int(DIFF1_TARGET / miner.difficulty), 0, 1 << 24, want_valid=True)
-    assert nonce is not None
     t = job.template
+    header = hasher.header76(t, t.header_prefix(miner.extranonce1, en2), t.version)
+    target = int(DIFF1_TARGET / miner.difficulty)
+    start = 0
+    while True:
+        nonce = hasher.search(header, target, start, 1 << 24, want_valid=True)
+        assert nonce is not None
+        if (
+            above is None
+            or hasher.search(header, int(DIFF1_TARGET / above), nonce, 1, want_valid=False) == nonce
+        ):
+            break
+        start = nonce + 1
     return await miner.submit("farm1.rig", t.job_id, en2.hex(), f"{t.ntime:08x}", f"{nonce:08x}")
 
 
@@ -258,3 +268,101 @@ async def test_a_pool_changing_the_extranonce_moves_miners_without_dropping_them
     rows = proxy.rows()
     assert len(rows) == len(miner.submits)
     assert all(r["status"] in ("accepted", "no_response") for r in rows if r["forwarded"])
+
+
+async def _connected(proxy: Any, **options: Any) -> tuple[TestMiner, asyncio.Task[None]]:
+    miner = TestMiner(MinerConfig(workers=("farm1.rig",), autosubmit=False, **options))
+    task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+    await miner.wait_ready()
+    await miner._wait_for(lambda: miner.job is not None, 10)
+    return miner, task
+
+
+async def test_stale_work_after_a_new_block_is_refused_or_judged_honestly(
+    proxy_factory: Any,
+) -> None:
+    pool = TestPool(PoolConfig(difficulty=1e-5))  # the pool wants 10x the miner's difficulty
+    await pool.start()
+    proxy = await proxy_factory([_url("main", pool)], **AGGREGATE)
+    miner, task = await _connected(proxy)
+    try:
+        old_job = miner.job
+        pool.new_block()
+        await miner._wait_for(lambda: miner.job is not old_job, 10)
+        # Below the pool's target on the old block: the proxy refuses it as stale.
+        local = await _submit_real_share(miner, old_job, above=1e-5)
+        await miner.wait_answer(local)
+        # On the new job: real work at the miner's difficulty, accepted by the proxy.
+        fresh = await _submit_real_share(miner, above=1e-5)
+        await miner.wait_answer(fresh)
+        await miner.stop()
+        await task
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert local.answer is not None and local.answer["error"][0] == 21
+    assert fresh.accepted is True
+    rows = proxy.rows()
+    assert [(r["status"], r["reject_reason"], r["verdict_by"]) for r in rows] == [
+        ("rejected", "proxy: stale job", "proxy"),
+        ("accepted", "", "proxy"),
+    ]
+    assert pool.judged == []  # neither reached the pool: neither could be credited
+
+
+async def test_a_silent_pools_job_is_resent_with_a_later_ntime(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig())  # sends no new job by itself
+    await pool.start()
+    proxy = await proxy_factory(
+        [_url("main", pool)], **{**AGGREGATE, "aggregate.job_keepalive_s": 0.5}
+    )
+    miner, task = await _connected(proxy)
+    try:
+        first = miner.job
+        assert first is not None
+        await miner._wait_for(lambda: miner.job is not first, 5)
+        keepalive = miner.job
+        assert keepalive is not None
+        assert keepalive.template.ntime > first.template.ntime
+        record = await _submit_real_share(miner, keepalive)
+        await miner.wait_answer(record)
+        await miner.stop()
+        await task
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert record.accepted is True
+    (judged,) = pool.judged
+    assert judged.accepted and judged.ntime == f"{keepalive.template.ntime:08x}"
+
+
+async def test_vardiff_gives_a_fast_miner_a_higher_difficulty(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig(difficulty=1e-8))
+    await pool.start()
+    proxy = await proxy_factory(
+        [_url("main", pool)],
+        **{
+            **AGGREGATE,
+            "aggregate.min_difficulty": 1e-8,
+            "aggregate.start_difficulty": 1e-6,
+            "aggregate.max_difficulty": 1e-3,
+            "aggregate.shares_per_minute": 120,
+            "aggregate.retarget_s": 1.0,
+            "aggregate.job_keepalive_s": 0.3,  # new difficulties go out with the next job
+        },
+    )
+    fast = TestMiner(MinerConfig(workers=("farm1.fast",), duration=6.0))
+    slow = TestMiner(MinerConfig(workers=("farm1.slow",), duration=6.0, pause=0.5, chunk=256))
+    try:
+        await _run([fast, slow], proxy.port)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    last = {
+        w: [r["miner_difficulty"] for r in rows if r["worker"] == w][-1]
+        for w in ("farm1.fast", "farm1.slow")
+    }
+    assert last["farm1.fast"] > last["farm1.slow"]
+    assert all(1e-8 <= r["miner_difficulty"] <= 1e-3 for r in rows)
+    assert any(r["miner_difficulty"] != 1e-6 for r in rows)  # it did move

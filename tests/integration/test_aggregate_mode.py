@@ -112,3 +112,32 @@ async def test_a_dead_pool_moves_miners_to_the_backup_without_disconnecting_them
         if row["status"] == "accepted" and row["forwarded"]:
             pool_set = accepted_main if row["upstream"] == "main" else accepted_backup
             assert (row["worker"], row["nonce"]) in pool_set
+
+
+async def test_passthrough_and_aggregate_listeners_side_by_side(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    overrides = {k: v for k, v in AGGREGATE.items() if k != "mode"}
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["127.0.0.1:0", "aggregate=127.0.0.1:0"],
+        **overrides,
+    )
+    (_, plain_port), (_, aggregate_port) = proxy.server.addresses
+    miners = [TestMiner(MinerConfig(workers=(f"farm1.rig{i}",), max_submits=3)) for i in range(4)]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(
+                *(m.run("127.0.0.1", plain_port) for m in miners[:2]),
+                *(m.run("127.0.0.1", aggregate_port) for m in miners[2:]),
+            )
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    # Two passthrough miners, two pool connections; two aggregated miners, one.
+    assert len({j.connection for j in pool.judged}) == 3
+    rows = proxy.rows()
+    assert len(rows) == 12 and all(r["status"] == "accepted" for r in rows)
+    by_worker = {r["worker"]: r for r in rows}
+    assert by_worker["farm1.rig0"]["miner_difficulty"] == by_worker["farm1.rig0"]["pool_difficulty"]
+    assert by_worker["farm1.rig2"]["extranonce1"] != by_worker["farm1.rig3"]["extranonce1"]

@@ -479,6 +479,10 @@ class Aggregator:
                 session.assign(miner.prefix, new_size)  # answers its held subscribe
         miner.upstream, miner.placement = upstream.upstream_id, placement
         upstream.miners.add(miner.miner_id)
+        granted = session.version_mask
+        if granted and granted & upstream.version_mask != granted:
+            # Rolling bits this pool does not allow would make every share invalid there.
+            session.send_version_mask(granted & upstream.version_mask)
         if miner.worker:
             self._authorize_upstream(upstream, miner.worker, now, events)
         job = upstream.current

@@ -124,6 +124,11 @@ class Sv1Downstream:
         params = [extranonce1.hex(), extranonce2_size]
         self._send({"id": None, "method": "mining.set_extranonce", "params": params})
 
+    def send_version_mask(self, mask: int) -> None:
+        """BIP310 ``mining.set_version_mask``: the bits the miner may roll from now on."""
+        self.version_mask = mask
+        self._send({"id": None, "method": "mining.set_version_mask", "params": [f"{mask:08x}"]})
+
     def send_reconnect(self) -> None:
         """client.reconnect without params: "reconnect to the same host", i.e. this proxy."""
         self._send({"id": None, "method": "client.reconnect", "params": []})

@@ -390,3 +390,26 @@ def test_when_every_pool_is_down_connections_are_retried_after_a_pause_not_in_a_
     assert [o.pool for o in rig.opened] == [0, 1]
     rig.take(rig.core.handle_timer(30.0))
     assert [o.pool for o in rig.opened] == [0, 1, 0]  # the best pool first again
+
+
+def test_a_pool_with_a_narrower_version_mask_narrows_the_miners_grant() -> None:
+    rig = Rig()
+    configure = {
+        "id": 3, "method": "mining.configure",
+        "params": [["version-rolling"], {"version-rolling.mask": "ffffffff"}],
+    }  # fmt: skip
+    rig.miner(1, configure, SUBSCRIBE)
+    granted = next(m for m in rig.to_miner[1] if m.get("id") == 3)["result"]
+    assert granted["version-rolling.mask"] == "1fffe000"  # requested ∩ sv2.version_mask
+    up_id = rig.opened[0].upstream_id
+    rig.take(rig.core.upstream_connected(up_id, 0.0))
+    ids = {s["method"]: s["id"] for s in rig.to_pool[up_id]}
+    rig.pool(up_id, {"id": ids["mining.subscribe"], "result": [[], "aabbccdd", 8], "error": None})
+    rig.pool(up_id, {"id": ids["mining.authorize"], "result": True, "error": None})
+    rig.pool(
+        up_id,
+        {"id": ids["mining.configure"], "error": None,
+         "result": {"version-rolling": True, "version-rolling.mask": "00ffe000"}},
+    )  # fmt: skip
+    narrowed = _latest(rig, 1, "mining.set_version_mask")
+    assert narrowed["params"] == ["00ffe000"]

@@ -33,7 +33,7 @@ from typing import Protocol
 import orjson
 
 from stratum_proxy.errors import ConfigError
-from stratum_proxy.store.schema import SchemaConfig
+from stratum_proxy.store.schema import SchemaConfig, sql_string
 
 
 class Queryable(Protocol):
@@ -79,9 +79,27 @@ def worker_stats(
     Only the shares with ``ts`` in the window count, for every figure; the
     rules for acceptance % and hashrate are in the module docstring.
     """
-    cfg = schema or SchemaConfig()
+    return parse_worker_stats(store.query(worker_stats_sql(hours, now, schema=schema)))
+
+
+def _window(hours: float, now: float) -> str:
     start = now - hours * 3600
-    sql = f"""
+    return (
+        f"ts >= fromUnixTimestamp64Milli({_ms(start)}, 'UTC') "
+        f"AND ts <= fromUnixTimestamp64Milli({_ms(now)}, 'UTC')"
+    )
+
+
+def _worker_filter(worker: str | None) -> str:
+    return f" AND worker = {sql_string(worker)}" if worker is not None else ""
+
+
+def worker_stats_sql(
+    hours: float, now: float, *, worker: str | None = None, schema: SchemaConfig | None = None
+) -> str:
+    """The per-worker query behind ``stats``, the API and the dashboard: one definition."""
+    cfg = schema or SchemaConfig()
+    return f"""
 SELECT worker,
     count() AS shares,
     countIf(status = 'accepted') AS accepted,
@@ -97,12 +115,78 @@ SELECT worker,
     toUnixTimestamp64Milli(min(ts)) AS first_ms,
     toUnixTimestamp64Milli(max(ts)) AS last_ms
 FROM {cfg.table("shares")}
-WHERE ts >= fromUnixTimestamp64Milli({_ms(start)}, 'UTC')
-  AND ts <= fromUnixTimestamp64Milli({_ms(now)}, 'UTC')
+WHERE {_window(hours, now)}{_worker_filter(worker)}
 GROUP BY worker
 ORDER BY worker
 FORMAT JSONEachRow"""
-    return [_worker_row(orjson.loads(line)) for line in store.query(sql).splitlines() if line]
+
+
+def parse_worker_stats(output: bytes) -> list[WorkerStats]:
+    return [_worker_row(orjson.loads(line)) for line in output.splitlines() if line]
+
+
+def share_totals(rows: list[WorkerStats]) -> dict[str, float | int]:
+    """Farm (or one worker's) totals from the per-worker rows, by the same rules."""
+    shares = sum(r.shares for r in rows)
+    accepted = sum(r.accepted for r in rows)
+    computed = [(r.avg_share_difficulty, r.shares) for r in rows if r.avg_share_difficulty]
+    weight = sum(n for _, n in computed)
+    return {
+        "total_shares": shares,
+        "accepted_shares": accepted,
+        "rejected_shares": sum(r.rejected for r in rows),
+        "no_response_shares": sum(r.no_response for r in rows),
+        "acceptance_pct": 100.0 * accepted / shares if shares else 0.0,
+        "best_share": max((r.best_share for r in rows), default=0.0),
+        # Weighted by each worker's share count (approximate where a worker had
+        # shares whose hash could not be computed).
+        "avg_difficulty": sum(d * n for d, n in computed) / weight if weight else 0.0,
+        "hashrate": sum(r.hashrate for r in rows),
+        "block_candidates": sum(r.block_candidates for r in rows),
+        "block_candidates_accepted": sum(r.block_candidates_accepted for r in rows),
+        "workers": len(rows),
+    }
+
+
+# The columns ``GET /api/shares`` returns, newest share first.
+RECENT_SHARE_COLUMNS = (
+    "worker", "upstream", "job_id", "share_hash", "share_difficulty", "pool_difficulty",
+    "miner_difficulty", "network_difficulty", "status", "reject_reason", "verdict_by",
+    "forwarded", "is_block", "response_ms", "connection_id",
+)  # fmt: skip
+
+
+def recent_shares_sql(
+    hours: float,
+    now: float,
+    limit: int,
+    *,
+    worker: str | None = None,
+    schema: SchemaConfig | None = None,
+) -> str:
+    cfg = schema or SchemaConfig()
+    return f"""
+SELECT toUnixTimestamp64Milli(ts) AS ts_ms, {", ".join(RECENT_SHARE_COLUMNS)}
+FROM {cfg.table("shares")}
+WHERE {_window(hours, now)}{_worker_filter(worker)}
+ORDER BY ts DESC, share_hash  -- a tie within a millisecond: a fixed order
+LIMIT {int(limit)}
+FORMAT JSONEachRow"""
+
+
+def parse_recent_shares(output: bytes) -> list[dict[str, object]]:
+    rows = []
+    for line in output.splitlines():
+        if not line:
+            continue
+        row = orjson.loads(line)
+        row["connection_id"] = _int(row["connection_id"])
+        for name in ("share_difficulty", "pool_difficulty", "miner_difficulty"):
+            row[name] = _float(row[name])
+        row["network_difficulty"] = _float(row["network_difficulty"])
+        row["response_ms"] = _float(row["response_ms"])
+        rows.append({"ts": _int(row.pop("ts_ms")) / 1000, **row})
+    return rows
 
 
 def _worker_row(row: dict[str, object]) -> WorkerStats:

@@ -6,6 +6,9 @@
     GET  /api/stats    the proxy's and the pipeline's statistics (JSON)
     POST /api/query    read-only SQL as the body; the engine's own output
     POST /api/cleanup  {"days": N} -> {"deleted": n}; Content-Type: application/json
+    GET  /api/workers?hours=24               every worker's figures (as ``stats --json``)
+    GET  /api/share-stats?hours=24[&worker=] totals: shares by verdict, best, hashrate, ...
+    GET  /api/shares?hours=24&limit=100[&worker=]  the latest shares, newest first
 
 Who may call what is ``auth`` (Host, Origin, bearer token); how many
 connections and how slowly is ``guard``.  Queries run in the store's
@@ -19,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import orjson
@@ -36,6 +39,7 @@ from stratum_proxy.errors import (
     StoreError,
 )
 from stratum_proxy.proxy.stats import WorkerStats
+from stratum_proxy.store import reports
 from stratum_proxy.web.auth import auth_middleware
 from stratum_proxy.web.guard import ConnectionGuard, guard_middleware
 from stratum_proxy.web.health import judge_health
@@ -88,6 +92,9 @@ class ApiServer:
         app.router.add_get("/api/stats", self._stats)
         app.router.add_post("/api/query", self._query)
         app.router.add_post("/api/cleanup", self._cleanup)
+        app.router.add_get("/api/workers", self._workers)
+        app.router.add_get("/api/share-stats", self._share_stats)
+        app.router.add_get("/api/shares", self._shares)
         return app
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -199,6 +206,31 @@ class ApiServer:
             return self._failed(exc, "cleanup")
         return _json({"deleted": deleted})
 
+    # -- share tracking (the same queries as ``stats`` and the dashboard) ----------------
+
+    async def _workers(self, request: web.Request) -> web.Response:
+        return await self._read_side(request, _workers_answer)
+
+    async def _share_stats(self, request: web.Request) -> web.Response:
+        return await self._read_side(request, _share_stats_answer)
+
+    async def _shares(self, request: web.Request) -> web.Response:
+        return await self._read_side(request, _shares_answer)
+
+    async def _read_side(
+        self, request: web.Request, answer: Callable[..., Awaitable[Any]]
+    ) -> web.Response:
+        try:
+            params = _read_params(request.query)
+        except ValueError as exc:
+            return _text(400, str(exc))
+        if self.backend.query is None:
+            return _text(503, "no store to query")
+        try:
+            return _json(await answer(self.backend.query, time.time(), **params))
+        except Exception as exc:
+            return self._failed(exc, "read")
+
     async def _read_body(self, request: web.Request) -> bytes:
         """The whole body within ``header_timeout_s``; 413 past ``max_body_bytes``."""
         limit = self.settings.max_body_bytes
@@ -228,6 +260,62 @@ class ApiServer:
             return _text(400, str(exc))
         self.log.error(f"api_{what}_failed", error=repr(exc))
         return _text(500, f"internal error: {type(exc).__name__}")
+
+
+_MAX_HOURS = 24 * 400
+_MAX_LIMIT = 10_000
+_MAX_WORKER_CHARS = 256
+
+
+def _read_params(query: Mapping[str, str]) -> dict[str, Any]:
+    """``hours``, ``limit`` and ``worker`` from a query string; ValueError names the field."""
+    unknown = set(query) - {"hours", "limit", "worker"}
+    if unknown:
+        raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}: use hours, limit, worker")
+    try:
+        hours = float(query.get("hours", "24"))
+    except ValueError:
+        raise ValueError("hours: expected a number of hours, e.g. hours=24") from None
+    if not 0 < hours <= _MAX_HOURS:
+        raise ValueError(f"hours: must be above 0 and at most {_MAX_HOURS}")
+    try:
+        limit = int(query.get("limit", "100"))
+    except ValueError:
+        raise ValueError("limit: expected a whole number, e.g. limit=100") from None
+    if not 1 <= limit <= _MAX_LIMIT:
+        raise ValueError(f"limit: must be 1 to {_MAX_LIMIT}")
+    worker = query.get("worker")
+    if worker is not None and (not worker or len(worker) > _MAX_WORKER_CHARS):
+        raise ValueError(f"worker: must be 1 to {_MAX_WORKER_CHARS} characters")
+    return {"hours": hours, "limit": limit, "worker": worker}
+
+
+Query = Callable[[str], Awaitable[bytes]]
+
+
+async def _workers_answer(
+    query: Query, now: float, *, hours: float, limit: int, worker: str | None
+) -> dict[str, Any]:
+    rows = reports.parse_worker_stats(
+        await query(reports.worker_stats_sql(hours, now, worker=worker))
+    )
+    return {"hours": hours, "workers": [asdict(r) for r in rows]}  # every worker: no limit
+
+
+async def _share_stats_answer(
+    query: Query, now: float, *, hours: float, limit: int, worker: str | None
+) -> dict[str, Any]:
+    rows = reports.parse_worker_stats(
+        await query(reports.worker_stats_sql(hours, now, worker=worker))
+    )
+    return {"hours": hours, "worker": worker, **reports.share_totals(rows)}
+
+
+async def _shares_answer(
+    query: Query, now: float, *, hours: float, limit: int, worker: str | None
+) -> dict[str, Any]:
+    output = await query(reports.recent_shares_sql(hours, now, limit, worker=worker))
+    return {"hours": hours, "shares": reports.parse_recent_shares(output)}
 
 
 class _AiohttpLog(logging.Handler):

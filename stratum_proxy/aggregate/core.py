@@ -109,6 +109,7 @@ class _Upstream:
     retiring: bool = False  # no new miners; closed once its verdicts are in
     last_job_at: float = 0.0  # monotonic time of its last notify (or of becoming ready)
     keepalives: int = 0  # keepalive copies of the current job sent since
+    keepalive_ntime: int = 0  # the ntime of the last keepalive copy of the current job
 
     @property
     def current(self) -> UpstreamJob | None:
@@ -322,7 +323,11 @@ class Aggregator:
         if job is None or job.stale:
             return
         self._count("keepalive_jobs")
-        ntime = job.notify.ntime + max(1, int(silent))  # always a new job for the miner
+        # Always a new job for the miner: a later ntime than the last copy too, even
+        # when copies come less than a second apart (the same ntime would resend
+        # the same job id, and with it a fresh duplicate check).
+        ntime = max(job.notify.ntime + max(1, int(silent)), upstream.keepalive_ntime + 1)
+        upstream.keepalive_ntime = ntime
         for miner_id in upstream.miners:
             miner = self.miners.get(miner_id)
             if miner is not None and miner.placement is not None:
@@ -685,7 +690,7 @@ class Aggregator:
                 old.stale = True
         upstream.jobs.append(job)
         del upstream.jobs[: -self.settings.jobs_per_miner]
-        upstream.last_job_at, upstream.keepalives = now, 0
+        upstream.last_job_at, upstream.keepalives, upstream.keepalive_ntime = now, 0, 0
         first_job = len(upstream.jobs) == 1
         for miner_id in upstream.miners:
             miner = self.miners.get(miner_id)

@@ -93,8 +93,10 @@ class Vardiff:
             self._restart(now)
             return
         ratio = min(_MAX_STEP, max(1 / _MAX_STEP, ratio))
-        current = self.pending if self.pending is not None else self.difficulty
-        self._set(self.settings.clamp(current * ratio), now)
+        # The window's shares were found at the difficulty in force, not at one
+        # still waiting for the next notify: scaling that one would compound the
+        # step with every window that closes before the next job.
+        self._set(self.settings.clamp(self.difficulty * ratio), now)
 
     def take_pending(self) -> float | None:
         """The difficulty to send before the next notify (None: unchanged)."""

@@ -117,6 +117,7 @@ class TestMiner:
                 self._link = None
             if target is not None:
                 self.reconnects += 1
+                self._changed.set()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -136,6 +137,10 @@ class TestMiner:
         """Until ``record`` is answered or ``answer_timeout`` passed (it then stays unanswered)."""
         with contextlib.suppress(TimeoutError):
             await self._wait_for(lambda: record.answer is not None, self.config.answer_timeout)
+
+    async def wait_until(self, ready: Callable[[], bool], timeout: float = 10.0) -> None:
+        """Until ``ready()`` holds, re-checked on every notify, answer and session change."""
+        await self._wait_for(ready, timeout)
 
     async def _wait_for(self, ready: Callable[[], bool], timeout: float) -> None:
         async with asyncio.timeout(timeout):

@@ -45,6 +45,7 @@ class TestPool:
         self._job_counter = 0
         self._conn_counter = 0
         self._en1_base = self._rng.getrandbits(8 * self.config.extranonce1_size)
+        self.stalled = False  # new connections stall too (see ``stall``)
         self._server: asyncio.Server | None = None
         self._ticker: asyncio.Task[None] | None = None
         self._changed = asyncio.Event()
@@ -89,6 +90,7 @@ class TestPool:
         size = self.config.extranonce1_size
         en1 = ((self._en1_base + self._conn_counter) % (1 << (8 * size))).to_bytes(size, "big")
         session = PoolSession(self, self._conn_counter, en1)
+        session.stalled = self.stalled
         self.sessions[self._conn_counter] = session
         self._changed.set()
         return session
@@ -186,26 +188,65 @@ class TestPool:
         self.send_raw(orjson.dumps(message) + b"\n", connection)
 
     def stall(self, connection: int | None = None) -> None:
-        """Keep the connections open but send nothing more: no answers, no jobs."""
+        """Keep the connections open but send nothing more: no answers, no jobs.
+
+        Without ``connection`` the whole pool stalls, connections opened later
+        included (they are accepted, and their subscribe is never answered), as
+        a pool whose process hangs does.  Submits still reach the verdict log,
+        as unanswered.
+        """
+        if connection is None:
+            self.stalled = True
         for session in self._targets(connection):
             session.stalled = True
 
-    def set_extranonce(self, extranonce2_size: int, connection: int | None = None) -> None:
-        """Send mining.set_extranonce (a new extranonce1, this extranonce2 size), then a
-        clean job, to live connections."""
+    def unstall(self, connection: int | None = None) -> None:
+        """Send again after ``stall``; what was not sent meanwhile is lost, not replayed."""
+        if connection is None:
+            self.stalled = False
         for session in self._targets(connection):
-            en1 = (int.from_bytes(session.extranonce1, "big") ^ 0x5A5A).to_bytes(
-                len(session.extranonce1), "big"
-            )
+            session.stalled = False
+
+    def set_extranonce(
+        self,
+        extranonce2_size: int,
+        connection: int | None = None,
+        *,
+        extranonce1: bytes | None = None,
+    ) -> None:
+        """Send mining.set_extranonce to live connections, then a clean job on the same block.
+
+        Each connection gets ``extranonce1`` (default: its own with every bit
+        flipped, so it is new) and ``extranonce2_size``; its
+        submits are judged with them from then on, so shares built for the old
+        ones are rejected (as a real pool does).
+        """
+        targets = self._targets(connection)
+        for session in targets:
+            en1 = extranonce1
+            if en1 is None:
+                en1 = bytes(b ^ 0xFF for b in session.extranonce1)
             session.send_set_extranonce(en1, extranonce2_size)
         template = self._make_template(clean=True, new_block=False)
-        for session in self._targets(connection):
+        for session in targets:
             session.send_job(template)
 
     def close_connection(self, connection: int) -> None:
         session = self.sessions.get(connection)
         if session is not None:
             session.close()
+
+    def drop_connections(self, *, abort: bool = False) -> int:
+        """Close every live connection but keep listening (a pool process restart
+        behind a load balancer); ``abort`` resets them (RST) instead of a clean
+        close.  Returns how many were dropped."""
+        sessions = list(self.sessions.values())
+        for session in sessions:
+            if abort:
+                session.abort()
+            else:
+                session.close()
+        return len(sessions)
 
     def _targets(self, connection: int | None) -> list[PoolSession]:
         if connection is None:

@@ -104,6 +104,12 @@ class PoolSession(asyncio.Protocol):
             self.closed = True
             self._transport.close()
 
+    def abort(self) -> None:
+        """Reset the connection: held answers are lost, as in a crash."""
+        if self._transport is not None and not self.closed:
+            self.closed = True
+            self._transport.abort()
+
     # --- input ---
     def _handle_line(self, line: bytes) -> None:
         try:
@@ -182,7 +188,8 @@ class PoolSession(asyncio.Protocol):
             share = judge.accept_any(self, params)
         else:
             share = judge.judge(self, params)
-        answered = not self._swallow()
+        # A stalled pool still judges what it reads, but its answer never leaves.
+        answered = not self._swallow() and not self.stalled
         if self.config.record_judged:
             self.pool._record(share, answered)
         else:

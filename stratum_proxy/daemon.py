@@ -6,6 +6,7 @@ import asyncio
 import os
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from stratum_proxy.logging import configure_logging, get_logger
@@ -15,6 +16,7 @@ from stratum_proxy.settings import Settings
 from stratum_proxy.store.connection_ids import ConnectionIds
 from stratum_proxy.store.pipeline import SharePipeline
 from stratum_proxy.store.query_runner import QueryRunner
+from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.web.api import ApiBackend, ApiServer
 from stratum_proxy.web.tokens import load_api_tokens
 
@@ -96,6 +98,11 @@ async def serve(
                     spool_max_bytes=settings.store.spool_max_bytes,
                     query=queries.run,
                     cleanup=queries.cleanup,
+                    record_share=_manual_share_sink(pipeline),
+                    schema=queries.schema,
+                    proxy_id=settings.proxy_id,
+                    session_start=server.started_at,
+                    retention_days=settings.store.retention_days,
                 ),
                 log=log,
             )
@@ -145,3 +152,14 @@ async def _stop(
     log.info("pipeline_closed", **{k: v for k, v in stats.items() if v is not None})
     sys.stderr.flush()
     return queries_done
+
+
+def _manual_share_sink(pipeline: SharePipeline) -> Callable[[ShareRecord], bool]:
+    """POST /api/shares into the pipeline like any share; False when the row was shed."""
+
+    def record(row: ShareRecord) -> bool:
+        shed = pipeline.handoff.rows_shed
+        pipeline.put(row)
+        return pipeline.handoff.rows_shed == shed
+
+    return record

@@ -147,6 +147,13 @@ class ApiSettings(BaseModel):
     header_timeout_s: float = Field(
         default=10.0, gt=0, description="a request head must arrive this soon"
     )
+    # The dashboard.
+    dashboard_refresh_s: float = Field(
+        default=5.0, ge=0.5, le=3600, description="how often open dashboards get new figures"
+    )
+    worker_down_after_s: float = Field(
+        default=600.0, gt=0, description="a worker with no share for this long is shown down"
+    )
     max_worker_series: int = Field(
         default=1000, ge=0, description="workers with their own /metrics series; others: _other"
     )

@@ -93,6 +93,10 @@ class ShareRecord(NamedTuple):
     miner_difficulty: Annotated[float, Column("Float64", "Gorilla, ZSTD(1)", since=5)] = 0.0
     forwarded: Annotated[bool, Column("Bool", since=5)] = False  # sent on to the pool
     verdict_by: Annotated[str, Column(_LC, since=5)] = ""  # 'pool', 'proxy', '' (no verdict)
+    # A share that did not pass through the proxy, recorded by ``POST /api/shares``
+    # (a miner on another pool, a pool's webhook): never counted with measured
+    # shares unless a reader asks for it.
+    manual: Annotated[bool, Column("Bool", since=6)] = False
 
 
 COLUMNS: tuple[str, ...] = ShareRecord._fields

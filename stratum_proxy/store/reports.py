@@ -9,14 +9,18 @@ The rules, per worker, over the shares in the window:
 * acceptance % = accepted / all shares (accepted + rejected + no_response),
   0 when there are none.  A share the pool never answered is not accepted:
   leaving it out would show 100 % for a worker whose shares go unanswered.
-* hashrate (DESIGN.md) = sum(pool_difficulty of accepted shares) * 2^32 /
-  span, never the share's own difficulty (biased: a lucky share is not more
-  work).  ``span`` is the time the worker's shares in the window cover, last
+* hashrate (DESIGN.md) = sum(difficulty of accepted shares) * 2^32 / span,
+  where a share's difficulty is the one the miner was asked for
+  (``schema.WORK_DIFFICULTY``: the pool's, but the proxy's own vardiff in
+  aggregate mode), never the share's own difficulty (biased: a lucky share is
+  not more work).  ``span`` is the time the worker's shares in the window cover, last
   share's ``ts`` minus first share's ``ts``, and at least 1 s (a burst within
   a second has no span to measure); a worker with a single share in the
   window has no measurable hashrate and shows 0.  The figure therefore
   does not depend on ``now``: it does not keep falling after the miners stop,
   and a worker that joined ten minutes ago is averaged over ten minutes.
+* Manual rows (``POST /api/shares``, ``manual = true``) are left out of every
+  figure unless ``manual=True`` is asked for: they were not measured.
 * ``is_block`` means the share's hash meets the network target, not that a
   block was found: the pool may still have rejected it (stale, say).  Those
   shares are *block candidates*; each report gives how many there were and
@@ -33,7 +37,7 @@ from typing import Protocol
 import orjson
 
 from stratum_proxy.errors import ConfigError
-from stratum_proxy.store.schema import SchemaConfig, sql_string
+from stratum_proxy.store.schema import WORK_DIFFICULTY, SchemaConfig, sql_string
 
 
 class Queryable(Protocol):
@@ -94,8 +98,22 @@ def _worker_filter(worker: str | None) -> str:
     return f" AND worker = {sql_string(worker)}" if worker is not None else ""
 
 
+def _manual_filter(manual: bool) -> str:
+    return "" if manual else " AND NOT manual"
+
+
+def where(hours: float, now: float, *, worker: str | None = None, manual: bool = False) -> str:
+    """The rows of a window (and a worker): the WHERE clause every report shares."""
+    return f"{_window(hours, now)}{_worker_filter(worker)}{_manual_filter(manual)}"
+
+
 def worker_stats_sql(
-    hours: float, now: float, *, worker: str | None = None, schema: SchemaConfig | None = None
+    hours: float,
+    now: float,
+    *,
+    worker: str | None = None,
+    manual: bool = False,
+    schema: SchemaConfig | None = None,
 ) -> str:
     """The per-worker query behind ``stats``, the API and the dashboard: one definition."""
     cfg = schema or SchemaConfig()
@@ -111,11 +129,11 @@ SELECT worker,
     countIf(is_block) AS block_candidates,
     countIf(is_block AND status = 'accepted') AS block_candidates_accepted,
     countIf(is_block AND status = 'rejected') AS block_candidates_rejected,
-    sumIf(pool_difficulty, status = 'accepted') AS accepted_difficulty,
+    sumIf({WORK_DIFFICULTY}, status = 'accepted') AS accepted_difficulty,
     toUnixTimestamp64Milli(min(ts)) AS first_ms,
     toUnixTimestamp64Milli(max(ts)) AS last_ms
 FROM {cfg.table("shares")}
-WHERE {_window(hours, now)}{_worker_filter(worker)}
+WHERE {where(hours, now, worker=worker, manual=manual)}
 GROUP BY worker
 ORDER BY worker
 FORMAT JSONEachRow"""
@@ -152,7 +170,7 @@ def share_totals(rows: list[WorkerStats]) -> dict[str, float | int]:
 RECENT_SHARE_COLUMNS = (
     "worker", "upstream", "job_id", "share_hash", "share_difficulty", "pool_difficulty",
     "miner_difficulty", "network_difficulty", "status", "reject_reason", "verdict_by",
-    "forwarded", "is_block", "response_ms", "connection_id",
+    "forwarded", "is_block", "response_ms", "connection_id", "manual",
 )  # fmt: skip
 
 
@@ -162,13 +180,14 @@ def recent_shares_sql(
     limit: int,
     *,
     worker: str | None = None,
+    manual: bool = False,
     schema: SchemaConfig | None = None,
 ) -> str:
     cfg = schema or SchemaConfig()
     return f"""
 SELECT toUnixTimestamp64Milli(ts) AS ts_ms, {", ".join(RECENT_SHARE_COLUMNS)}
 FROM {cfg.table("shares")}
-WHERE {_window(hours, now)}{_worker_filter(worker)}
+WHERE {where(hours, now, worker=worker, manual=manual)}
 ORDER BY ts DESC, share_hash  -- a tie within a millisecond: a fixed order
 LIMIT {int(limit)}
 FORMAT JSONEachRow"""
@@ -180,34 +199,34 @@ def parse_recent_shares(output: bytes) -> list[dict[str, object]]:
         if not line:
             continue
         row = orjson.loads(line)
-        row["connection_id"] = _int(row["connection_id"])
+        row["connection_id"] = as_int(row["connection_id"])
         for name in ("share_difficulty", "pool_difficulty", "miner_difficulty"):
-            row[name] = _float(row[name])
-        row["network_difficulty"] = _float(row["network_difficulty"])
-        row["response_ms"] = _float(row["response_ms"])
-        rows.append({"ts": _int(row.pop("ts_ms")) / 1000, **row})
+            row[name] = as_float(row[name])
+        row["network_difficulty"] = as_float(row["network_difficulty"])
+        row["response_ms"] = as_float(row["response_ms"])
+        rows.append({"ts": as_int(row.pop("ts_ms")) / 1000, **row})
     return rows
 
 
 def _worker_row(row: dict[str, object]) -> WorkerStats:
-    shares, accepted = _int(row["shares"]), _int(row["accepted"])
-    first_ts, last_ts = _int(row["first_ms"]) / 1000, _int(row["last_ms"]) / 1000
+    shares, accepted = as_int(row["shares"]), as_int(row["accepted"])
+    first_ts, last_ts = as_int(row["first_ms"]) / 1000, as_int(row["last_ms"]) / 1000
     span = max(MIN_SPAN_S, last_ts - first_ts)
     return WorkerStats(
         worker=str(row["worker"]),
         shares=shares,
         accepted=accepted,
-        rejected=_int(row["rejected"]),
-        no_response=_int(row["no_response"]),
+        rejected=as_int(row["rejected"]),
+        no_response=as_int(row["no_response"]),
         acceptance_pct=100.0 * accepted / shares if shares else 0.0,
-        best_share=_float(row["best_share"]),
-        avg_pool_difficulty=_float(row["avg_pool_difficulty"]),
-        avg_share_difficulty=_float(row["avg_share_difficulty"]),
-        block_candidates=_int(row["block_candidates"]),
-        block_candidates_accepted=_int(row["block_candidates_accepted"]),
-        block_candidates_rejected=_int(row["block_candidates_rejected"]),
+        best_share=as_float(row["best_share"]),
+        avg_pool_difficulty=as_float(row["avg_pool_difficulty"]),
+        avg_share_difficulty=as_float(row["avg_share_difficulty"]),
+        block_candidates=as_int(row["block_candidates"]),
+        block_candidates_accepted=as_int(row["block_candidates_accepted"]),
+        block_candidates_rejected=as_int(row["block_candidates_rejected"]),
         # One share spans no time: its work per second is unknowable, not huge.
-        hashrate=_float(row["accepted_difficulty"]) * HASHES_PER_DIFFICULTY / span
+        hashrate=as_float(row["accepted_difficulty"]) * HASHES_PER_DIFFICULTY / span
         if shares > 1
         else 0.0,
         first_ts=first_ts,
@@ -215,11 +234,11 @@ def _worker_row(row: dict[str, object]) -> WorkerStats:
     )
 
 
-def _int(value: object) -> int:
+def as_int(value: object) -> int:
     return int(str(value))  # UInt64 comes quoted in JSONEachRow
 
 
-def _float(value: object) -> float:
+def as_float(value: object) -> float:
     # No SETTINGS clause here (the daemon's read-only API refuses them), so
     # 64-bit integers may come quoted and a nan as null.
     if value is None:

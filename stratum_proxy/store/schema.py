@@ -17,9 +17,11 @@ Tables (database ``mining`` unless the URL names another):
   ``AggregatingMergeTree`` of ``SimpleAggregateFunction`` columns whose ORDER BY
   equals the view's GROUP BY: a SummingMergeTree would sum the min/max
   timestamps on merge.  ``share_count`` counts every submitted share;
-  ``total_hashes`` is sum(pool_difficulty) * 2^32 over *accepted* shares only:
-  the expected work behind a share is its target difficulty times 2^32, while
-  the share's own (computed) difficulty would bias the estimate upwards.
+  ``total_hashes`` is sum(difficulty asked of the miner) * 2^32 over *accepted*
+  shares only (``WORK_DIFFICULTY``: the pool's difficulty but in aggregate mode,
+  where the proxy sets the miner's own): the expected work behind a share is
+  its target difficulty times 2^32, while the share's own (computed) difficulty
+  would bias the estimate upwards.  Manual rows (``manual``) are left out.
   Readers must aggregate (sum/min/max) since rows of one key merge lazily.
 * ``schema_version`` — one row per applied migration.
 
@@ -231,22 +233,32 @@ _AGGREGATE_COLUMNS = (
     "max_timestamp SimpleAggregateFunction(max, DateTime64(3, 'UTC'))",
 )
 # 4294967296 = 2^32 hashes per unit of difficulty; the product is exact in Float64.
-_AGGREGATE_SELECT = f"""SELECT {_MINUTE} AS period_start, proxy_id, upstream, worker, channel_id,
+# {work} is the difficulty the miner was asked for (the view of migration 3 used
+# pool_difficulty; migration 6 the miner's own difficulty, see ``_v6_manual``).
+_AGGREGATE_SELECT = """SELECT {minute} AS period_start, proxy_id, upstream, worker, channel_id,
     count() AS share_count,
     countIf(status = 'accepted') AS accepted_count,
     countIf(status = 'rejected') AS rejected_count,
     countIf(is_block) AS block_count,
-    sumIf(pool_difficulty, status = 'accepted') * 4294967296 AS total_hashes,
+    sumIf({work}, status = 'accepted') * 4294967296 AS total_hashes,
     max(share_difficulty) AS best_share,
     min(ts) AS min_timestamp,
     max(ts) AS max_timestamp"""
+# The difficulty a share was worked at: the proxy's own (vardiff) in aggregate
+# mode, the pool's otherwise; rows older than migration 5 hold 0 there.
+WORK_DIFFICULTY = "if(miner_difficulty > 0, miner_difficulty, pool_difficulty)"
+
+
+def _aggregate_select(cfg: SchemaConfig, work: str = "pool_difficulty", where: str = "") -> str:
+    select = _AGGREGATE_SELECT.format(minute=_MINUTE, work=work)
+    return f"{select}\nFROM {cfg.local('shares')}\n{where}GROUP BY {_AGGREGATE_KEY}"
 
 
 def _v3_aggregates(cfg: SchemaConfig) -> list[str]:
     # One aggregate serves both the DESIGN.md per-channel hashrate query and the
     # per-worker dashboard: every view costs a part write per insert, and an SV1
     # channel carries one worker, so the extra key columns add few rows.
-    select = f"{_AGGREGATE_SELECT}\nFROM {cfg.local('shares')}\nGROUP BY {_AGGREGATE_KEY}"
+    select = _aggregate_select(cfg)
     return [
         _aggregate_table(
             cfg, "mv_hash_rate_stats", ",\n    ".join(_AGGREGATE_COLUMNS), _AGGREGATE_KEY
@@ -263,6 +275,20 @@ def _view(cfg: SchemaConfig, target: str, select: str) -> str:
     )
 
 
+def _v6_manual(cfg: SchemaConfig) -> list[str]:
+    # The aggregate counts measured shares only: a manual row (POST /api/shares)
+    # carries no hash and a difficulty nobody checked.  Its work is the miner's
+    # difficulty: in aggregate mode a share the proxy accepted below the pool's
+    # difficulty is not worth the pool's.  MODIFY QUERY swaps the view's query
+    # in place, so no insert runs unfed in between (a DROP and CREATE would
+    # leave a gap for a second proxy writing to the same server).
+    return [
+        *_added_columns(6)(cfg),
+        f"ALTER TABLE {cfg.database}.mv_hash_rate_stats_feed{cfg.on_cluster} MODIFY QUERY\n"
+        + _aggregate_select(cfg, WORK_DIFFICULTY, "WHERE NOT manual\n"),
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class Migration:
     version: int
@@ -276,6 +302,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, "per-minute aggregate mv_hash_rate_stats", _v3_aggregates),
     Migration(4, "shares: connection_id column", _added_columns(4)),
     Migration(5, "shares: miner_difficulty, forwarded, verdict_by columns", _added_columns(5)),
+    Migration(6, "shares: manual column; the aggregate leaves manual rows out", _v6_manual),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -9,6 +9,9 @@
     GET  /api/workers?hours=24               every worker's figures (as ``stats --json``)
     GET  /api/share-stats?hours=24[&worker=] totals: shares by verdict, best, hashrate, ...
     GET  /api/shares?hours=24&limit=100[&worker=]  the latest shares, newest first
+    POST /api/shares   a share that did not pass through the proxy (marked manual)
+    GET  /, /static/*, /api/farm, /api/series, /api/worker, /api/events: the dashboard
+         (``dashboard``)
 
 Who may call what is ``auth`` (Host, Origin, bearer token); how many
 connections and how slowly is ``guard``.  Queries run in the store's
@@ -22,7 +25,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -39,8 +42,19 @@ from stratum_proxy.errors import (
     StoreError,
 )
 from stratum_proxy.proxy.stats import WorkerStats
-from stratum_proxy.store import reports
+from stratum_proxy.store import panels, reports
+from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.store.schema import SchemaConfig
 from stratum_proxy.web.auth import auth_middleware
+from stratum_proxy.web.dashboard import (
+    STATIC_DIR,
+    DashboardData,
+    DashboardFeed,
+    DashboardSource,
+    ManualShareError,
+    event_stream,
+    manual_share,
+)
 from stratum_proxy.web.guard import ConnectionGuard, guard_middleware
 from stratum_proxy.web.health import judge_health
 from stratum_proxy.web.metrics import render, take_snapshot
@@ -61,6 +75,12 @@ class ApiBackend:
     spool_max_bytes: int
     query: Callable[[str], Awaitable[bytes]] | None = None
     cleanup: Callable[[int], Awaitable[int]] | None = None
+    # POST /api/shares: hand a row to the pipeline; False when it had to shed it.
+    record_share: Callable[[ShareRecord], bool] | None = None
+    schema: SchemaConfig | None = None
+    proxy_id: str = ""
+    session_start: float | None = None  # wall time the daemon started
+    retention_days: float = 30.0
 
 
 class ApiServer:
@@ -77,6 +97,21 @@ class ApiServer:
         self._metrics_lock = asyncio.Lock()  # one exposition built at a time
         self._runner: web.AppRunner | None = None
         self._server: asyncio.Server | None = None
+        self.data: DashboardData | None = None
+        self.feed: DashboardFeed | None = None
+        if backend.query is not None:
+            self.data = DashboardData(
+                DashboardSource(
+                    query=backend.query,
+                    schema=backend.schema,
+                    live=backend.proxy_stats,
+                    pipeline=backend.pipeline_stats,
+                    session_start=backend.session_start,
+                    proxy_id=backend.proxy_id or None,
+                    down_after_s=settings.worker_down_after_s,
+                )
+            )
+            self.feed = DashboardFeed(self.data, settings.dashboard_refresh_s, log)
 
     def build_app(self) -> web.Application:
         app = web.Application(
@@ -95,6 +130,14 @@ class ApiServer:
         app.router.add_get("/api/workers", self._workers)
         app.router.add_get("/api/share-stats", self._share_stats)
         app.router.add_get("/api/shares", self._shares)
+        app.router.add_post("/api/shares", self._record_share)
+        app.router.add_get("/api/farm", self._farm)
+        app.router.add_get("/api/series", self._series)
+        app.router.add_get("/api/worker", self._worker)
+        app.router.add_get("/api/events", self._events)
+        app.router.add_get("/", self._index)
+        if STATIC_DIR.is_dir():  # missing only from a package built without its data files
+            app.router.add_static("/static", STATIC_DIR, follow_symlinks=False)
         return app
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -125,6 +168,8 @@ class ApiServer:
         return address[0], address[1]
 
     async def close(self) -> None:
+        if self.feed is not None:
+            await self.feed.close()
         if self._server is not None:
             self._server.close()
         if self._runner is not None:
@@ -217,19 +262,72 @@ class ApiServer:
     async def _shares(self, request: web.Request) -> web.Response:
         return await self._read_side(request, _shares_answer)
 
+    async def _farm(self, request: web.Request) -> web.Response:
+        return await self._read_side(request, _farm_answer, allowed=("hours",))
+
+    async def _series(self, request: web.Request) -> web.Response:
+        return await self._read_side(request, _series_answer, allowed=("range", "worker"))
+
+    async def _worker(self, request: web.Request) -> web.Response:
+        return await self._read_side(request, _worker_answer, allowed=("name", "hours"))
+
     async def _read_side(
-        self, request: web.Request, answer: Callable[..., Awaitable[Any]]
+        self,
+        request: web.Request,
+        answer: Callable[..., Awaitable[Any]],
+        allowed: tuple[str, ...] = ("hours", "limit", "worker", "manual"),
     ) -> web.Response:
         try:
-            params = _read_params(request.query)
+            params = _read_params(request.query, allowed)
         except ValueError as exc:
             return _text(400, str(exc))
-        if self.backend.query is None:
+        if self.backend.query is None or self.data is None:
             return _text(503, "no store to query")
         try:
-            return _json(await answer(self.backend.query, time.time(), **params))
+            return _json(await answer(self.backend.query, time.time(), data=self.data, **params))
         except Exception as exc:
             return self._failed(exc, "read")
+
+    async def _events(self, request: web.Request) -> web.StreamResponse:
+        if self.feed is None:
+            return _text(503, "no store to query")
+        return await event_stream(request, self.feed)
+
+    async def _index(self, request: web.Request) -> web.StreamResponse:
+        index = STATIC_DIR / "index.html"
+        if not index.is_file():
+            return _text(404, "the dashboard's files are not installed with this package")
+        return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    async def _record_share(self, request: web.Request) -> web.Response:
+        # As /api/cleanup: only a same-origin page or a tool can send JSON.
+        if request.content_type != "application/json":
+            return _text(415, "send the share as JSON with Content-Type: application/json")
+        if self.backend.record_share is None:
+            return _text(503, "this server only reads: no daemon to record the share")
+        body = await self._read_body(request)
+        try:
+            record = manual_share(
+                orjson.loads(body),
+                now=time.time(),
+                proxy_id=self.backend.proxy_id,
+                oldest_s=self.backend.retention_days * 86400,
+            )
+        except orjson.JSONDecodeError:
+            return _text(400, "the body is not JSON")
+        except ManualShareError as exc:
+            return _text(400, str(exc))
+        if not self.backend.record_share(record):
+            full = "not recorded: the store and the spool are full"
+            return _text(503, full, **{"Retry-After": "5"})
+        self.log.info(
+            "manual_share_recorded",
+            worker=record.worker,
+            pool=record.upstream,
+            difficulty=record.pool_difficulty,
+            status=record.status,
+        )
+        return _json({"recorded": _manual_summary(record)}, status=201)
 
     async def _read_body(self, request: web.Request) -> bytes:
         """The whole body within ``header_timeout_s``; 413 past ``max_body_bytes``."""
@@ -267,55 +365,103 @@ _MAX_LIMIT = 10_000
 _MAX_WORKER_CHARS = 256
 
 
-def _read_params(query: Mapping[str, str]) -> dict[str, Any]:
-    """``hours``, ``limit`` and ``worker`` from a query string; ValueError names the field."""
-    unknown = set(query) - {"hours", "limit", "worker"}
+def _read_params(query: Mapping[str, str], allowed: tuple[str, ...]) -> dict[str, Any]:
+    """The query string's parameters, checked; ValueError names the field."""
+    unknown = set(query) - set(allowed)
     if unknown:
-        raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}: use hours, limit, worker")
-    try:
-        hours = float(query.get("hours", "24"))
-    except ValueError:
-        raise ValueError("hours: expected a number of hours, e.g. hours=24") from None
-    if not 0 < hours <= _MAX_HOURS:
-        raise ValueError(f"hours: must be above 0 and at most {_MAX_HOURS}")
-    try:
-        limit = int(query.get("limit", "100"))
-    except ValueError:
-        raise ValueError("limit: expected a whole number, e.g. limit=100") from None
-    if not 1 <= limit <= _MAX_LIMIT:
-        raise ValueError(f"limit: must be 1 to {_MAX_LIMIT}")
-    worker = query.get("worker")
-    if worker is not None and (not worker or len(worker) > _MAX_WORKER_CHARS):
-        raise ValueError(f"worker: must be 1 to {_MAX_WORKER_CHARS} characters")
-    return {"hours": hours, "limit": limit, "worker": worker}
+        raise ValueError(f"unknown parameter {sorted(unknown)[0]!r}: use {', '.join(allowed)}")
+    params: dict[str, Any] = {}
+    if "hours" in allowed:
+        try:
+            params["hours"] = float(query.get("hours", "24"))
+        except ValueError:
+            raise ValueError("hours: expected a number of hours, e.g. hours=24") from None
+        if not 0 < params["hours"] <= _MAX_HOURS:
+            raise ValueError(f"hours: must be above 0 and at most {_MAX_HOURS}")
+    if "limit" in allowed:
+        try:
+            params["limit"] = int(query.get("limit", "100"))
+        except ValueError:
+            raise ValueError("limit: expected a whole number, e.g. limit=100") from None
+        if not 1 <= params["limit"] <= _MAX_LIMIT:
+            raise ValueError(f"limit: must be 1 to {_MAX_LIMIT}")
+    for name in ("worker", "name"):
+        if name in allowed:
+            value = query.get(name)
+            if value is not None and (not value or len(value) > _MAX_WORKER_CHARS):
+                raise ValueError(f"{name}: must be 1 to {_MAX_WORKER_CHARS} characters")
+            params[name] = value
+    if "name" in allowed and params["name"] is None:
+        raise ValueError("name: the worker's name is required, e.g. name=farm.rig1")
+    if "manual" in allowed:
+        manual = query.get("manual", "0")
+        if manual not in ("0", "1"):
+            raise ValueError("manual: 1 to count manual shares (POST /api/shares) too, else 0")
+        params["manual"] = manual == "1"
+    if "range" in allowed:
+        name = query.get("range", "1h")
+        if name not in panels.RANGES:
+            raise ValueError(f"range: one of {', '.join(panels.RANGES)}")
+        params["span"] = panels.RANGES[name]
+    return params
 
 
 Query = Callable[[str], Awaitable[bytes]]
 
 
 async def _workers_answer(
-    query: Query, now: float, *, hours: float, limit: int, worker: str | None
-) -> dict[str, Any]:
-    rows = reports.parse_worker_stats(
-        await query(reports.worker_stats_sql(hours, now, worker=worker))
-    )
-    return {"hours": hours, "workers": [asdict(r) for r in rows]}  # every worker: no limit
+    query: Query, now: float, *, data: DashboardData, hours: float, limit: int,
+    worker: str | None, manual: bool,
+) -> dict[str, Any]:  # fmt: skip
+    return await data.workers(hours, now, worker, manual=manual)  # every worker: no limit
 
 
 async def _share_stats_answer(
-    query: Query, now: float, *, hours: float, limit: int, worker: str | None
-) -> dict[str, Any]:
-    rows = reports.parse_worker_stats(
-        await query(reports.worker_stats_sql(hours, now, worker=worker))
-    )
+    query: Query, now: float, *, data: DashboardData, hours: float, limit: int,
+    worker: str | None, manual: bool,
+) -> dict[str, Any]:  # fmt: skip
+    schema = data.source.schema
+    sql = reports.worker_stats_sql(hours, now, worker=worker, manual=manual, schema=schema)
+    rows = reports.parse_worker_stats(await query(sql))
     return {"hours": hours, "worker": worker, **reports.share_totals(rows)}
 
 
 async def _shares_answer(
-    query: Query, now: float, *, hours: float, limit: int, worker: str | None
-) -> dict[str, Any]:
-    output = await query(reports.recent_shares_sql(hours, now, limit, worker=worker))
-    return {"hours": hours, "shares": reports.parse_recent_shares(output)}
+    query: Query, now: float, *, data: DashboardData, hours: float, limit: int,
+    worker: str | None, manual: bool,
+) -> dict[str, Any]:  # fmt: skip
+    sql = reports.recent_shares_sql(
+        hours, now, limit, worker=worker, manual=manual, schema=data.source.schema
+    )
+    return {"hours": hours, "shares": reports.parse_recent_shares(await query(sql))}
+
+
+async def _farm_answer(query: Query, now: float, *, data: DashboardData, hours: float) -> Any:
+    return await data.farm(hours, now)
+
+
+async def _series_answer(
+    query: Query, now: float, *, data: DashboardData, span: panels.SeriesRange, worker: str | None
+) -> Any:
+    return await data.series(span, now, worker)
+
+
+async def _worker_answer(
+    query: Query, now: float, *, data: DashboardData, name: str, hours: float
+) -> Any:
+    return await data.worker(name, hours, now)
+
+
+def _manual_summary(record: ShareRecord) -> dict[str, Any]:
+    return {
+        "ts": record.ts,
+        "worker": record.worker,
+        "upstream": record.upstream,
+        "difficulty": record.pool_difficulty,
+        "status": record.status,
+        "reject_reason": record.reject_reason,
+        "manual": True,
+    }
 
 
 class _AiohttpLog(logging.Handler):

@@ -11,7 +11,8 @@ In order, for every request:
    preflight ever succeeds.
 3. A token in the query string (``?token=``, ``?access_token=``) is refused
    (401): URLs end up in logs and browser history; use the header.
-4. Every path but ``/healthz`` and ``/livez`` needs ``Authorization: Bearer
+4. Every path but ``/healthz``, ``/livez`` and the dashboard's page (``/`` and
+   ``/static/``: no data in them) needs ``Authorization: Bearer
    <token>`` when a token is required (``tokens.ApiTokens``); ``/metrics``
    also takes ``api.metrics_token``.  401 with ``WWW-Authenticate: Bearer``.
 """
@@ -26,7 +27,10 @@ from aiohttp import hdrs, web
 
 from stratum_proxy.web.tokens import ApiTokens
 
-PUBLIC_PATHS = frozenset({"/healthz", "/livez"})
+PUBLIC_PATHS = frozenset({"/healthz", "/livez", "/"})
+# The dashboard's files hold no data (every number comes from /api/ with the
+# token), and a browser cannot attach a header to a page it navigates to.
+PUBLIC_PREFIX = "/static/"
 METRICS_PATH = "/metrics"
 _QUERY_TOKEN_NAMES = ("token", "access_token")
 
@@ -98,7 +102,7 @@ def refusal(
             "send it as the header Authorization: Bearer <token>",
             **{hdrs.WWW_AUTHENTICATE: "Bearer"},
         )
-    if request.path in PUBLIC_PATHS:
+    if request.path in PUBLIC_PATHS or request.path.startswith(PUBLIC_PREFIX):
         return None
     if not tokens.allows(bearer(request), metrics=request.path == METRICS_PATH):
         return _text(

@@ -201,3 +201,28 @@ def test_migration_to_connection_ids_keeps_rows_and_the_design_query(tmp_path: P
         )
     finally:
         s.close()
+
+
+def test_manual_rows_stay_out_of_the_aggregate_after_migrating_a_v5_store(tmp_path: Path) -> None:
+    s = open_store(f"chdb://{tmp_path}", StoreSettings())
+    assert isinstance(s, ChdbStore)
+    try:
+        assert migrate.ensure_schema(s._execute, s.schema, target=5) == 5
+        s.query(  # a row of a release without the column, fed by the view as it was
+            "INSERT INTO mining.shares (ts, worker, channel_id, status, pool_difficulty) "
+            "VALUES (now64(3) - 5, 'old.rig', 1, 'accepted', 512)"
+        )
+        s.ensure_schema()
+        s.insert(encode_batch([rec(), rec(manual=True, share_hash="", worker="farm.rig1")], "v6"))
+        s.ensure_schema()  # idempotent: MODIFY QUERY again changes nothing
+        assert scalar(s, "SELECT countIf(manual) FROM mining.shares") == "1"
+        per_worker = rows(
+            s,
+            "SELECT worker, sum(share_count) AS n FROM mining.mv_hash_rate_stats "
+            "GROUP BY worker ORDER BY worker",
+        )
+        assert per_worker == [{"worker": "farm.rig1", "n": 1}, {"worker": "old.rig", "n": 1}]
+        view = scalar(s, "SELECT create_table_query FROM system.tables WHERE name LIKE '%_feed'")
+        assert "WHERE NOT manual" in view
+    finally:
+        s.close()

@@ -27,7 +27,7 @@ FROZEN_ORDER = (
     "extranonce2", "ntime", "nonce", "version", "share_hash", "share_difficulty",
     "pool_difficulty", "network_difficulty", "status", "reject_reason", "is_block",
     "response_ms", "version_bits", "extranonce1", "connection_id", "miner_difficulty",
-    "forwarded", "verdict_by",
+    "forwarded", "verdict_by", "manual",
 )  # fmt: skip
 
 
@@ -44,6 +44,7 @@ def test_columns_are_only_ever_appended() -> None:
         assert (name in DEFAULTS) == (spec.since > 1), name
     assert [n for n, _ in columns_since(4)] == ["connection_id"]
     assert [n for n, _ in columns_since(5)] == ["miner_difficulty", "forwarded", "verdict_by"]
+    assert [n for n, _ in columns_since(6)] == ["manual"]
     assert [n for n, _ in SHARES_COLUMNS] == list(COLUMNS)
 
 

@@ -200,6 +200,23 @@ def build_parser() -> argparse.ArgumentParser:
     _spool_dir_flag(replay)
     _store_flags(replay)
 
+    dashboard = sub.add_parser(
+        "dashboard",
+        help="the dashboard over a store, without a daemon (a copy, or a ClickHouse server)",
+        description="Serve the dashboard and the read-only API over the store at --store. "
+        "No live figures: those come from a running daemon's own dashboard at its api.listen.",
+    )
+    _common(dashboard)
+    _store_flags(dashboard)
+    dashboard.add_argument(
+        "--listen", default="127.0.0.1:8082", help="host:port to serve on (default: %(default)s)"
+    )
+    dashboard.add_argument(
+        "--api-token-file",
+        type=Path,
+        help="file holding the token the page must send (required off loopback)",
+    )
+
     keys = sub.add_parser("keys", help="Stratum V2 authority keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     keys_sub.add_parser("generate", help="a new authority key pair (base58check)")
@@ -295,6 +312,15 @@ def _dispatch(args: argparse.Namespace) -> int:
         settings = _settings(args, **overrides)
         print(run_spool(settings, args.spool_command), end="")
         return EXIT_OK
+    if command == "dashboard":
+        import asyncio
+
+        from stratum_proxy.logging import configure_logging, get_logger
+        from stratum_proxy.web.browse import browse_store
+
+        settings = _settings(args, **_client_overrides(args))
+        configure_logging(settings.log.level, settings.log.format)
+        return asyncio.run(browse_store(settings, args.listen, get_logger()))
     if command == "keys":
         from stratum_proxy.commands import run_keys
 

@@ -81,6 +81,9 @@ class ApiBackend:
     proxy_id: str = ""
     session_start: float | None = None  # wall time the daemon started
     retention_days: float = 30.0
+    # False for ``stratum-proxy dashboard --store``: a store and no daemon, so
+    # only the read side and the dashboard are served.
+    daemon: bool = True
 
 
 class ApiServer:
@@ -104,8 +107,8 @@ class ApiServer:
                 DashboardSource(
                     query=backend.query,
                     schema=backend.schema,
-                    live=backend.proxy_stats,
-                    pipeline=backend.pipeline_stats,
+                    live=backend.proxy_stats if backend.daemon else None,
+                    pipeline=backend.pipeline_stats if backend.daemon else None,
                     session_start=backend.session_start,
                     proxy_id=backend.proxy_id or None,
                     down_after_s=settings.worker_down_after_s,
@@ -122,11 +125,12 @@ class ApiServer:
             ],
         )
         app.router.add_get("/livez", self._livez)
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/api/stats", self._stats)
+        if self.backend.daemon:
+            app.router.add_get("/healthz", self._healthz)
+            app.router.add_get("/metrics", self._metrics)
+            app.router.add_get("/api/stats", self._stats)
+            app.router.add_post("/api/cleanup", self._cleanup)
         app.router.add_post("/api/query", self._query)
-        app.router.add_post("/api/cleanup", self._cleanup)
         app.router.add_get("/api/workers", self._workers)
         app.router.add_get("/api/share-stats", self._share_stats)
         app.router.add_get("/api/shares", self._shares)

@@ -154,7 +154,7 @@ async def test_manual_shares_are_recorded_marked_and_kept_apart(proxy_factory: A
                 "accepted": await _post(session, url, {**share, "accepted": "yes"}),
                 "worker_name": await _post(
                     session, url, {k: v for k, v in share.items() if k != "worker_name"}
-                ),  # noqa: E501
+                ),
                 "colour": await _post(session, url, {**share, "colour": "red"}),
                 "ts": await _post(session, url, {**share, "ts": 1.0}),
                 "JSON": await _post(session, url, b"{not json"),

@@ -162,7 +162,7 @@ class DashboardData:
 
 def _pipeline(stats: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "queue_rows": int(stats.get("queue_rows", 0) or 0),
+        "queue_rows": int(stats.get("queue_depth", 0) or 0),
         "spool_bytes": int(stats.get("spool_bytes", 0) or 0),
         "spool_rows": int(stats.get("spool_rows", 0) or 0),
         "last_write_ts": stats.get("last_write_ts"),

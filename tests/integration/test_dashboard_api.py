@@ -102,7 +102,10 @@ async def test_farm_series_and_worker_panels_match_the_store(proxy_factory: Any)
     assert {c["share_hash"] for c in farm["block_candidates"]} == {
         r["share_hash"] for r in rows if r["is_block"]
     }
-    assert farm["pipeline"]["store_up"] is True and farm["live"]["connections"] >= 0
+    pipeline = farm["pipeline"]
+    assert pipeline["store_up"] is True and pipeline["rows_shed"] == 0
+    assert pipeline["queue_rows"] == 0 and pipeline["last_write_ts"] > 0  # all written
+    assert farm["live"]["connections"] >= 0
     # Series: every share in a bucket, the accepted work over time.
     assert len(series["t"]) == len(series["hashrate"]) == len(series["accepted"])
     assert series["step_s"] == 10 and series["t"] == sorted(series["t"])

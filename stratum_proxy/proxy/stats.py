@@ -16,7 +16,10 @@ class WorkerCounters:
     rejected: int = 0
     no_response: int = 0
     blocks: int = 0
-    accepted_work: float = 0.0  # sum of pool difficulty of accepted shares
+    # Sum of the difficulty accepted shares were worked at: the miner's own in
+    # aggregate mode (the proxy's vardiff), the pool's otherwise (as the store's
+    # ``schema.WORK_DIFFICULTY``).
+    accepted_work: float = 0.0
     best_difficulty: float = 0.0
     response_ms_total: float = 0.0
     responses: int = 0
@@ -25,7 +28,7 @@ class WorkerCounters:
         self.shares += 1
         if record.status == STATUS_ACCEPTED:
             self.accepted += 1
-            self.accepted_work += record.pool_difficulty
+            self.accepted_work += record.miner_difficulty or record.pool_difficulty
         elif record.status == STATUS_REJECTED:
             self.rejected += 1
         else:
@@ -53,8 +56,8 @@ class WorkerCounters:
         """The fields of the ``worker_summary`` log line for ``seconds`` of counting.
 
         ``acceptance_pct`` is accepted / all shares (accepted + rejected +
-        no_response), 0 when there are none; ``hashrate_hs`` counts the pool
-        difficulty of accepted shares only.  ``block_candidates`` are shares
+        no_response), 0 when there are none; ``hashrate_hs`` counts the
+        difficulty of accepted shares only (``accepted_work``).  ``block_candidates`` are shares
         whose hash meets the network target: candidates, not blocks found (the
         pool may have rejected them; its verdict is each share row's ``status``).
         """

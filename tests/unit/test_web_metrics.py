@@ -244,7 +244,7 @@ def test_worker_stats_summary() -> None:
     a = interval["a"].summary(60.0)
     assert (a["shares"], a["accepted"], a["rejected"]) == (3, 2, 1)
     assert a["acceptance_pct"] == 66.67 and a["best_difficulty"] == 9.0
-    # Hashrate counts the pool difficulty of accepted shares only: 4 * 2^32 / 60 s.
+    # Hashrate counts the difficulty of accepted shares only: 4 * 2^32 / 60 s.
     assert a["hashrate_hs"] == 4.0 * 2**32 / 60.0
     assert a["block_candidates"] == 0 and "blocks" not in a
     assert stats.interval == {}
@@ -252,6 +252,16 @@ def test_worker_stats_summary() -> None:
     totals = stats.snapshot_totals()
     assert totals["a"].accepted == 3 and totals["a"].accepted_work == 7.0
     assert isinstance(totals["a"], WorkerCounters)
+
+
+def test_aggregate_mode_work_is_the_miners_difficulty() -> None:
+    """A share the proxy accepted at the miner's difficulty 8 is worth 8, not the pool's 1024."""
+    stats = WorkerStats()
+    stats.add(record("a", "accepted", 1024.0)._replace(miner_difficulty=8.0))
+    stats.add(record("a", "accepted", 1024.0)._replace(miner_difficulty=8.0, forwarded=True))
+    stats.add(record("b", "accepted", 64.0))  # a row that carries no miner difficulty
+    interval = stats.take_interval()
+    assert interval["a"].accepted_work == 16.0 and interval["b"].accepted_work == 64.0
 
 
 def test_worker_summary_counts_unanswered_shares_and_rejected_candidates() -> None:

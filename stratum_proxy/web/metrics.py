@@ -202,7 +202,7 @@ class StatsCollector:
         )
         work = CounterMetricFamily(
             "stratum_proxy_accepted_work",
-            "Sum of pool difficulty of accepted shares (x 2^32 = hashes)",
+            "Sum of the difficulty accepted shares were worked at (x 2^32 = hashes)",
             labels=["worker"],
         )
         best = GaugeMetricFamily(

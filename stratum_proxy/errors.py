@@ -72,5 +72,9 @@ class QueryBusy(StratumProxyError):
     """Every query slot is taken, or the store is not open yet (HTTP 503)."""
 
 
+class QuerySlotsBusy(QueryBusy):
+    """Every query slot is taken right now: worth trying again in a moment."""
+
+
 class QueryTimeout(StratumProxyError):
     """The query ran past ``api.query_timeout_s`` and was cancelled (HTTP 504)."""

@@ -42,6 +42,7 @@ from stratum_proxy.errors import (
     QueryBusy,
     QueryInvalid,
     QueryRefused,
+    QuerySlotsBusy,
     QueryTimeout,
     StoreError,
     StratumProxyError,
@@ -317,7 +318,7 @@ class QueryRunner:
         if not self._store_up():
             raise QueryBusy("the store is not open yet; try again shortly")
         if not self._slots.acquire(blocking=False):
-            raise QueryBusy(
+            raise QuerySlotsBusy(
                 f"all {self.api.max_concurrent_queries} query slots are busy; try again shortly"
             )
         job = _Job(work)

@@ -288,7 +288,7 @@ class ApiServer:
         if self.backend.query is None or self.data is None:
             return _text(503, "no store to query")
         try:
-            return _json(await answer(self.backend.query, time.time(), data=self.data, **params))
+            return _json(await answer(self.data.query, time.time(), data=self.data, **params))
         except Exception as exc:
             return self._failed(exc, "read")
 

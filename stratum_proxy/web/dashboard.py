@@ -29,6 +29,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from stratum_proxy.errors import QuerySlotsBusy
 from stratum_proxy.store import panels, reports
 from stratum_proxy.store.record import STATUS_ACCEPTED, STATUS_REJECTED, ShareRecord
 from stratum_proxy.store.schema import SchemaConfig
@@ -57,14 +58,36 @@ class DashboardSource:
     down_after_s: float = 600.0
 
 
+# How long a dashboard query waits for a free query slot before the page
+# hears 503: the slots are shared with /api/query users.
+_SLOT_WAIT_S = 5.0
+_SLOT_RETRY_S = 0.05
+
+
 class DashboardData:
-    """The answers of the data endpoints: the same SQL as ``stats``, by panel."""
+    """The answers of the data endpoints: the same SQL as ``stats``, by panel.
+
+    Its queries run one at a time (``_lane``): a page asks for several panels
+    at once, and the feed refreshes meanwhile, but the store's query slots
+    (``api.max_concurrent_queries``) are also for ``/api/query`` users, so the
+    dashboard never takes more than one.  A query that finds every slot taken
+    waits for one (up to ``_SLOT_WAIT_S``) instead of failing the page.
+    """
 
     def __init__(self, source: DashboardSource) -> None:
         self.source = source
+        self._lane = asyncio.Semaphore(1)
 
-    async def _q(self, sql: str) -> bytes:
-        return await self.source.query(sql)
+    async def query(self, sql: str) -> bytes:
+        async with self._lane:
+            deadline = time.monotonic() + _SLOT_WAIT_S
+            while True:
+                try:
+                    return await self.source.query(sql)
+                except QuerySlotsBusy:
+                    if time.monotonic() >= deadline:
+                        raise
+                await asyncio.sleep(_SLOT_RETRY_S)
 
     def _status(self, last_ts: float, now: float) -> str:
         return "down" if now - last_ts > self.source.down_after_s else "up"
@@ -75,7 +98,7 @@ class DashboardData:
         sql = reports.worker_stats_sql(
             hours, now, worker=worker, manual=manual, schema=self.source.schema
         )
-        rows = reports.parse_worker_stats(await self._q(sql))
+        rows = reports.parse_worker_stats(await self.query(sql))
         return {
             "hours": hours,
             "now": now,
@@ -86,27 +109,29 @@ class DashboardData:
     async def farm(self, hours: float, now: float) -> dict[str, Any]:
         src, schema = self.source, self.source.schema
         workers = reports.parse_worker_stats(
-            await self._q(reports.worker_stats_sql(hours, now, schema=schema))
+            await self.query(reports.worker_stats_sql(hours, now, schema=schema))
         )
         down = sum(self._status(w.last_ts, now) == "down" for w in workers)
         reasons = panels.parse_reject_reasons(
-            await self._q(panels.reject_reasons_sql(hours, now, schema=schema))
+            await self.query(panels.reject_reasons_sql(hours, now, schema=schema))
         )
         live = dict(src.live()) if src.live is not None else None
         pools = panels.parse_pools(
-            await self._q(panels.pools_sql(hours, now, schema=schema)),
+            await self.query(panels.pools_sql(hours, now, schema=schema)),
             live.get("pools") if live is not None else None,
         )
-        luck = panels.parse_luck(await self._q(panels.luck_sql(hours, now, schema=schema)))
+        luck = panels.parse_luck(await self.query(panels.luck_sql(hours, now, schema=schema)))
         network = luck.pop("network_difficulty")
-        ever = panels.parse_best(await self._q(panels.best_ever_sql(schema)))
+        ever = panels.parse_best(await self.query(panels.best_ever_sql(schema)))
         session = None
         if src.session_start is not None and src.proxy_id is not None:
             session = panels.parse_best(
-                await self._q(panels.best_since_sql(src.session_start, src.proxy_id, schema=schema))
+                await self.query(
+                    panels.best_since_sql(src.session_start, src.proxy_id, schema=schema)
+                )
             )
         candidates = panels.parse_block_candidates(
-            await self._q(panels.block_candidates_sql(schema=schema))
+            await self.query(panels.block_candidates_sql(schema=schema))
         )
         return {
             "now": now,
@@ -136,7 +161,7 @@ class DashboardData:
 
     async def series(self, span: panels.SeriesRange, now: float, worker: str | None) -> dict:
         sql = panels.series_sql(span, now, worker=worker, schema=self.source.schema)
-        return {**panels.parse_series(await self._q(sql), span, now), "worker": worker}
+        return {**panels.parse_series(await self.query(sql), span, now), "worker": worker}
 
     async def worker(self, name: str, hours: float, now: float) -> dict[str, Any]:
         schema = self.source.schema
@@ -146,16 +171,18 @@ class DashboardData:
             "hours": hours,
             "stats": found[0] if found else None,
             "difficulty_histogram": panels.parse_difficulty_histogram(
-                await self._q(panels.difficulty_bins_sql(name, hours, now, schema=schema))
+                await self.query(panels.difficulty_bins_sql(name, hours, now, schema=schema))
             ),
             "response_histogram": panels.parse_response_histogram(
-                await self._q(panels.response_bins_sql(name, hours, now, schema=schema))
+                await self.query(panels.response_bins_sql(name, hours, now, schema=schema))
             ),
             "best_shares": panels.parse_best_shares(
-                await self._q(panels.best_shares_sql(name, hours, now, schema=schema))
+                await self.query(panels.best_shares_sql(name, hours, now, schema=schema))
             ),
             "recent_shares": reports.parse_recent_shares(
-                await self._q(reports.recent_shares_sql(hours, now, 50, worker=name, schema=schema))
+                await self.query(
+                    reports.recent_shares_sql(hours, now, 50, worker=name, schema=schema)
+                )
             ),
         }
 

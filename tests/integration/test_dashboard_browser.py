@@ -104,12 +104,14 @@ async def _mine(port: int, shares: int, workers: tuple[str, ...]) -> None:
 
 
 async def _share_stats(base: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
-    async with (
-        aiohttp.ClientSession(headers=headers) as session,
-        session.get(f"{base}/api/share-stats?hours=24") as response,
-    ):
-        assert response.status == 200
-        return dict(await response.json())
+    """The API's totals; waits while it answers 503 (the store still opening)."""
+    async with aiohttp.ClientSession(headers=headers) as session, asyncio.timeout(30):
+        while True:
+            async with session.get(f"{base}/api/share-stats?hours=24") as response:
+                if response.status != 503:
+                    assert response.status == 200, await response.text()
+                    return dict(await response.json())
+            await asyncio.sleep(0.2)
 
 
 async def _written(base: str, count: int, headers: dict[str, str] | None = None) -> None:

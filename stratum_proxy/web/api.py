@@ -142,6 +142,7 @@ class ApiServer:
         app.router.add_get("/", self._index)
         if STATIC_DIR.is_dir():  # missing only from a package built without its data files
             app.router.add_static("/static", STATIC_DIR, follow_symlinks=False)
+            app.on_response_prepare.append(_revalidate_static)
         return app
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -454,6 +455,13 @@ async def _worker_answer(
     query: Query, now: float, *, data: DashboardData, name: str, hours: float
 ) -> Any:
     return await data.worker(name, hours, now)
+
+
+async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    # After an upgrade the browser must not keep running the old page's script:
+    # it may cache, but asks first (a 304 costs nothing).
+    if request.path.startswith("/static/"):
+        response.headers["Cache-Control"] = "no-cache"
 
 
 def _manual_summary(record: ShareRecord) -> dict[str, Any]:

@@ -215,6 +215,9 @@ async def test_event_stream_pushes_the_farm_and_the_page_is_served(proxy_factory
             async with session.get(f"{base}/") as page:
                 html = await page.text()
                 assert page.status == 200 and "text/html" in page.headers["Content-Type"]
+            async with session.get(f"{base}/static/app.js") as script:
+                assert script.status == 200 and "javascript" in script.headers["Content-Type"]
+                assert script.headers["Cache-Control"] == "no-cache"
             async with session.get(f"{base}/static/../../settings.py") as escape:
                 assert escape.status in (403, 404)
     finally:

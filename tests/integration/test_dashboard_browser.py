@@ -175,7 +175,8 @@ async def test_the_workers_table_and_a_worker_view(proxy_factory: Any, browser: 
     await pool.start()
     proxy = await proxy_factory([f"main=stratum+tcp://127.0.0.1:{pool.port}"])
     base = f"http://127.0.0.1:{proxy.api[1]}"
-    workers = ("farm.rig0", "farm.rig1", "farm.rig2")
+    # A worker name is whatever a miner sends: it must show as text, never as markup.
+    workers = ("farm.rig0", "farm.rig1", "farm.<i>rig2</i>")
     try:
         await _mine(proxy.port, 6, workers)
         await _written(base, 18)
@@ -188,6 +189,13 @@ async def test_the_workers_table_and_a_worker_view(proxy_factory: Any, browser: 
                 )
             )
             for row in browser.find_elements(By.CSS_SELECTOR, "#workers-table tr[data-worker]")
+        }
+        markup = len(browser.find_elements(By.CSS_SELECTOR, "#workers-table i"))
+        shown_names = {
+            cell.text
+            for cell in browser.find_elements(
+                By.CSS_SELECTOR, "#workers-table td[data-col='worker']"
+            )
         }
         # The filter narrows the table to the matching worker.
         box = browser.find_element(By.CSS_SELECTOR, "#workers-filter")
@@ -218,6 +226,7 @@ async def test_the_workers_table_and_a_worker_view(proxy_factory: Any, browser: 
     assert listed == {
         w: float(sum(r["worker"] == w and r["status"] == "accepted" for r in rows)) for w in workers
     }
+    assert markup == 0 and "farm.<i>rig2</i>" in shown_names
     assert shown_worker == "farm.rig1"
     assert all(n >= 1 for n in canvases.values()), canvases
     assert recent == {r["share_hash"] for r in rows if r["worker"] == "farm.rig1"}

@@ -63,7 +63,10 @@ def _shoot(driver: Any, url: str, ready: str, path: Path) -> None:
     WebDriverWait(driver, 30).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, f"{ready}[data-ready='1']")
     )
-    time.sleep(2.0)  # charts draw on the next frames
+    # A run of minutes fills the 5 minute range, not the default hour.
+    for button in driver.find_elements(By.XPATH, "//button[normalize-space()='5m']"):
+        button.click()
+    time.sleep(3.0)  # charts draw on the next frames
     driver.save_screenshot(str(path))
     print(f"saved {path}")
 
@@ -100,7 +103,7 @@ async def main_async(args: argparse.Namespace) -> None:
         TestMiner(
             MinerConfig(
                 workers=(f"farm.rig{i:02d}",),
-                duration=args.seconds,
+                duration=args.seconds + 60,  # still mining when the pictures are taken
                 pause=0.05 * (i % 4),
                 bad_share_every=0 if i % 3 else 25,
             )
@@ -108,7 +111,7 @@ async def main_async(args: argparse.Namespace) -> None:
         for i in range(args.miners)
     ]
     runs = [asyncio.create_task(m.run("127.0.0.1", port)) for m in miners]
-    await asyncio.gather(*runs, return_exceptions=True)
+    await asyncio.sleep(args.seconds)
     base = f"http://127.0.0.1:{ready['api'][1]}"
     args.out.mkdir(parents=True, exist_ok=True)
     driver = await asyncio.to_thread(_browser, 1366, 1180, work / "chromium")
@@ -125,6 +128,9 @@ async def main_async(args: argparse.Namespace) -> None:
         )
     finally:
         driver.quit()
+        for miner in miners:
+            await miner.stop()
+        await asyncio.gather(*runs, return_exceptions=True)
         stop.set()
         await daemon
         await pool.close()

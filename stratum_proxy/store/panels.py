@@ -161,13 +161,14 @@ def luck_sql(hours: float, now: float, *, schema: SchemaConfig | None = None) ->
     """Blocks expected from the accepted work, blocks found, the latest network difficulty.
 
     A share worked at difficulty D is a block with probability D / network
-    difficulty, so the expected number of blocks is the sum of that over the
+    difficulty (1 when the network's target is the easier one, as on a test
+    chain), so the expected number of blocks is the sum of that over the
     accepted shares; a found block is an accepted share whose hash met the
     network target.
     """
     return f"""
 SELECT
-    sumIf({WORK_DIFFICULTY} / network_difficulty,
+    sumIf(least(1, {WORK_DIFFICULTY} / network_difficulty),
           status = 'accepted' AND network_difficulty > 0) AS expected_blocks,
     countIf(is_block AND status = 'accepted') AS found_blocks,
     argMaxIf(network_difficulty, ts, network_difficulty > 0) AS latest_network

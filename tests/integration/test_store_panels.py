@@ -134,3 +134,24 @@ def test_an_empty_store_gives_empty_panels(store: ChdbStore) -> None:
             "status": "down", "last_error": "", "hashrate_pct": 0.0,
         }
     ]  # fmt: skip
+
+
+def test_luck_weighs_each_accepted_share_by_its_chance_of_being_a_block(
+    store: ChdbStore,
+) -> None:
+    network = 83_148_355_189_239.77  # rec()'s: a mainnet difficulty
+    rows = [
+        rec(ts=NOW - 30, pool_difficulty=65_536.0, share_hash=f"{1:064x}"),
+        rec(ts=NOW - 20, pool_difficulty=65_536.0, share_hash=f"{2:064x}", is_block=True),
+        rec(ts=NOW - 10, pool_difficulty=65_536.0, share_hash=f"{3:064x}", status="rejected"),
+        # A test chain: the network's target is easier than the share's, every
+        # accepted share is a block (chance 1, not D / N = 1000).
+        rec(ts=NOW - 5, worker="t", pool_difficulty=1e-6, network_difficulty=1e-9,
+            share_hash=f"{4:064x}", is_block=True),
+    ]  # fmt: skip
+    store.insert(encode_batch(rows, "luck"))
+    luck = panels.parse_luck(store.query(panels.luck_sql(1, NOW)))
+    assert math.isclose(luck["expected_blocks"], 2 * 65_536 / network + 1, rel_tol=1e-12)
+    assert luck["found_blocks"] == 2
+    assert math.isclose(luck["luck_pct"], 100 * 2 / luck["expected_blocks"])
+    assert luck["network_difficulty"] == 1e-9  # the latest share's

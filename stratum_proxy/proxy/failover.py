@@ -20,6 +20,10 @@ from stratum_proxy.proxy.endpoints import PoolEndpoint
 P = TypeVar("P", bound=asyncio.Protocol)
 
 
+# A pool's state by the outcome of its last connect.
+_STATES = {True: "up", False: "down", None: "untried"}
+
+
 class NoPoolAvailable(ConnectionError):
     """Every configured pool refused or timed out."""
 
@@ -41,6 +45,10 @@ class PoolSelector:
         self._clock = clock
         self._down_until: dict[str, float] = {}
         self._last_error: dict[str, str] = {}
+        # The outcome of the last connect to each pool (absent: never tried, a
+        # backup while the first pool works): "up" alone cannot tell a pool that
+        # answers from one nobody has tried.
+        self._last_ok: dict[str, bool] = {}
 
     def candidates(self) -> list[PoolEndpoint]:
         """Pools to try now, in order: the healthy ones, then (as a last resort) the rest."""
@@ -52,16 +60,22 @@ class PoolSelector:
     def mark_down(self, pool: PoolEndpoint, error: str) -> None:
         self._down_until[pool.name] = self._clock() + self._retry_s
         self._last_error[pool.name] = error
+        self._last_ok[pool.name] = False
 
     def mark_up(self, pool: PoolEndpoint) -> None:
         self._down_until.pop(pool.name, None)
+        self._last_ok[pool.name] = True
 
     def is_up(self, pool: PoolEndpoint) -> bool:
         return self._down_until.get(pool.name, 0.0) <= self._clock()
 
     def statistics(self) -> dict[str, dict[str, Any]]:
         return {
-            p.name: {"up": self.is_up(p), "last_error": self._last_error.get(p.name, "")}
+            p.name: {
+                "up": self.is_up(p),
+                "last_error": self._last_error.get(p.name, ""),
+                "state": _STATES[self._last_ok.get(p.name)],
+            }
             for p in self.pools
         }
 

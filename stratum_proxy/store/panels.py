@@ -151,10 +151,19 @@ def parse_pools(output: bytes, live: dict[str, Any] | None) -> list[dict[str, An
     total = sum(p["hashrate"] for p in pools)
     for pool in pools:
         state = (live or {}).get(pool["upstream"])
-        pool["status"] = "unknown" if state is None else ("up" if state.get("up") else "down")
+        pool["status"] = _pool_status(state)
         pool["last_error"] = "" if state is None else str(state.get("last_error", ""))
         pool["hashrate_pct"] = 100.0 * pool["hashrate"] / total if total else 0.0
     return pools
+
+
+def _pool_status(state: dict[str, Any] | None) -> str:
+    """``up``, ``down``, ``untried`` (a backup nobody needed yet) or ``unknown`` (no daemon)."""
+    if state is None:
+        return "unknown"
+    if not state.get("up", False):
+        return "down"  # resting after a failed connect
+    return str(state.get("state", "up"))
 
 
 def luck_sql(hours: float, now: float, *, schema: SchemaConfig | None = None) -> str:

@@ -62,13 +62,18 @@ async def test_failover_skips_dead_pool_and_remembers() -> None:
     dead = parse_pool(f"dead=stratum+tcp://127.0.0.1:{_free_port()}")
     live = parse_pool(f"live=stratum+tcp://127.0.0.1:{live_port}")
     clock = [1000.0]
-    selector = PoolSelector([dead, live], connect_timeout_s=2, retry_s=30, clock=lambda: clock[0])
+    spare = parse_pool(f"spare=stratum+tcp://127.0.0.1:{_free_port()}")
+    selector = PoolSelector(
+        [dead, live, spare], connect_timeout_s=2, retry_s=30, clock=lambda: clock[0]
+    )
     log = get_logger()
     try:
         pool, transport, _ = await selector.connect(lambda p: asyncio.Protocol(), log)
         transport.close()
         assert pool is live
         assert not selector.is_up(dead)
+        states = {name: s["state"] for name, s in selector.statistics().items()}
+        assert states == {"dead": "down", "live": "up", "spare": "untried"}
         # While the dead pool rests, the live one is tried first.
         assert selector.candidates()[0] is live
         clock[0] += 31

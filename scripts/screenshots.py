@@ -65,7 +65,8 @@ def _shoot(driver: Any, url: str, ready: str, path: Path) -> None:
     )
     # A run of minutes fills the 5 minute range, not the default hour.
     for button in driver.find_elements(By.XPATH, "//button[normalize-space()='5m']"):
-        button.click()
+        if button.is_displayed():  # each view has its own range buttons
+            button.click()
     time.sleep(3.0)  # charts draw on the next frames
     driver.save_screenshot(str(path))
     print(f"saved {path}")

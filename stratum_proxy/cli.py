@@ -15,6 +15,7 @@ from typing import Any
 
 from stratum_proxy import __version__
 from stratum_proxy.errors import ConfigError, StoreBusyError, StratumProxyError
+from stratum_proxy.top import SORTS
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -217,6 +218,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="file holding the token the page must send (required off loopback)",
     )
 
+    top = sub.add_parser(
+        "top",
+        help="the farm and its workers, live in the terminal (reads the daemon's API)",
+        description="Live worker table and farm totals from a running daemon's API "
+        "(/api/farm and /api/workers). Keys: q quit, s next sort column, r reverse, "
+        "d down workers only, / filter by name. Not on a terminal, or with --once: one "
+        "plain frame.",
+    )
+    _common(top)
+    _api_client_flags(top)
+    top.add_argument("--api", metavar="HOST:PORT", help="the daemon's API (default: api.listen)")
+    top.add_argument("--hours", type=float, default=24.0, help="window (default: %(default)s)")
+    top.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes (default: 2)"
+    )
+    top.add_argument("--sort", choices=SORTS, default="hashrate", help="sort column")
+    top.add_argument("--filter", default="", help="only workers whose name contains this")
+    top.add_argument("--down", action="store_true", help="only workers that are down")
+    top.add_argument("--once", action="store_true", help="print one frame and exit")
+
     keys = sub.add_parser("keys", help="Stratum V2 authority keys")
     keys_sub = keys.add_subparsers(dest="keys_command", required=True)
     keys_sub.add_parser("generate", help="a new authority key pair (base58check)")
@@ -321,6 +342,25 @@ def _dispatch(args: argparse.Namespace) -> int:
         settings = _settings(args, **_client_overrides(args))
         configure_logging(settings.log.level, settings.log.format)
         return asyncio.run(browse_store(settings, args.listen, get_logger()))
+    if command == "top":
+        from stratum_proxy.commands import _api_token
+        from stratum_proxy.top import View, run_top
+
+        settings = _settings(args, **_token_overrides(args))
+        address = args.api or settings.api.listen
+        if not address:
+            raise ConfigError("no API address: pass --api HOST:PORT or set [api] listen")
+        if not 0 < args.hours <= 24 * 400 or args.interval < 0.2:
+            raise ConfigError("--hours must be above 0 (at most 9600), --interval at least 0.2")
+        view = View(sort=args.sort, filter=args.filter, down_only=args.down)
+        return run_top(
+            address,
+            _api_token(settings),
+            hours=args.hours,
+            interval=args.interval,
+            view=view,
+            once=args.once,
+        )
     if command == "keys":
         from stratum_proxy.commands import run_keys
 

@@ -88,3 +88,29 @@ async def test_a_store_error_is_pushed_as_an_error_event_and_the_feed_goes_on(
         await feed.close()
     assert first.startswith(b"event: error") and b"store unreachable" in first
     assert _update(second)["farm"]["totals"]["total_shares"] == 0
+
+
+async def test_the_best_share_ever_reads_only_recent_rows_between_full_reads(
+    store: ChdbStore, monkeypatch: Any
+) -> None:
+    from stratum_proxy.store import panels
+    from stratum_proxy.web.dashboard import RunningBest
+
+    now = time.time()
+    store.insert(encode_batch([rec(ts=now - 86400, share_difficulty=500.0)], "old"))
+    asked: list[str] = []
+
+    async def query(sql: str) -> bytes:
+        asked.append(sql)
+        return bytes(await asyncio.to_thread(store.query, sql))
+
+    best = RunningBest(panels.best_ever_sql, lambda since: panels.best_since_sql(since))
+    assert await best.read(query, now) == 500.0
+    store.insert(encode_batch([rec(ts=now - 60, share_difficulty=900.0)], "late"))  # late row
+    assert await best.read(query, now + 5) == 900.0
+    assert "mv_hash_rate_stats" in asked[0] and "mv_hash_rate_stats" not in asked[1]
+    # A replayed row older than the overlap is seen at the next full read.
+    store.insert(encode_batch([rec(ts=now - 7200, share_difficulty=2000.0)], "replayed"))
+    assert await best.read(query, now + 10) == 900.0
+    monkeypatch.setattr(RunningBest, "_FULL_EVERY_S", 0.0)
+    assert await best.read(query, now + 15) == 2000.0

@@ -1,0 +1,304 @@
+"""deploy/: the compose file, Prometheus, its alert rules and the Grafana dashboards.
+
+No container engine runs here, so everything that can be checked without one
+is: the files parse; the proxy's environment is settings the proxy accepts;
+every ClickHouse query of the dashboards, its Grafana macros expanded, runs on
+the real embedded store and gives the right numbers (manual rows left out);
+every metric the alert rules and the Prometheus panels name is one the proxy
+exports; and ``promtool`` checks the rules and the config where it is
+installed (Debian's ``prometheus`` package).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from helpers.store_rows import rec
+
+from stratum_proxy.proxy.stats import WorkerStats
+from stratum_proxy.settings import load_settings
+from stratum_proxy.store.backend import encode_batch
+from stratum_proxy.store.chdb_store import ChdbStore
+from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.web.metrics import render, take_snapshot
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+DASHBOARDS = sorted((DEPLOY / "grafana" / "dashboards").glob("*.json"))
+NOW = time.time()
+FROM, TO = NOW - 3600, NOW + 60
+
+
+def _yaml(path: Path) -> Any:
+    return yaml.safe_load(path.read_text())
+
+
+def _panels() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (board.name, panel)
+        for board in DASHBOARDS
+        for panel in json.loads(board.read_text())["panels"]
+    ]
+
+
+def _clickhouse_panels() -> list[tuple[str, dict[str, Any]]]:
+    return [
+        (board, panel)
+        for board, panel in _panels()
+        if panel["datasource"]["type"] == "grafana-clickhouse-datasource"
+    ]
+
+
+# --- the files -----------------------------------------------------------------------
+
+
+def test_the_compose_file_has_the_four_services_and_their_files() -> None:
+    compose = _yaml(DEPLOY / "docker-compose.yml")
+    assert set(compose["services"]) == {"clickhouse", "stratum-proxy", "prometheus", "grafana"}
+    for service in compose["services"].values():
+        assert ":latest" not in str(service.get("image", "")), "pinned images only"
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (DEPLOY / source).exists(), volume
+    assert (DEPLOY / ".env.example").is_file() and (DEPLOY / "make-secrets.sh").is_file()
+    grafana = compose["services"]["grafana"]["environment"]
+    assert "grafana-clickhouse-datasource" in grafana["GF_INSTALL_PLUGINS"]
+
+
+def test_the_proxys_environment_is_settings_the_proxy_accepts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    env = _yaml(DEPLOY / "docker-compose.yml")["services"]["stratum-proxy"]["environment"]
+    example = dict(
+        line.split("=", 1)
+        for line in (DEPLOY / ".env.example").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    token = tmp_path / "token"
+    token.write_text("t" * 32)
+    token.chmod(0o600)
+
+    def interpolate(value: str) -> str:
+        # Compose's ${NAME}, ${NAME:-default} and ${NAME:?message} from .env.example.
+        def one(match: re.Match[str]) -> str:
+            name, _, rest = match.group(1).partition(":")
+            return example.get(name) or rest.lstrip("-?")
+
+        return re.sub(r"\$\{([^}]+)\}", one, str(value))
+
+    for name, value in env.items():
+        value = interpolate(value)
+        if name.endswith("_FILE"):
+            value = str(token)  # the secret's path inside the container
+        monkeypatch.setenv(name, value)
+    settings = load_settings(None)
+    assert settings.listen == ["0.0.0.0:3333"]
+    assert [p.split("=")[0] for p in settings.pools] == ["main", "backup"]
+    assert settings.store.url.startswith("clickhouse://stratum:") and "@clickhouse:9000" in (
+        settings.store.url
+    )
+    assert settings.api.listen == "0.0.0.0:8081" and settings.api.allowed_hosts == ["stratum-proxy"]
+    assert settings.api.token_file == token and settings.api.metrics_token_file == token
+
+
+def test_prometheus_scrapes_the_proxy_with_the_metrics_token_and_loads_the_rules() -> None:
+    config = _yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+    (job,) = config["scrape_configs"]
+    assert job["metrics_path"] == "/metrics"
+    assert job["authorization"]["credentials_file"] == "/run/secrets/metrics_token"
+    assert job["static_configs"][0]["targets"] == ["stratum-proxy:8081"]
+
+
+def test_grafana_provisions_the_datasources_and_the_dashboards_use_them() -> None:
+    provisioned = _yaml(DEPLOY / "grafana" / "provisioning" / "datasources" / "datasources.yml")
+    uids = {d["uid"]: d["type"] for d in provisioned["datasources"]}
+    assert uids == {"clickhouse": "grafana-clickhouse-datasource", "prometheus": "prometheus"}
+    providers = _yaml(DEPLOY / "grafana" / "provisioning" / "dashboards" / "dashboards.yml")
+    assert (
+        providers["providers"][0]["options"]["path"] == "/var/lib/grafana/dashboards/stratum-proxy"
+    )
+    assert {b.name for b in DASHBOARDS} == {
+        "farm.json",
+        "workers.json",
+        "pools.json",
+        "pipeline.json",
+    }
+    seen_uids = set()
+    for board in DASHBOARDS:
+        content = json.loads(board.read_text())
+        assert content["uid"] not in seen_uids
+        seen_uids.add(content["uid"])
+        for panel in content["panels"]:
+            for target in [panel, *panel["targets"]]:
+                assert uids[target["datasource"]["uid"]] == target["datasource"]["type"]
+
+
+# --- the dashboards' SQL on the real engine ------------------------------------------------
+
+# Grafana's macros as the ClickHouse data source expands them, for a 1 h range
+# and a 60 s interval.
+_MACROS = {
+    r"\$__timeFilter\((\w+)\)": (
+        lambda m: (
+            f"{m.group(1)} >= toDateTime({int(FROM)}) AND {m.group(1)} <= toDateTime({int(TO)})"
+        )
+    ),
+    r"\$__timeInterval\((\w+)\)": (
+        lambda m: f"toStartOfInterval(toDateTime({m.group(1)}), INTERVAL 60 second)"
+    ),
+    r"\$__interval_s": lambda m: "60",
+    r"\$\{worker\}|\$worker": lambda m: "farm.rig1",
+}
+
+
+def expand(sql: str) -> str:
+    for pattern, replace in _MACROS.items():
+        sql = re.sub(pattern, replace, sql)
+    left = re.findall(r"\$\w+|\$\{[^}]*\}", sql)
+    assert not left, f"macros the test does not expand: {left}"
+    return sql
+
+
+def _rows_of(store: ChdbStore, sql: str) -> list[dict[str, Any]]:
+    output = store.query(expand(sql) + " FORMAT JSONEachRow")
+    return [orjson.loads(line) for line in output.splitlines()]
+
+
+@pytest.fixture
+def farm(store: ChdbStore) -> list[ShareRecord]:
+    rows = [
+        rec(ts=NOW - 600, worker="farm.rig1", pool_difficulty=1024.0, miner_difficulty=1024.0),
+        rec(ts=NOW - 300, worker="farm.rig1", pool_difficulty=1024.0, miner_difficulty=1024.0),
+        rec(ts=NOW - 120, worker="farm.rig1", status="rejected", reject_reason="21 Stale"),
+        rec(ts=NOW - 900, worker="farm.rig2", pool_difficulty=512.0, miner_difficulty=16.0,
+            verdict_by="proxy"),
+        rec(ts=NOW - 60, worker="farm.rig2", pool_difficulty=512.0, miner_difficulty=16.0),
+        rec(ts=NOW - 30, worker="farm.rig2", status="no_response", upstream="pool-b"),
+        rec(ts=NOW - 20, worker="farm.rig2", is_block=True, share_difficulty=9e13),
+    ]  # fmt: skip
+    manual = rec(ts=NOW - 10, worker="farm.rig1", manual=True, share_hash="", pool_difficulty=1e9)
+    store.insert(encode_batch([*rows, manual], "deploy"))
+    return rows
+
+
+def test_every_clickhouse_panel_runs_and_gives_columns(
+    store: ChdbStore, farm: list[ShareRecord]
+) -> None:
+    panels = _clickhouse_panels()
+    assert len(panels) >= 10
+    for board, panel in panels:
+        for target in panel["targets"]:
+            rows = _rows_of(store, target["rawSql"])
+            assert rows, f"{board}: {panel['title']} gave no rows"
+            if target["format"] == 0:  # a time series needs its time column first
+                assert next(iter(rows[0])) == "time", f"{board}: {panel['title']}"
+    board_variables = [
+        v for b in DASHBOARDS for v in json.loads(b.read_text())["templating"]["list"]
+    ]
+    for variable in board_variables:
+        values = [r["worker"] for r in _rows_of(store, variable["query"])]
+        assert values == ["farm.rig1", "farm.rig2"]
+
+
+def _panel(title: str) -> dict[str, Any]:
+    (found,) = [p for _, p in _clickhouse_panels() if p["title"] == title]
+    return found
+
+
+def test_the_numbers_follow_the_rules(store: ChdbStore, farm: list[ShareRecord]) -> None:
+    acceptance = _rows_of(store, _panel("Acceptance")["targets"][0]["rawSql"])
+    assert math.isclose(acceptance[0]["acceptance"], 100 * 5 / 7)  # the manual row left out
+    workers = {r["worker"]: r for r in _rows_of(store, _panel("Workers")["targets"][0]["rawSql"])}
+    # rig1: 2 accepted at 1024 over 480 s; rig2: 2 accepted at its miner difficulty 16
+    # (not the pool's 512) and one with no miner difficulty (its pool's, 65536) over 880 s.
+    assert math.isclose(workers["farm.rig1"]["hashrate"], 2 * 1024 * 2**32 / 480, rel_tol=1e-3)
+    rig2_work = 16 + 16 + 65536
+    assert math.isclose(workers["farm.rig2"]["hashrate"], rig2_work * 2**32 / 880, rel_tol=1e-3)
+    assert workers["farm.rig1"]["rejected"] == 1 and workers["farm.rig2"]["no_response"] == 1
+    series = _rows_of(store, _panel("Hashrate")["targets"][0]["rawSql"])
+    work = sum(r["hashrate"] * 60 for r in series)
+    assert math.isclose(work, (2 * 1024 + rig2_work) * 2**32, rel_tol=1e-9)
+    reasons = _rows_of(store, _panel("Reject reasons")["targets"][0]["rawSql"])
+    assert reasons == [{"kind": "stale", "shares": 1}]
+    pools = {r["pool"]: r for r in _rows_of(store, _panel("Pools")["targets"][0]["rawSql"])}
+    assert math.isclose(pools["pool-a"]["hashrate_pct"], 100.0)
+    assert pools["pool-b"]["hashrate_pct"] == 0
+    (candidate,) = _rows_of(store, _panel("Block candidates")["targets"][0]["rawSql"])
+    assert candidate["worker"] == "farm.rig2" and candidate["status"] == "accepted"
+
+
+# --- Prometheus names ------------------------------------------------------------------------
+
+
+def _exported_names() -> set[str]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    pipeline = {
+        "rows_put": 1, "next_seq": 2, "queue_depth": 0, "spill": 0, "spool_bytes": 0,
+        "spool_rows": 0, "batches_written": 1, "rows_written": 1, "retries": 0, "rows_shed": 0,
+        "rows_corrupt": 0, "rows_dead_lettered": 0, "last_write_ts": NOW,
+        "last_dead_letter_ts": NOW, "store_up": 1, "insert_running_s": 0.0,
+    }  # fmt: skip
+    proxy = {"connections": 1, "uptime_s": 1.0, "pools": {"main": {"up": True}}}
+    workers = WorkerStats()
+    workers.add(rec())
+    text = render(take_snapshot(proxy, pipeline, workers, {"connections": 1}), 100).decode()
+    return {s.name for f in text_string_to_metric_families(text) for s in f.samples}
+
+
+def _expressions() -> list[str]:
+    rules = _yaml(DEPLOY / "prometheus" / "alerts.yml")
+    exprs = [rule["expr"] for group in rules["groups"] for rule in group["rules"]]
+    for _, panel in _panels():
+        exprs += [t["expr"] for t in panel["targets"] if "expr" in t]
+    return exprs
+
+
+def test_alerts_and_panels_name_only_metrics_the_proxy_exports() -> None:
+    exported = _exported_names() | {"up"}
+    named = {n for e in _expressions() for n in re.findall(r"\b(stratum_proxy_\w+|up)\b", e)}
+    assert named and named <= exported, named - exported
+    alerts = {
+        rule["alert"] for g in _yaml(DEPLOY / "prometheus" / "alerts.yml")["groups"]
+        for rule in g["rules"]
+    }  # fmt: skip
+    for needed in ("WorkerDown", "AcceptanceLow", "PoolDown", "SpoolGrowing", "RowsShed"):
+        assert f"StratumProxy{needed}" in alerts
+
+
+PROMTOOL = shutil.which("promtool")
+
+
+@pytest.mark.skipif(PROMTOOL is None, reason="promtool not installed (apt install prometheus)")
+def test_promtool_accepts_the_rules_and_the_config(tmp_path: Path) -> None:
+    assert PROMTOOL is not None
+    rules = subprocess.run(
+        [PROMTOOL, "check", "rules", str(DEPLOY / "prometheus" / "alerts.yml")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert rules.returncode == 0, rules.stdout + rules.stderr
+    # The config names container paths; check a copy pointing at local files.
+    config = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
+    token = tmp_path / "metrics_token"
+    token.write_text("t")
+    shutil.copy(DEPLOY / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
+    local = config.replace("/run/secrets/metrics_token", str(token)).replace(
+        "/etc/prometheus/alerts.yml", str(tmp_path / "alerts.yml")
+    )
+    (tmp_path / "prometheus.yml").write_text(local)
+    checked = subprocess.run(
+        [PROMTOOL, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stdout + checked.stderr

@@ -302,3 +302,20 @@ def test_promtool_accepts_the_rules_and_the_config(tmp_path: Path) -> None:
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_make_secrets_makes_two_tokens_once_in_a_closed_directory(tmp_path: Path) -> None:
+    shutil.copy(DEPLOY / "make-secrets.sh", tmp_path / "make-secrets.sh")
+    run = subprocess.run(["sh", str(tmp_path / "make-secrets.sh")], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    secrets = tmp_path / "secrets"
+    tokens = {p.name: p.read_text().strip() for p in secrets.iterdir()}
+    assert set(tokens) == {"api_token", "metrics_token"}
+    assert len(set(tokens.values())) == 2 and all(len(t) >= 40 for t in tokens.values())
+    assert secrets.stat().st_mode & 0o777 == 0o700
+    again = subprocess.run(
+        ["sh", str(tmp_path / "make-secrets.sh")], capture_output=True, text=True
+    )
+    assert (
+        again.stdout == "" and {p.name: p.read_text().strip() for p in secrets.iterdir()} == tokens
+    )

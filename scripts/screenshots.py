@@ -60,7 +60,7 @@ def _shoot(driver: Any, url: str, ready: str, path: Path) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     driver.get(url)
-    WebDriverWait(driver, 30).until(
+    WebDriverWait(driver, 90).until(
         lambda d: d.find_elements(By.CSS_SELECTOR, f"{ready}[data-ready='1']")
     )
     # A run of minutes fills the 5 minute range, not the default hour.
@@ -105,7 +105,7 @@ async def main_async(args: argparse.Namespace) -> None:
             MinerConfig(
                 workers=(f"farm.rig{i:02d}",),
                 duration=args.seconds + 60,  # still mining when the pictures are taken
-                pause=0.05 * (i % 4),
+                pause=0.1 + 0.1 * (i % 4),  # light: the daemon shares this process
                 bad_share_every=0 if i % 3 else 25,
             )
         )

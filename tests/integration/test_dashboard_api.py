@@ -226,3 +226,34 @@ async def test_event_stream_pushes_the_farm_and_the_page_is_served(proxy_factory
     assert updates[0]["farm"]["totals"]["total_shares"] == len(proxy.rows())
     assert updates[1]["farm"]["now"] > updates[0]["farm"]["now"]  # a fresh computation
     assert "/static/" in html
+
+
+async def test_every_dashboard_endpoint_is_under_the_token_rule(proxy_factory: Any) -> None:
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    token = "dashboard-token-0123456789abcdef"
+    pools = [f"main=stratum+tcp://127.0.0.1:{pool.port}"]
+    proxy = await proxy_factory(pools, **{"api.token": token})
+    base = f"http://127.0.0.1:{proxy.api[1]}"
+    share = {"pool_name": "p", "difficulty": 1, "worker_name": "w", "accepted": True}
+    gets = ["/api/farm", "/api/series", "/api/worker?name=w", "/api/events", "/api/workers",
+            "/api/shares", "/api/share-stats"]  # fmt: skip
+    try:
+        async with aiohttp.ClientSession() as session:
+            refused = {path: (await _get(session, base + path))[0] for path in gets}
+            refused["POST /api/shares"] = (await _post(session, f"{base}/api/shares", share))[0]
+            public = {}
+            for path in ("/", "/static/app.js"):
+                async with session.get(base + path) as response:
+                    public[path] = response.status
+            async with session.get(
+                f"{base}/api/farm", headers={"Authorization": f"Bearer {token}"}
+            ) as response:
+                allowed = response.status
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert set(refused.values()) == {401}, refused
+    assert public == {"/": 200, "/static/app.js": 200}  # the page holds no data
+    assert allowed in (200, 503)  # 503 only while the store is still opening
+    assert proxy.rows() == []  # the refused POST wrote nothing

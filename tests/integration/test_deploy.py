@@ -27,9 +27,12 @@ from helpers.store_rows import rec
 
 from stratum_proxy.proxy.stats import WorkerStats
 from stratum_proxy.settings import load_settings
+from stratum_proxy.store import panels, reports
 from stratum_proxy.store.backend import encode_batch
 from stratum_proxy.store.chdb_store import ChdbStore
+from stratum_proxy.store.pipeline import SharePipeline
 from stratum_proxy.store.record import ShareRecord
+from stratum_proxy.store.settings import StoreSettings
 from stratum_proxy.web.metrics import render, take_snapshot
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -158,20 +161,23 @@ _MACROS = {
         lambda m: f"toStartOfInterval(toDateTime({m.group(1)}), INTERVAL 60 second)"
     ),
     r"\$__interval_s": lambda m: "60",
-    r"\$\{worker\}|\$worker": lambda m: "farm.rig1",
 }
 
 
-def expand(sql: str) -> str:
+def expand(sql: str, worker: str = "farm.rig1") -> str:
     for pattern, replace in _MACROS.items():
         sql = re.sub(pattern, replace, sql)
+    # A worker name is whatever the miner sent: panels take it as ${worker:sqlstring},
+    # which Grafana quotes, doubling the quotes inside.  A bare $worker is left for the
+    # check below to refuse.
+    sql = sql.replace("${worker:sqlstring}", "'" + worker.replace("'", "''") + "'")
     left = re.findall(r"\$\w+|\$\{[^}]*\}", sql)
     assert not left, f"macros the test does not expand: {left}"
     return sql
 
 
-def _rows_of(store: ChdbStore, sql: str) -> list[dict[str, Any]]:
-    output = store.query(expand(sql) + " FORMAT JSONEachRow")
+def _rows_of(store: ChdbStore, sql: str, worker: str = "farm.rig1") -> list[dict[str, Any]]:
+    output = store.query(expand(sql, worker) + " FORMAT JSONEachRow")
     return [orjson.loads(line) for line in output.splitlines()]
 
 
@@ -238,18 +244,96 @@ def test_the_numbers_follow_the_rules(store: ChdbStore, farm: list[ShareRecord])
     assert candidate["worker"] == "farm.rig2" and candidate["status"] == "accepted"
 
 
+def test_every_shares_query_leaves_manual_rows_out_and_sorts_rejects_as_the_project_does() -> None:
+    queries = [(p["title"], t) for _, p in _clickhouse_panels() for t in p["targets"]]
+    variables = [v for b in DASHBOARDS for v in json.loads(b.read_text())["templating"]["list"]]
+    for title, sql in [(t, q["rawSql"]) for t, q in queries] + [
+        (v["name"], v["query"]) for v in variables
+    ]:
+        # Manual rows (POST /api/shares) were not measured: every read of shares skips them.
+        assert sql.count("FROM mining.shares") == sql.count("NOT manual"), title
+    for title, target in queries:
+        # The plugin's query types are 'timeSeries' and 'table' (its QueryType enum), and
+        # the backend reads `format`: 0 time series, 1 table.
+        expected = {0: "timeSeries", 1: "table"}[target["format"]]
+        assert target["queryType"] == expected, title
+    squeeze = lambda s: re.sub(r"\s+", "", s)  # noqa: E731
+    reject_sql = _panel("Reject reasons")["targets"][0]["rawSql"]
+    assert squeeze(panels._REJECT_KIND_SQL) in squeeze(reject_sql)
+
+
+def test_the_panels_agree_with_stats_and_the_api(store: ChdbStore) -> None:
+    """On the same rows, the panels give what ``stratum-proxy stats`` and the API give."""
+    odd = "o'rig"  # a quote in a worker name must neither break nor widen a query
+    rows = [
+        # 2.7 s apart: a span in whole seconds would be 3 s, 10 % off.
+        rec(ts=NOW - 100.9, worker="w.two", pool_difficulty=1000.0, response_ms=12.0),
+        rec(ts=NOW - 98.2, worker="w.two", pool_difficulty=1000.0, response_ms=80.0),
+        # One share spans no time: its worker's hashrate is 0, not D * 2^32 per second.
+        rec(ts=NOW - 50, worker="w.one", pool_difficulty=1000.0),
+        rec(ts=NOW - 40, worker=odd, miner_difficulty=8.0, upstream="pool-b"),
+        rec(ts=NOW - 39, worker=odd, miner_difficulty=8.0, upstream="pool-b"),
+        rec(ts=NOW - 30, worker=odd, status="rejected", reject_reason="23 low difficulty",
+            upstream="pool-b"),
+        rec(ts=NOW - 20, worker=odd, status="rejected", reject_reason="duplicate",
+            verdict_by="proxy", upstream="pool-b"),
+        rec(ts=NOW - 10, worker=odd, status="no_response", upstream="pool-b", response_ms=0.0),
+    ]  # fmt: skip
+    manual = rec(ts=NOW - 5, worker="w.one", manual=True, pool_difficulty=1e9)
+    store.insert(encode_batch([*rows, manual], "agree"))
+    hours = (TO - FROM) / 3600
+    close = lambda a, b: math.isclose(float(a), float(b), rel_tol=1e-6, abs_tol=1e-6)  # noqa: E731
+
+    stats = {w.worker: w for w in reports.worker_stats(store, hours, TO)}
+    workers = {r["worker"]: r for r in _rows_of(store, _panel("Workers")["targets"][0]["rawSql"])}
+    assert set(workers) == set(stats) == {"w.two", "w.one", odd}
+    for name, want in stats.items():
+        got = workers[name]
+        assert [int(got[k]) for k in ("accepted", "rejected", "no_response")] == [
+            want.accepted, want.rejected, want.no_response
+        ], name  # fmt: skip
+        assert close(got["acceptance_pct"], want.acceptance_pct), name
+        assert close(got["hashrate"], want.hashrate), (name, got["hashrate"], want.hashrate)
+        assert close(got["best_share"], want.best_share), name
+        assert close(got["avg_difficulty"], want.avg_pool_difficulty), name
+    assert workers["w.one"]["hashrate"] == 0
+
+    totals = reports.share_totals(list(stats.values()))
+    farm_rate = _rows_of(store, _panel("Hashrate (period)")["targets"][0]["rawSql"])
+    assert close(farm_rate[0]["hashrate"], totals["hashrate"])
+    acceptance = _rows_of(store, _panel("Acceptance")["targets"][0]["rawSql"])
+    assert close(acceptance[0]["acceptance"], totals["acceptance_pct"])
+
+    api_pools = panels.parse_pools(store.query(panels.pools_sql(hours, TO)), None)
+    pools = {r["pool"]: r for r in _rows_of(store, _panel("Pools")["targets"][0]["rawSql"])}
+    assert set(pools) == {p["upstream"] for p in api_pools}
+    for want in api_pools:
+        got = pools[want["upstream"]]
+        assert int(got["shares"]) == want["shares"]
+        for key in ("acceptance_pct", "p50_ms", "p99_ms", "hashrate"):
+            assert close(got[key], want[key]), (want["upstream"], key, got[key], want[key])
+
+    kinds = panels.parse_reject_reasons(store.query(panels.reject_reasons_sql(hours, TO)))
+    shown = {r["kind"]: int(r["shares"]) for r in _rows_of(
+        store, _panel("Reject reasons")["targets"][0]["rawSql"])}  # fmt: skip
+    assert shown == {k: n for k, n in kinds.items() if n} == {"low_difficulty": 1, "proxy": 1}
+
+    # The one-worker graph, for the worker with the quote: its rows and only its rows.
+    series = _rows_of(store, _panel("Hashrate of $worker")["targets"][0]["rawSql"], worker=odd)
+    assert close(sum(r["hashrate"] * 60 for r in series), 2 * 8 * 2**32)
+
+
 # --- Prometheus names ------------------------------------------------------------------------
 
 
-def _exported_names() -> set[str]:
+def _exported_names(tmp_path: Path) -> set[str]:
     from prometheus_client.parser import text_string_to_metric_families
 
-    pipeline = {
-        "rows_put": 1, "next_seq": 2, "queue_depth": 0, "spill": 0, "spool_bytes": 0,
-        "spool_rows": 0, "batches_written": 1, "rows_written": 1, "retries": 0, "rows_shed": 0,
-        "rows_corrupt": 0, "rows_dead_lettered": 0, "last_write_ts": NOW,
-        "last_dead_letter_ts": NOW, "store_up": 1, "insert_running_s": 0.0,
-    }  # fmt: skip
+    # The statistics of a real (unstarted) pipeline, so the names follow its keys.  A
+    # None (nothing written yet) exports no sample: give every key a number.
+    settings = StoreSettings(url=f"chdb://{tmp_path}/db", spool_dir=tmp_path / "spool")
+    statistics = SharePipeline(settings, proxy_id="deploy-test").statistics()
+    pipeline = {k: NOW if v is None else v for k, v in statistics.items()}
     proxy = {"connections": 1, "uptime_s": 1.0, "pools": {"main": {"up": True}}}
     workers = WorkerStats()
     workers.add(rec())
@@ -265,8 +349,8 @@ def _expressions() -> list[str]:
     return exprs
 
 
-def test_alerts_and_panels_name_only_metrics_the_proxy_exports() -> None:
-    exported = _exported_names() | {"up"}
+def test_alerts_and_panels_name_only_metrics_the_proxy_exports(tmp_path: Path) -> None:
+    exported = _exported_names(tmp_path) | {"up"}
     named = {n for e in _expressions() for n in re.findall(r"\b(stratum_proxy_\w+|up)\b", e)}
     assert named and named <= exported, named - exported
     alerts = {
@@ -319,3 +403,21 @@ def test_make_secrets_makes_two_tokens_once_in_a_closed_directory(tmp_path: Path
     assert (
         again.stdout == "" and {p.name: p.read_text().strip() for p in secrets.iterdir()} == tokens
     )
+
+
+def test_every_alert_has_a_duration_a_severity_and_words_for_the_operator() -> None:
+    rules = [r for g in _yaml(DEPLOY / "prometheus" / "alerts.yml")["groups"] for r in g["rules"]]
+    for rule in rules:
+        assert "for" in rule, rule["alert"]  # explicit, even when 0m
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+        assert rule["annotations"]["summary"] and rule["annotations"]["description"]
+
+
+def test_the_clickhouse_healthcheck_logs_in_as_the_user_the_image_creates() -> None:
+    clickhouse = _yaml(DEPLOY / "docker-compose.yml")["services"]["clickhouse"]
+    check = " ".join(clickhouse["healthcheck"]["test"])
+    # With CLICKHOUSE_USER set, the image's entrypoint removes the user "default": a
+    # check without credentials would never pass and the proxy, waiting for a healthy
+    # store, would never start.
+    if clickhouse["environment"].get("CLICKHOUSE_USER", "default") != "default":
+        assert "/ping" in check or '--user "$$CLICKHOUSE_USER"' in check, check

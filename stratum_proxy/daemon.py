@@ -146,7 +146,14 @@ async def _stop(
         await api.close()
     # Queries still running are cancelled before the store (and the embedded engine)
     # closes; off the loop, and bounded: a query that will not stop is left behind.
-    queries_done = await asyncio.to_thread(queries.close) if queries is not None else True
+    # The bound is the query time limit: a cancel the engine has not acted on yet
+    # (its query thread starved of CPU) ends at that limit, and closing the engine
+    # under a running query can crash the process.
+    queries_done = (
+        await asyncio.to_thread(queries.close, queries.api.query_timeout_s + 1.0)
+        if queries is not None
+        else True
+    )
     await asyncio.to_thread(pipeline.close)
     stats = pipeline.statistics()
     log.info("pipeline_closed", **{k: v for k, v in stats.items() if v is not None})

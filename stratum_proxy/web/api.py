@@ -289,7 +289,10 @@ class ApiServer:
         if self.backend.query is None or self.data is None:
             return _text(503, "no store to query")
         try:
-            return _json(await answer(self.data.query, time.time(), data=self.data, **params))
+            value = await answer(self.data.query, time.time(), data=self.data, **params)
+            # Ten thousand workers are megabytes of JSON: encoded off the event loop.
+            body = await asyncio.to_thread(orjson.dumps, value, default=str)
+            return web.Response(body=body, content_type="application/json")
         except Exception as exc:
             return self._failed(exc, "read")
 
@@ -425,9 +428,7 @@ async def _share_stats_answer(
     query: Query, now: float, *, data: DashboardData, hours: float, limit: int,
     worker: str | None, manual: bool,
 ) -> dict[str, Any]:  # fmt: skip
-    schema = data.source.schema
-    sql = reports.worker_stats_sql(hours, now, worker=worker, manual=manual, schema=schema)
-    rows = reports.parse_worker_stats(await query(sql))
+    rows = await data.worker_stats(hours, now, worker, manual=manual)
     return {"hours": hours, "worker": worker, **reports.share_totals(rows)}
 
 

@@ -267,3 +267,76 @@ async def test_a_token_protected_api_asks_the_page_for_its_token(
         await pool.close()
     assert total == 3
     assert token not in url  # never in a URL: URLs end up in logs and history
+
+
+async def test_ten_thousand_workers_page_sort_and_filter_without_a_daemon(
+    tmp_path: Path, browser: Any
+) -> None:
+    """``dashboard --store`` over a store of 10,000 workers: the table draws one page."""
+    from stratum_proxy.logging import get_logger
+    from stratum_proxy.settings import load_settings
+    from stratum_proxy.store.backend import open_store
+    from stratum_proxy.store.settings import StoreSettings
+    from stratum_proxy.web.browse import browse_store
+
+    url = f"chdb://{tmp_path}/farm"
+    store = open_store(url, StoreSettings())
+    try:
+        store.ensure_schema()
+        # Two shares per worker, a minute apart; every 100th worker stopped an hour ago.
+        store.query(
+            "INSERT INTO mining.shares (ts, worker, upstream, status, pool_difficulty, "
+            "share_difficulty, share_hash) SELECT "
+            "now64(3) - (number % 2) * 60 - if(intDiv(number, 2) % 100 = 0, 3600, 0), "
+            "concat('farm.rig', leftPad(toString(intDiv(number, 2)), 5, '0')), 'main', "
+            "'accepted', 1024 * (1 + intDiv(number, 2) % 7), 2048, hex(number) "
+            "FROM numbers(20000)"
+        )
+    finally:
+        store.close()
+    settings = load_settings(None, **{"store.url": url, "store.spool_dir": tmp_path / "spool"})
+    stop = asyncio.Event()
+    bound: list[tuple[str, int]] = []
+    task = asyncio.create_task(
+        browse_store(settings, "127.0.0.1:0", get_logger(), stop=stop, on_ready=bound.append)
+    )
+    try:
+        async with asyncio.timeout(20):
+            while not bound:
+                await asyncio.sleep(0.02)
+        base = f"http://127.0.0.1:{bound[0][1]}"
+        await asyncio.to_thread(browser.get, f"{base}/#/workers")
+        await asyncio.to_thread(wait_for, browser, ready("#workers-view"), 30)
+        rows = browser.find_elements(By.CSS_SELECTOR, "#workers-table tr[data-worker]")
+        count = browser.find_element(By.CSS_SELECTOR, "#workers-count").text
+        first = rows[0].get_attribute("data-worker")
+        # Sort by hashrate (highest first), then filter down to one worker of 10,000.
+        browser.find_element(By.CSS_SELECTOR, "#workers-table th[data-sort='hashrate']").click()
+        await asyncio.to_thread(
+            wait_for,
+            browser,
+            lambda d: (
+                value(d, "#workers-table tr[data-worker] td[data-col='hashrate']")
+                == 7 * 1024 * 2 * 2**32 / 60
+            ),  # the highest: two shares at 7168, 60 s apart
+        )
+        browser.find_element(By.CSS_SELECTOR, "#workers-filter").send_keys("rig09999")
+        await asyncio.to_thread(
+            wait_for,
+            browser,
+            lambda d: (
+                [
+                    r.get_attribute("data-worker")
+                    for r in d.find_elements(By.CSS_SELECTOR, "#workers-table tr[data-worker]")
+                ]
+                == ["farm.rig09999"]
+            ),
+        )
+        errors = await asyncio.to_thread(console_errors, browser)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+    assert len(rows) == 100  # one page drawn, not 10,000 rows
+    assert count == "10,000 workers, 100 down"
+    assert first == "farm.rig00000"  # by name at first
+    assert errors == []

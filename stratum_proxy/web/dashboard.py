@@ -275,6 +275,7 @@ class DashboardFeed:
         self._subscribers: set[asyncio.Queue[bytes]] = set()
         self._task: asyncio.Task[None] | None = None
         self._latest: bytes | None = None
+        self._last_error = ""
 
     def subscribe(self) -> asyncio.Queue[bytes]:
         mailbox: asyncio.Queue[bytes] = asyncio.Queue(maxsize=1)
@@ -302,9 +303,15 @@ class DashboardFeed:
             try:
                 farm = await self.data.farm(FARM_HOURS, time.time())
             except Exception as exc:  # the store is down or busy: say so, try again
-                self.log.warning("dashboard_refresh_failed", error=str(exc) or type(exc).__name__)
-                event = _sse("error", {"error": str(exc) or type(exc).__name__})
+                error = str(exc) or type(exc).__name__
+                if error != self._last_error:  # once per cause, not every refresh
+                    self.log.warning("dashboard_refresh_failed", error=error)
+                self._last_error = error
+                event = _sse("error", {"error": error})
             else:
+                if self._last_error:
+                    self.log.info("dashboard_refresh_recovered")
+                self._last_error = ""
                 event = self._latest = _sse("update", {"farm": farm})
             for mailbox in list(self._subscribers):
                 if mailbox.full():

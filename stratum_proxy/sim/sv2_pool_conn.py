@@ -1,9 +1,17 @@
 """Server side of one connection to the simulated SV2 pool. Sans-I/O.
 
 Handshake as a Noise responder (with fault knobs), SetupConnection, extended
-channels (in a group by default, as SRI pools do), jobs, and a verdict for
-every SubmitSharesExtended, acknowledged in batches like SRI's
-``share_batch_size``.  Every judged share goes into the pool's oracle list.
+channels (in a group by default, as SRI pools do) and standard channels
+(header-only mining: a NewMiningJob with the merkle root of the channel's own
+coinbase), jobs, and a verdict for every submit, acknowledged in batches like
+SRI's ``share_batch_size``.  Every judged share goes into the pool's oracle
+list.
+
+Nothing is ignored: a message the pool does not serve gets the spec's error
+(SetCustomMiningJob.Error, UpdateChannel.Error, SubmitShares.Error) or, when
+the spec has none (a message before SetupConnection, a second SetupConnection,
+a message the pool never expects), a Sv2ProtocolError that closes the
+connection and is kept in the pool's ``errors``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from stratum_proxy.sim.sv2_pool_config import MAX_TARGET, PoolJob, Sv2Judged
 from stratum_proxy.sv2.crypto import Rng
+from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header, UnknownMessage
 from stratum_proxy.sv2.messages import (
     AnyMessage,
@@ -20,10 +29,17 @@ from stratum_proxy.sv2.messages import (
     CloseChannel,
     Message,
     NewExtendedMiningJob,
+    NewMiningJob,
     OpenExtendedMiningChannel,
     OpenExtendedMiningChannelSuccess,
     OpenMiningChannelError,
+    OpenStandardMiningChannel,
+    OpenStandardMiningChannelSuccess,
     Reconnect,
+    RequestExtensions,
+    RequestExtensionsSuccess,
+    SetCustomMiningJob,
+    SetCustomMiningJobError,
     SetNewPrevHash,
     SetTarget,
     SetupConnection,
@@ -31,8 +47,10 @@ from stratum_proxy.sv2.messages import (
     SetupConnectionSuccess,
     SubmitSharesError,
     SubmitSharesExtended,
+    SubmitSharesStandard,
     SubmitSharesSuccess,
     UpdateChannel,
+    UpdateChannelError,
     decode_message,
     encode_message,
 )
@@ -57,6 +75,7 @@ class PoolChannel:
     unacked_work: int = 0
     last_accepted: int = 0
     first_unacked_at: float | None = None
+    standard: bool = False  # header-only: its prefix is the whole extranonce
 
 
 class Sv2PoolConnection:
@@ -123,25 +142,43 @@ class Sv2PoolConnection:
     # --- pool-initiated messages ------------------------------------------------------
 
     def _destinations(self) -> list[int]:
-        if self.config.group_channels and self.channels:
-            return [GROUP_CHANNEL_ID]
-        return list(self.channels)
+        """Where jobs, prevhashes and targets go: the group (or each extended
+        channel), and every standard channel on its own."""
+        extended = [i for i, c in self.channels.items() if not c.standard]
+        standard = [i for i, c in self.channels.items() if c.standard]
+        if self.config.group_channels and extended:
+            return [GROUP_CHANNEL_ID, *standard]
+        return extended + standard
 
     def send_job(self, job: PoolJob, destinations: list[int] | None = None) -> None:
         prefix, suffix = self.pool.coinbase_parts(job.template)
         for channel_id in destinations if destinations is not None else self._destinations():
-            self.send(
-                NewExtendedMiningJob(
-                    channel_id=channel_id,
-                    job_id=job.job_id,
-                    min_ntime=None if job.future else job.template.ntime,
-                    version=job.template.version,
-                    version_rolling_allowed=self.config.version_rolling_allowed,
-                    merkle_path=job.template.branch,
-                    coinbase_tx_prefix=prefix,
-                    coinbase_tx_suffix=suffix,
+            channel = self.channels.get(channel_id)
+            if channel is not None and channel.standard:
+                # The merkle root of this channel's coinbase: the device hashes headers only.
+                root = job.template.header_prefix(channel.prefix, b"")[32:]
+                self.send(
+                    NewMiningJob(
+                        channel_id=channel_id,
+                        job_id=job.job_id,
+                        min_ntime=None if job.future else job.template.ntime,
+                        version=job.template.version,
+                        merkle_root=root,
+                    )
                 )
-            )
+            else:
+                self.send(
+                    NewExtendedMiningJob(
+                        channel_id=channel_id,
+                        job_id=job.job_id,
+                        min_ntime=None if job.future else job.template.ntime,
+                        version=job.template.version,
+                        version_rolling_allowed=self.config.version_rolling_allowed,
+                        merkle_path=job.template.branch,
+                        coinbase_tx_prefix=prefix,
+                        coinbase_tx_suffix=suffix,
+                    )
+                )
             if job.future:
                 self.send(
                     SetNewPrevHash(
@@ -174,19 +211,45 @@ class Sv2PoolConnection:
     # --- client messages --------------------------------------------------------
 
     def _dispatch(self, msg: AnyMessage, now: float) -> None:
+        name = type(msg).__name__
         if isinstance(msg, SetupConnection):
+            if self.setup_done:
+                raise Sv2ProtocolError("a second SetupConnection on one connection: closing")
             self._on_setup(msg)
         elif not self.setup_done:
-            return  # spec: nothing before SetupConnection
+            # The spec has no error message for this: the connection is closed.
+            raise Sv2ProtocolError(f"{name} before SetupConnection: closing")
         elif isinstance(msg, OpenExtendedMiningChannel):
             self._on_open(msg)
+        elif isinstance(msg, OpenStandardMiningChannel):
+            self._on_open_standard(msg)
         elif isinstance(msg, SubmitSharesExtended):
             self._on_submit(msg, now)
+        elif isinstance(msg, SubmitSharesStandard):
+            self._on_submit(_as_extended(msg), now)
         elif isinstance(msg, CloseChannel):
             self.channels.pop(msg.channel_id, None)
             self.closed_channels.append(msg.channel_id)
         elif isinstance(msg, UpdateChannel):
             self.updates += 1
+            if msg.channel_id not in self.channels:
+                self.send(
+                    UpdateChannelError(channel_id=msg.channel_id, error_code="invalid-channel-id")
+                )
+        elif isinstance(msg, RequestExtensions):
+            # No optional extension is served: an empty list says so at once
+            # (silence would leave the client waiting for its timeout).
+            self.send(RequestExtensionsSuccess(request_id=msg.request_id, supported_extensions=()))
+        elif isinstance(msg, SetCustomMiningJob):
+            self.send(
+                SetCustomMiningJobError(
+                    channel_id=msg.channel_id,
+                    request_id=msg.request_id,
+                    error_code="jd-not-supported",
+                )
+            )
+        else:
+            raise Sv2ProtocolError(f"{name} is not a message a pool expects: closing")
 
     def _on_setup(self, msg: SetupConnection) -> None:
         if self.config.refuse_setup or msg.protocol != 0:
@@ -229,6 +292,37 @@ class Sv2PoolConnection:
             )
         else:
             self.send(success)
+        self.send_job(_as_future(self.pool.current_job()), [channel_id])
+
+    def _on_open_standard(self, msg: OpenStandardMiningChannel) -> None:
+        cfg = self.config
+        if cfg.refuse_open:
+            self.send(OpenMiningChannelError(request_id=msg.request_id, error_code=cfg.refuse_open))
+            return
+        channel_id = self._next_channel
+        self._next_channel += 1
+        # The whole extranonce is the pool's: unique per channel, padded to the
+        # length an extended channel's prefix and extranonce would have.
+        head = ((self.conn_id << 16) | channel_id).to_bytes(cfg.extranonce_prefix_size, "big")
+        prefix = head + bytes(cfg.extranonce_size)
+        target = min(self.pool.target, int.from_bytes(msg.max_target, "little"), MAX_TARGET)
+        self.channels[channel_id] = PoolChannel(
+            channel_id=channel_id,
+            prefix=prefix,
+            extranonce_size=0,
+            user_identity=msg.user_identity,
+            target=target,
+            standard=True,
+        )
+        self.send(
+            OpenStandardMiningChannelSuccess(
+                request_id=msg.request_id,
+                channel_id=channel_id,
+                target=target.to_bytes(32, "little"),
+                extranonce_prefix=prefix,
+                group_channel_id=0,  # jobs come to the channel itself, as NewMiningJob
+            )
+        )
         self.send_job(_as_future(self.pool.current_job()), [channel_id])
 
     def _on_submit(self, msg: SubmitSharesExtended, now: float) -> None:
@@ -317,6 +411,19 @@ class Sv2PoolConnection:
             error_code=code,
             user_identity=channel.user_identity if channel else "",
         )
+
+
+def _as_extended(msg: SubmitSharesStandard) -> SubmitSharesExtended:
+    """A standard share is an extended one with no extranonce of the miner's own."""
+    return SubmitSharesExtended(
+        channel_id=msg.channel_id,
+        sequence_number=msg.sequence_number,
+        job_id=msg.job_id,
+        nonce=msg.nonce,
+        ntime=msg.ntime,
+        version=msg.version,
+        extranonce=b"",
+    )
 
 
 def _as_future(job: PoolJob) -> PoolJob:

@@ -59,6 +59,17 @@ def _api_token(settings: Any) -> str | None:
     return client_token(settings.api)
 
 
+def token_refused(api_address: str, token: str | None) -> Exception:
+    """The error for a 401 from a running daemon's API: which setting to fill in."""
+    from stratum_proxy.errors import ConfigError
+
+    what = "refused the token it was sent" if token else "needs a token"
+    return ConfigError(
+        f"the daemon's API at {api_address} {what}: set api.token_file or "
+        "STRATUM_PROXY_API__TOKEN to the daemon's token, or pass --api-token-file"
+    )
+
+
 def _call_api(
     api_address: str,
     path: str,
@@ -72,7 +83,7 @@ def _call_api(
     import urllib.error
     import urllib.request
 
-    from stratum_proxy.errors import ConfigError, QueryRefused, StoreError
+    from stratum_proxy.errors import QueryRefused, StoreError
 
     headers = {"Content-Type": content_type}
     if token:
@@ -86,11 +97,7 @@ def _call_api(
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace").strip() or f"HTTP {exc.code}"
         if exc.code == 401:
-            what = "refused the token it was sent" if token else "needs a token"
-            raise ConfigError(
-                f"the daemon's API at {api_address} {what}: set api.token_file or "
-                "STRATUM_PROXY_API__TOKEN to the daemon's token, or pass --api-token-file"
-            ) from None
+            raise token_refused(api_address, token) from None
         if exc.code == 403:
             raise QueryRefused(f"the daemon's API at {api_address} refused: {detail}") from None
         raise StoreError(detail, retryable=exc.code in (503, 504)) from None

@@ -28,7 +28,7 @@ from typing import Any, TextIO
 
 import orjson
 
-from stratum_proxy.errors import ConfigError, StratumProxyError
+from stratum_proxy.errors import StratumProxyError
 from stratum_proxy.store.reports import si
 
 SORTS = ("hashrate", "worker", "accepted", "rejected", "acceptance", "last")
@@ -75,7 +75,7 @@ class Snapshot:
 
 def fetch(api_address: str, path: str, token: str | None) -> Any:
     """GET a JSON answer from the daemon's API; our errors for what can go wrong."""
-    from stratum_proxy.commands import _api_url
+    from stratum_proxy.commands import _api_url, token_refused
 
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     request = urllib.request.Request(_api_url(api_address, path), headers=headers)
@@ -85,11 +85,7 @@ def fetch(api_address: str, path: str, token: str | None) -> Any:
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode("utf-8", "replace").strip() or f"HTTP {exc.code}"
         if exc.code == 401:
-            what = "refused the token it was sent" if token else "needs a token"
-            raise ConfigError(
-                f"the daemon's API at {api_address} {what}: set api.token_file or "
-                "STRATUM_PROXY_API__TOKEN to the daemon's token, or pass --api-token-file"
-            ) from None
+            raise token_refused(api_address, token) from None
         raise ApiUnavailable(f"the daemon's API at {api_address}: {detail}") from None
     except (urllib.error.URLError, OSError, orjson.JSONDecodeError) as exc:
         reason = getattr(exc, "reason", exc)

@@ -23,6 +23,7 @@ from stratum_proxy.sim.sv2_pool_config import MAX_TARGET, PoolJob, Sv2Judged
 from stratum_proxy.sv2.crypto import Rng
 from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header, UnknownMessage
+from stratum_proxy.sv2.jobs import target_to_int
 from stratum_proxy.sv2.messages import (
     AnyMessage,
     ChannelEndpointChanged,
@@ -232,7 +233,17 @@ class Sv2PoolConnection:
             self.closed_channels.append(msg.channel_id)
         elif isinstance(msg, UpdateChannel):
             self.updates += 1
-            if msg.channel_id not in self.channels:
+            channel = self.channels.get(msg.channel_id)
+            if channel is not None:
+                # Spec: a smaller maximum_target is honoured, and said with SetTarget.
+                channel.target = min(self.pool.target, target_to_int(msg.maximum_target))
+                self.send(
+                    SetTarget(
+                        channel_id=msg.channel_id,
+                        maximum_target=channel.target.to_bytes(32, "little"),
+                    )
+                )
+            else:
                 self.send(
                     UpdateChannelError(channel_id=msg.channel_id, error_code="invalid-channel-id")
                 )

@@ -1,0 +1,247 @@
+"""An SV2 miner's connection seen by the aggregate core as an SV1 session (sans-I/O).
+
+The test plays the firmware: a Noise initiator pinned to the proxy's authority
+key, SetupConnection, a channel, shares hashed for real on the jobs it gets.
+What the core would see (events, SV1 submits) must describe the very header
+the miner hashed, and the core's verdicts must come back as SV2 messages.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+import pytest
+from helpers.sv2_strategies import any_message
+from hypothesis import HealthCheck, given, settings
+
+from stratum_proxy.shares.math import merkle_root, sha256d, swap_prevhash_words
+from stratum_proxy.sim.chain import header_hash_int
+from stratum_proxy.sim.hasher import search
+from stratum_proxy.sv1 import codes
+from stratum_proxy.sv1.downstream import (
+    MinerAuthorized,
+    MinerSubscribed,
+    SubmitReceived,
+    SuggestedDifficulty,
+)
+from stratum_proxy.sv2.crypto import xonly_pubkey
+from stratum_proxy.sv2.downstream import Sv2Downstream
+from stratum_proxy.sv2.errors import Sv2ProtocolError
+from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
+from stratum_proxy.sv2.jobs import block_header, extended_merkle_root, target_to_int
+from stratum_proxy.sv2.messages import (
+    Message,
+    NewExtendedMiningJob,
+    NewMiningJob,
+    OpenExtendedMiningChannel,
+    OpenExtendedMiningChannelSuccess,
+    OpenMiningChannelError,
+    OpenStandardMiningChannel,
+    OpenStandardMiningChannelSuccess,
+    SetNewPrevHash,
+    SetTarget,
+    SetupConnection,
+    SetupConnectionError,
+    SetupConnectionSuccess,
+    SubmitSharesError,
+    SubmitSharesExtended,
+    SubmitSharesStandard,
+    SubmitSharesSuccess,
+    UpdateChannel,
+    decode_message,
+    encode_message,
+)
+from stratum_proxy.sv2.noise import NoiseInitiator
+
+SECRET = bytes(range(1, 33))
+PREFIX = bytes.fromhex("0000a001")  # the proxy's extranonce1 for this miner
+SIZE = 4  # extranonce2 size the core grants
+COINB1 = bytes.fromhex(
+    "01000000010000000000000000000000000000000000000000000000000000000000000000ffffffff20"
+)
+COINB2 = bytes.fromhex(
+    "ffffffff0100f2052a010000001976a914000000000000000000000000000000000000000088ac00000000"
+)
+BRANCH = [sha256d(b"tx1"), sha256d(b"tx2")]
+PREVHASH_SV1 = bytes(range(32))  # stratum's word-swapped form
+NOTIFY = ["a1", PREVHASH_SV1.hex(), COINB1.hex(), COINB2.hex(), [n.hex() for n in BRANCH],
+          "20000000", "207fffff", "66000000", True]  # fmt: skip
+
+
+def setup(flags: int = 0b100) -> SetupConnection:
+    return SetupConnection(
+        protocol=0, min_version=2, max_version=2, flags=flags, endpoint_host="proxy",
+        endpoint_port=3336, vendor="bitaxe", hardware_version="", firmware="", device_id="",
+    )  # fmt: skip
+
+
+class Firmware:
+    def __init__(self) -> None:
+        now = time.time()
+        self.session = Sv2Downstream(
+            authority_secret=SECRET, cert_validity_s=3600, now=now, rng=os.urandom,
+            version_mask=0x1FFFE000, shares_per_minute=12,
+        )  # fmt: skip
+        initiator = NoiseInitiator(xonly_pubkey(SECRET), now, os.urandom)
+        assert self.session.receive_data(initiator.first_message()) == []
+        transport = initiator.receive(self.session.data_to_send(), now=now)
+        assert transport is not None
+        self.transport = transport
+
+    def send(self, msg: Message) -> list[Any]:
+        return self.session.receive_data(self.transport.encrypt_frame(encode_message(msg)))
+
+    def received(self) -> list[Any]:
+        frames = self.transport.feed(self.session.data_to_send())
+        return [decode_message(Header.decode(f), f[FRAME_HEADER_SIZE:]) for f in frames]
+
+
+def _open(firmware: Firmware, channel: Message) -> list[Any]:
+    firmware.send(setup())
+    assert [type(m) for m in firmware.received()] == [SetupConnectionSuccess]
+    events = firmware.send(channel)
+    assert events == [MinerAuthorized(worker="farm.rig9")]
+    assert firmware.received() == []  # answered once the core assigns an extranonce
+    assert firmware.session.assign(PREFIX, SIZE) == MinerSubscribed(
+        extranonce1=PREFIX, extranonce2_size=SIZE
+    )
+    firmware.session.send_difficulty(1e-6)
+    firmware.session.send_notify(list(NOTIFY))
+    return firmware.received()
+
+
+STANDARD = OpenStandardMiningChannel(
+    request_id=5, user_identity="farm.rig9", nominal_hash_rate=5e11, max_target=b"\xff" * 32
+)
+EXTENDED = OpenExtendedMiningChannel(
+    request_id=5, user_identity="farm.rig9", nominal_hash_rate=5e11, max_target=b"\xff" * 32,
+    min_extranonce_size=4,
+)  # fmt: skip
+
+
+def _sv1_hash(extranonce2: bytes, submit: Any) -> int:
+    """The header hash the core rebuilds from an SV1 submit (coinbase with extranonce1+2)."""
+    root = merkle_root(sha256d(COINB1 + PREFIX + extranonce2 + COINB2), BRANCH)
+    prefix = swap_prevhash_words(PREVHASH_SV1) + root
+    return header_hash_int(prefix, int(submit.version_bits, 16), int(submit.ntime, 16),
+                           0x207FFFFF, int(submit.nonce, 16))  # fmt: skip
+
+
+def _mine(root: bytes, prev: SetNewPrevHash, version: int, target: int) -> tuple[int, int]:
+    header = block_header(version, prev.prev_hash, root, prev.min_ntime, prev.nbits, 0)
+    nonce = search(header[:76], target, 0, 1 << 22)
+    assert nonce is not None
+    full = block_header(version, prev.prev_hash, root, prev.min_ntime, prev.nbits, nonce)
+    return nonce, int.from_bytes(sha256d(full), "little")
+
+
+def test_a_standard_channel_mines_the_cores_jobs_and_gets_its_verdicts() -> None:
+    firmware = Firmware()
+    success, target, job, prev = _open(firmware, STANDARD)
+    assert isinstance(success, OpenStandardMiningChannelSuccess)
+    assert success.extranonce_prefix == PREFIX + bytes(SIZE)  # the whole extranonce
+    assert isinstance(target, SetTarget) and isinstance(job, NewMiningJob)
+    assert isinstance(prev, SetNewPrevHash) and prev.job_id == job.job_id
+    assert job.min_ntime is None and prev.prev_hash == swap_prevhash_words(PREVHASH_SV1)
+    root = merkle_root(sha256d(COINB1 + PREFIX + bytes(SIZE) + COINB2), BRANCH)
+    assert job.merkle_root == root
+    nonce, hash_int = _mine(
+        job.merkle_root, prev, job.version, target_to_int(target.maximum_target)
+    )
+    events = firmware.send(
+        SubmitSharesStandard(channel_id=success.channel_id, sequence_number=1, job_id=job.job_id,
+                             nonce=nonce, ntime=prev.min_ntime, version=job.version)
+    )  # fmt: skip
+    (received,) = events
+    assert isinstance(received, SubmitReceived)
+    submit = received.submit
+    assert (submit.worker, submit.job_id, submit.extranonce2) == ("farm.rig9", "a1", "00000000")
+    assert _sv1_hash(bytes(SIZE), submit) == hash_int  # the core judges the header hashed
+    firmware.session.answer_submit(submit.id, None)
+    firmware.session.answer_submit(2, codes.DUPLICATE)
+    firmware.session.answer_submit(3, codes.OTHER)
+    ok, duplicate, other = firmware.received()
+    assert isinstance(ok, SubmitSharesSuccess) and ok.last_sequence_number == 1
+    assert isinstance(duplicate, SubmitSharesError) and duplicate.error_code == "duplicate-share"
+    assert isinstance(other, SubmitSharesError) and other.error_code == "invalid-share"
+    # The same block again: a job active at once, no new prev hash.
+    firmware.session.send_notify(["a2", *NOTIFY[1:]])
+    (second,) = firmware.received()
+    assert isinstance(second, NewMiningJob) and second.min_ntime == 0x66000000
+    assert second.job_id != job.job_id
+
+
+def test_an_extended_channel_builds_the_same_header_with_its_own_extranonce() -> None:
+    firmware = Firmware()
+    success, target, job, prev = _open(firmware, EXTENDED)
+    assert isinstance(success, OpenExtendedMiningChannelSuccess)
+    assert (success.extranonce_prefix, success.extranonce_size) == (PREFIX, SIZE)
+    assert isinstance(job, NewExtendedMiningJob) and job.version_rolling_allowed
+    mine = bytes.fromhex("deadbeef")
+    root = extended_merkle_root(job, success.extranonce_prefix, mine)
+    nonce, hash_int = _mine(root, prev, job.version, target_to_int(target.maximum_target))
+    (received,) = firmware.send(
+        SubmitSharesExtended(channel_id=success.channel_id, sequence_number=7, job_id=job.job_id,
+                             nonce=nonce, ntime=prev.min_ntime, version=job.version,
+                             extranonce=mine)
+    )  # fmt: skip
+    assert received.submit.extranonce2 == "deadbeef" and received.submit.id == 7
+    assert _sv1_hash(mine, received.submit) == hash_int
+    # A nominal hashrate becomes the difficulty for the vardiff's share rate (12/min).
+    (suggested,) = firmware.send(
+        UpdateChannel(channel_id=success.channel_id, nominal_hash_rate=2.0**31,
+                      maximum_target=b"\xff" * 32)
+    )  # fmt: skip
+    assert suggested == SuggestedDifficulty(difficulty=2.5)  # 2^31 H/s x 5 s per share / 2^32
+
+
+def test_what_the_proxy_does_not_serve_is_refused_out_loud() -> None:
+    early = Firmware()
+    with pytest.raises(Sv2ProtocolError, match="before SetupConnection"):
+        early.send(STANDARD)
+    selection = Firmware()
+    selection.send(setup(flags=0b010))
+    (refused,) = selection.received()
+    assert isinstance(refused, SetupConnectionError)
+    assert (refused.flags, refused.error_code) == (0b010, "unsupported-feature-flags")
+    greedy = Firmware()
+    greedy.send(setup())
+    greedy.received()
+    greedy.send(
+        OpenExtendedMiningChannel(
+            request_id=1,
+            user_identity="farm.rig9",
+            nominal_hash_rate=1.0,
+            max_target=b"\xff" * 32,
+            min_extranonce_size=8,
+        )
+    )
+    assert greedy.session.assign(PREFIX, SIZE) is None  # 8 bytes asked, 4 to give
+    (too_big,) = greedy.received()
+    assert isinstance(too_big, OpenMiningChannelError)
+    assert too_big.error_code == "min-extranonce-size-too-large"
+    twice = Firmware()
+    _open(twice, STANDARD)
+    twice.send(STANDARD)
+    (second,) = twice.received()
+    assert (
+        isinstance(second, OpenMiningChannelError) and second.error_code == "max-channels-reached"
+    )
+    with pytest.raises(Sv2ProtocolError, match="second SetupConnection"):
+        twice.send(setup())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(msg=any_message)
+def test_any_message_is_answered_handed_to_the_core_or_closes(msg: Message) -> None:
+    """Never silence: an SV2 answer, an event for the core to answer, or a close with a reason."""
+    firmware = Firmware()
+    _open(firmware, STANDARD)
+    try:
+        events = firmware.send(msg)
+    except Sv2ProtocolError as exc:
+        assert str(exc)
+        return
+    assert events or firmware.received(), f"{type(msg).__name__} went unanswered"

@@ -119,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     run.add_argument(
+        "--listen-sv2",
+        action="append",
+        metavar="HOST:PORT",
+        help="also listen for SV2 miners here (the same as --listen sv2=HOST:PORT; needs "
+        "--authority-key-file and an SV1 pool)",
+    )
+    run.add_argument(
+        "--authority-key-file",
+        type=Path,
+        help="the proxy's own SV2 authority key (stratum-proxy keys generate), mode 600",
+    )
+    run.add_argument(
         "--pool-user", help="aggregate mode: the farm's account on the pools (aggregate.pool_user)"
     )
     run.add_argument(
@@ -278,6 +290,19 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Any:
     return load_settings(getattr(args, "config", None), **overrides)
 
 
+def _listen(args: argparse.Namespace) -> list[str] | None:
+    """--listen and --listen-sv2 together; None leaves the settings' own."""
+    listen: list[str] | None = args.listen
+    sv2 = [f"sv2={address}" for address in args.listen_sv2 or []]
+    if not sv2:
+        return listen
+    if listen is None:  # added to what the config file or the environment says
+        from stratum_proxy.settings import load_settings
+
+        listen = list(load_settings(getattr(args, "config", None)).listen)
+    return [*listen, *sv2]
+
+
 def _dispatch(args: argparse.Namespace) -> int:
     command = args.command
     if command == "run":
@@ -285,12 +310,13 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         settings = _settings(
             args,
-            listen=args.listen,
+            listen=_listen(args),
             pools=args.pool,
             proxy_id=args.proxy_id,
             mode=args.mode,
             **{
                 "aggregate.pool_user": args.pool_user,
+                "sv2.authority_key_file": args.authority_key_file,
                 "aggregate.pool_password": args.pool_password,
                 "store.url": args.store,
                 "store.spool_dir": args.spool_dir,

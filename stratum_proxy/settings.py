@@ -223,7 +223,13 @@ class Settings(BaseSettings):
             except ConfigError as exc:
                 raise ValueError(f"setting {name}: {exc}") from None
         modes = {parse_listener(a, default_mode=self.mode).mode for a in self.listen}
-        if "aggregate" in modes:
+        if "sv2" in modes and self.sv2.authority_key_file is None:
+            raise ValueError(
+                "an sv2= listener (SV2 miners) needs the proxy's authority key: make one with "
+                "'stratum-proxy keys generate > authority.key && chmod 600 authority.key' and "
+                "set sv2.authority_key_file (--authority-key-file)"
+            )
+        if modes & {"aggregate", "sv2"}:
             if not self.aggregate.pool_user:
                 raise ValueError(
                     "aggregate mode needs the farm's pool account: set aggregate.pool_user "

@@ -33,7 +33,7 @@ Rules (README, aggregate mode):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from stratum_proxy.aggregate import events as ev
 from stratum_proxy.aggregate import upstream as up
@@ -57,13 +57,38 @@ from stratum_proxy.store.record import (
 from stratum_proxy.sv1 import codes
 from stratum_proxy.sv1 import messages as m
 from stratum_proxy.sv1.downstream import (
+    DownstreamEvent,
     LineIgnored,
     MalformedSubmit,
     MinerAuthorized,
+    MinerSubscribed,
     SubmitReceived,
     SuggestedDifficulty,
     Sv1Downstream,
 )
+
+
+class MinerSession(Protocol):
+    """What the core needs of a miner's protocol: ``Sv1Downstream``, ``Sv2Downstream``."""
+
+    protocol: str  # the rows' protocol column
+    version_mask: int  # rolling bits granted to the miner
+    extranonce_subscribed: bool  # it takes a new extranonce without reconnecting
+
+    @property
+    def extranonce1(self) -> bytes | None: ...  # None until assigned
+    @property
+    def extranonce2_size(self) -> int: ...
+    def data_to_send(self) -> bytes: ...
+    def receive_data(self, data: bytes) -> list[DownstreamEvent]: ...
+    def assign(self, extranonce1: bytes, extranonce2_size: int) -> MinerSubscribed | None: ...
+    def answer_submit(self, msg_id: m.RpcId, code: int | None, message: str = "") -> None: ...
+    def send_difficulty(self, difficulty: float) -> None: ...
+    def send_notify(self, params: list[Any]) -> None: ...
+    def send_set_extranonce(self, extranonce1: bytes, extranonce2_size: int) -> None: ...
+    def send_version_mask(self, mask: int) -> None: ...
+    def send_reconnect(self) -> None: ...
+
 
 _OTHER, _STALE, _DUPLICATE = codes.OTHER, codes.JOB_NOT_FOUND, codes.DUPLICATE
 _LOW_DIFFICULTY = codes.LOW_DIFFICULTY
@@ -120,7 +145,7 @@ class _Upstream:
 class _Miner:
     miner_id: int
     addr: str
-    session: Sv1Downstream
+    session: MinerSession
     prefix: bytes
     vardiff: Vardiff
     jobs: MinerJobs
@@ -167,7 +192,14 @@ class Aggregator:
 
     # -- miners ------------------------------------------------------------------------
 
-    def add_miner(self, miner_id: int, addr: str, now: float) -> list[ev.AggregateEvent]:
+    def add_miner(
+        self, miner_id: int, addr: str, now: float, session: MinerSession | None = None
+    ) -> list[ev.AggregateEvent]:
+        """A new miner connection; ``session`` speaks its protocol (default: SV1).
+
+        Any object with ``Sv1Downstream``'s interface will do: ``sv2.downstream``
+        serves SV2 firmware that way.
+        """
         events: list[ev.AggregateEvent] = []
         prefix = self.prefixes.take()
         if prefix is None:
@@ -175,9 +207,11 @@ class Aggregator:
                 ev.CloseMiner(miner_id=miner_id, reason="no free extranonce1 on this proxy")
             )
             return events
-        session = Sv1Downstream(
-            max_line_bytes=self.settings.max_line_bytes, version_mask=self.settings.version_mask
-        )
+        if session is None:
+            session = Sv1Downstream(
+                max_line_bytes=self.settings.max_line_bytes,
+                version_mask=self.settings.version_mask,
+            )
         self.miners[miner_id] = _Miner(
             miner_id=miner_id,
             addr=addr,
@@ -828,7 +862,7 @@ class Aggregator:
             ts=wall,
             proxy_id=self.proxy_id,
             upstream=pool_name,
-            protocol="sv1",
+            protocol=miner.session.protocol,
             channel_id=miner.miner_id,
             worker=submit.worker,
             miner_addr=miner.addr,

@@ -11,6 +11,7 @@ to close one (it never does for a pool that dies).
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,6 +23,8 @@ from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
 from stratum_proxy.proxy.miner_link import DeadlineTimer
 from stratum_proxy.proxy.passthrough import RelayBase
+from stratum_proxy.sv2.downstream import Sv2Downstream
+from stratum_proxy.sv2.keyfile import AuthorityKey
 
 if TYPE_CHECKING:
     from stratum_proxy.proxy.server import ProxyServer
@@ -61,10 +64,16 @@ def core_settings(server: ProxyServer) -> CoreSettings:
 class AggregateHub:
     """The core of one aggregate listener and its pool connections."""
 
-    def __init__(self, server: ProxyServer, pools: list[PoolEndpoint]) -> None:
+    def __init__(
+        self,
+        server: ProxyServer,
+        pools: list[PoolEndpoint],
+        authority: AuthorityKey | None = None,
+    ) -> None:
         self.server = server
+        self.authority = authority  # set: the listener's miners speak SV2
         self.pools = [p for p in pools if p.protocol == "sv1"]
-        self.log = server.log.bind(mode="aggregate")
+        self.log = server.log.bind(mode="sv2" if authority is not None else "aggregate")
         self.core = Aggregator(
             settings=core_settings(server),
             pools=[p.name for p in self.pools],
@@ -158,7 +167,20 @@ class AggregateHub:
 
     def attach(self, relay: AggregateRelay) -> None:
         self.relays[relay.connection_id] = relay
-        self.act(self.core.add_miner(relay.connection_id, relay.miner_addr, time.monotonic()))
+        session = None
+        if self.authority is not None:
+            sv2, agg = self.server.settings.sv2, self.server.settings.aggregate
+            session = Sv2Downstream(
+                authority_secret=self.authority.secret,
+                cert_validity_s=sv2.cert_validity_s,
+                now=time.time(),  # the certificate's clock
+                rng=os.urandom,
+                version_mask=sv2.version_mask,
+                shares_per_minute=agg.shares_per_minute,
+            )
+        self.act(
+            self.core.add_miner(relay.connection_id, relay.miner_addr, time.monotonic(), session)
+        )
 
     def detach(self, relay: AggregateRelay) -> None:
         if self.relays.pop(relay.connection_id, None) is not None:

@@ -62,7 +62,8 @@ def parse_pool(text: str, *, default_authority_key: str = "") -> PoolEndpoint:
     )
 
 
-MODES = ("auto", "passthrough", "translate", "aggregate")
+# "sv2": SV2 miners (Noise, the proxy's authority key) on aggregated SV1 pool connections.
+MODES = ("auto", "passthrough", "translate", "aggregate", "sv2")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -26,6 +26,7 @@ from stratum_proxy.proxy.sv2_upstream import Sv2Upstreams
 from stratum_proxy.proxy.translate import TranslateRelay
 from stratum_proxy.settings import Settings
 from stratum_proxy.store.record import STATUS_REJECTED, ShareRecord
+from stratum_proxy.sv2.keyfile import load_authority_key
 
 _STOP_READ_S = 0.2  # at a stop, time for bytes miners already sent to arrive and be recorded
 _QUIET_S = 0.5  # at a stop, miners silent this long (and owed nothing) end the grace early
@@ -62,10 +63,17 @@ class ProxyServer:
         self.listen = [parse_listener(a, default_mode=settings.mode) for a in settings.listen]
         self.relays: set[PassthroughRelay | TranslateRelay | AggregateRelay] = set()
         # One aggregate core per aggregate listener (each has its own pool connections).
+        # SV2 miners use the same machinery, their connections speaking SV2.
+        authority = (
+            load_authority_key(settings.sv2.authority_key_file)
+            if settings.sv2.authority_key_file is not None
+            and any(listener.mode == "sv2" for listener in self.listen)
+            else None
+        )
         self.hubs = {
-            index: AggregateHub(self, pools)
+            index: AggregateHub(self, pools, authority if listener.mode == "sv2" else None)
             for index, listener in enumerate(self.listen)
-            if listener.mode == "aggregate"
+            if listener.mode in ("aggregate", "sv2")
         }
         self.sv2_upstreams = Sv2Upstreams(self)  # shared SV2 pool connections (translate mode)
         self.workers = WorkerStats()
@@ -179,7 +187,7 @@ class ProxyServer:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         mode = self.listen[listener].mode
         relay: PassthroughRelay | TranslateRelay | AggregateRelay
-        if mode == "aggregate":
+        if mode in ("aggregate", "sv2"):
             hub = self.hubs[listener]
             relay = AggregateRelay(self, transport, self._connection_ids(), addr, hub)
         else:

@@ -81,6 +81,8 @@ DownstreamEvent = (
 class Sv1Downstream:
     """Feed miner bytes with ``receive_data``; send ``data_to_send()`` to the miner."""
 
+    protocol = "sv1"  # the rows' protocol column
+
     def __init__(self, *, max_line_bytes: int, version_mask: int) -> None:
         self._lines = LineBuffer(max_line_bytes)
         self._offer_mask = version_mask

@@ -105,6 +105,8 @@ class _Channel:
 class Sv2Downstream:
     """One SV2 miner connection seen by the aggregate core as if it were an SV1 session."""
 
+    protocol = "sv2"  # the rows' protocol column
+
     def __init__(
         self,
         *,
@@ -129,6 +131,15 @@ class Sv2Downstream:
         self._job_ids: dict[str, int] = {}  # the core's job id -> the U32 sent
         self._job_names: dict[int, str] = {}
         self._next_job = 1
+        self._held_notify: list[object] | None = None
+
+    @property
+    def extranonce1(self) -> bytes | None:
+        return self._assigned[0] if self._assigned is not None else None
+
+    @property
+    def extranonce2_size(self) -> int:
+        return self._assigned[1] if self._assigned is not None else 0
 
     # --- bytes -----------------------------------------------------------------
 
@@ -272,7 +283,8 @@ class Sv2Downstream:
             extranonce2=extranonce2.hex(),
             ntime=f"{msg.ntime:08x}",
             nonce=f"{msg.nonce:08x}",
-            version_bits=f"{msg.version:08x}",
+            # BIP310: only the rolled bits go to the pool; the rest is the job's.
+            version_bits=f"{msg.version & self.version_mask:08x}" if self.version_mask else None,
         )
         events.append(SubmitReceived(submit=submit))
 
@@ -316,6 +328,9 @@ class Sv2Downstream:
                 )
             )
         channel.open = True
+        held, self._held_notify = self._held_notify, None
+        if held is not None:
+            self.send_notify(held)
         return MinerSubscribed(extranonce1=extranonce1, extranonce2_size=size)
 
     def _target(self) -> bytes:
@@ -330,7 +345,10 @@ class Sv2Downstream:
     def send_notify(self, params: list[object]) -> None:
         channel = self._channel
         if channel is None or not channel.open or self._assigned is None:
-            return  # the core sends the current job again once the channel is open
+            # The core places a miner (and sends it work) as soon as it connects; an
+            # SV2 miner opens its channel later: the latest job goes out then.
+            self._held_notify = list(params)
+            return
         name, prevhash_hex, coinb1, coinb2, branch, version, nbits, ntime, _clean = params[:9]
         job_id = self._job_ids.get(str(name))
         if job_id is None:

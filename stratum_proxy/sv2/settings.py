@@ -7,6 +7,7 @@ sound, and say so where we differ.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -64,6 +65,15 @@ class Sv2Settings(BaseModel):
         default=10.0, gt=0, description="Noise handshake plus SetupConnection must finish by then"
     )
     vendor: str = Field(default="stratum-proxy", max_length=255)
+    # SV2 miners (a ``sv2=host:port`` listener): the proxy is their pool.
+    authority_key_file: Path | None = Field(
+        default=None,
+        description="the proxy's own authority key (stratum-proxy keys generate), mode 600",
+    )
+    cert_validity_s: int = Field(
+        default=86_400, ge=60, le=10 * 365 * 86_400,
+        description="validity of the certificate signed for each miner's handshake",
+    )  # fmt: skip
 
     @field_validator("version_mask", mode="before")
     @classmethod

@@ -121,12 +121,17 @@ EXTENDED = OpenExtendedMiningChannel(
 )  # fmt: skip
 
 
+MASK = 0x1FFFE000
+
+
 def _sv1_hash(extranonce2: bytes, submit: Any) -> int:
-    """The header hash the core rebuilds from an SV1 submit (coinbase with extranonce1+2)."""
+    """The header hash the core rebuilds from an SV1 submit (coinbase with extranonce1+2,
+    the job's version with the BIP310 bits of ``version_bits`` rolled in)."""
     root = merkle_root(sha256d(COINB1 + PREFIX + extranonce2 + COINB2), BRANCH)
     prefix = swap_prevhash_words(PREVHASH_SV1) + root
-    return header_hash_int(prefix, int(submit.version_bits, 16), int(submit.ntime, 16),
-                           0x207FFFFF, int(submit.nonce, 16))  # fmt: skip
+    version = (0x20000000 & ~MASK) | (int(submit.version_bits, 16) & MASK)
+    return header_hash_int(prefix, version, int(submit.ntime, 16), 0x207FFFFF,
+                           int(submit.nonce, 16))  # fmt: skip
 
 
 def _mine(root: bytes, prev: SetNewPrevHash, version: int, target: int) -> tuple[int, int]:

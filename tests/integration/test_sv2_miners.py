@@ -1,0 +1,120 @@
+"""SV2 miners behind the proxy: SV2 test miners that hash for real, an SV1 test pool.
+
+The proxy is their SV2 pool (Noise with its own authority key) and serves
+them from aggregated SV1 pool connections: each share gets the pool's (or the
+proxy's) real verdict as SubmitShares.Success/Error, and a row like any
+share's, with ``protocol = 'sv2'``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratum_proxy.errors import ConfigError
+from stratum_proxy.sim.pool import TestPool
+from stratum_proxy.sim.pool_config import PoolConfig
+from stratum_proxy.sim.sv2_miner import ACCEPTED, Sv2MinerConfig, Sv2TestMiner
+from stratum_proxy.sv2.keys import decode_public_key, generate_keypair
+
+SV2_LISTENER = {
+    "aggregate.pool_user": "farm1",
+    # The miners' difficulty is the pool's: every share is forwarded and judged there.
+    "aggregate.min_difficulty": 1e-6,
+    "aggregate.start_difficulty": 1e-6,
+    "aggregate.max_difficulty": 1e-6,
+}
+
+
+def _key_file(tmp_path: Path) -> tuple[Path, bytes]:
+    secret, public = generate_keypair(os.urandom)
+    path = tmp_path / "authority.key"
+    path.write_text(f"secret: {secret}\npublic: {public}\n")
+    path.chmod(0o600)
+    return path, decode_public_key(public)
+
+
+@pytest.mark.parametrize("channel", ["standard", "extended"])
+async def test_sv2_miners_get_real_verdicts_and_rows(
+    proxy_factory: Any, tmp_path: Path, channel: str
+) -> None:
+    key_file, public = _key_file(tmp_path)
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **SV2_LISTENER},
+    )
+    miners = [
+        Sv2TestMiner(
+            Sv2MinerConfig(
+                authority_key=public,
+                channel=channel,  # type: ignore[arg-type]
+                user_identity=f"farm.rig{i}",
+                max_submits=8,
+                bad_share_every=4,
+            )
+        )
+        for i in range(2)
+    ]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    for i, miner in enumerate(miners):
+        assert miner.errors == [] and miner.setup_error == "" and miner.open_error == ""
+        assert len(miner.submits) == 8
+        for submit in miner.submits:
+            expected = ACCEPTED if submit.meant_valid else "difficulty-too-low"
+            assert submit.verdict == expected, submit
+        mine = [r for r in rows if r["worker"] == f"farm.rig{i}"]
+        assert len(mine) == 8 and {r["protocol"] for r in mine} == {"sv2"}
+        # The proxy rebuilt the very header each share hashed.
+        hashes = {s.hash_int.to_bytes(32, "big").hex() for s in miner.submits}
+        assert {r["share_hash"] for r in mine} == hashes
+        assert sum(r["status"] == "accepted" for r in mine) == 6
+
+
+async def test_a_miner_pinning_another_key_is_refused_in_the_handshake(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    key_file, _ = _key_file(tmp_path)
+    (tmp_path / "other").mkdir()
+    _, other = _key_file(tmp_path / "other")
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **SV2_LISTENER},
+    )
+    miner = Sv2TestMiner(Sv2MinerConfig(authority_key=other, max_submits=1))
+    try:
+        async with asyncio.timeout(20):
+            await miner.run("127.0.0.1", proxy.port)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    (error,) = miner.errors
+    assert "not signed by the configured authority" in error
+    assert proxy.rows() == []
+
+
+def test_an_sv2_listener_needs_the_key_and_the_cli_adds_it(tmp_path: Path) -> None:
+    from stratum_proxy.cli import _listen, build_parser
+    from stratum_proxy.settings import load_settings
+
+    with pytest.raises(ConfigError, match="needs the proxy's authority key"):
+        load_settings(None, listen=["sv2=0.0.0.0:3336"], **SV2_LISTENER)
+    args = build_parser().parse_args(
+        ["run", "--listen", "0.0.0.0:3333", "--listen-sv2", "0.0.0.0:3336"]
+    )
+    assert _listen(args) == ["0.0.0.0:3333", "sv2=0.0.0.0:3336"]

@@ -118,3 +118,60 @@ def test_an_sv2_listener_needs_the_key_and_the_cli_adds_it(tmp_path: Path) -> No
         ["run", "--listen", "0.0.0.0:3333", "--listen-sv2", "0.0.0.0:3336"]
     )
     assert _listen(args) == ["0.0.0.0:3333", "sv2=0.0.0.0:3336"]
+
+
+async def test_a_new_block_and_a_dead_pool_keep_sv2_miners_mining(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """New prev hash mid-stream, then the pool dies: the miners stay connected, get the
+    backup's work (a new prev hash from it) and every share keeps an honest verdict."""
+    key_file, public = _key_file(tmp_path)
+    main, backup = TestPool(PoolConfig(seed=1)), TestPool(PoolConfig(seed=2))
+    await main.start()
+    await backup.start()
+    proxy = await proxy_factory(
+        [
+            f"main=stratum+tcp://127.0.0.1:{main.port}",
+            f"backup=stratum+tcp://127.0.0.1:{backup.port}",
+        ],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **SV2_LISTENER, "aggregate.failback": "stay"},
+    )
+    miners = [
+        Sv2TestMiner(
+            Sv2MinerConfig(authority_key=public, channel=kind, user_identity=f"farm.{kind}",
+                           duration=6.0)
+        )
+        for kind in ("standard", "extended")
+    ]  # fmt: skip
+    try:
+        tasks = [asyncio.create_task(m.run("127.0.0.1", proxy.port)) for m in miners]
+        await main.wait_until(lambda: len(main.judged) >= 6, timeout=20)
+        main.new_block()
+        first_jobs = {m.submits[0].job_id for m in miners}
+        await main.wait_until(lambda: len(main.judged) >= 14, timeout=20)
+        await main.close()  # drops the proxy's connections
+        await backup.wait_until(lambda: len(backup.judged) >= 6, timeout=20)
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
+    finally:
+        await proxy.shutdown()
+        await backup.close()
+    rows = proxy.rows()
+    for miner in miners:
+        assert miner.errors == [] and miner.closed_by_pool == ""  # never dropped
+        jobs = {s.job_id for s in miner.submits}
+        assert len(jobs) >= 3 and jobs - first_jobs  # new work after the block and the move
+        unanswered = [s for s in miner.submits if s.verdict is None]
+        assert unanswered == []
+        # Shares in flight when the block changed or the pool died are stale: a
+        # few (at difficulty 1e-6 the miners find hundreds a second), and never
+        # on the work the miner got afterwards.
+        stale = [s for s in miner.submits if s.verdict == "stale-share"]
+        assert len(stale) <= len(miner.submits) // 10
+        last_job = miner.submits[-1].job_id
+        assert all(s.job_id != last_job for s in stale)
+        assert miner.submits[-1].verdict == ACCEPTED
+    assert len(rows) == sum(len(m.submits) for m in miners)  # every share is a row
+    upstreams = {r["upstream"] for r in rows if r["forwarded"]}
+    assert upstreams == {"main", "backup"}

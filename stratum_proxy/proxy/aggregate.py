@@ -177,6 +177,7 @@ class AggregateHub:
                 rng=os.urandom,
                 version_mask=sv2.version_mask,
                 shares_per_minute=agg.shares_per_minute,
+                max_frame_bytes=sv2.miner_max_frame_bytes,
             )
         self.act(
             self.core.add_miner(relay.connection_id, relay.miner_addr, time.monotonic(), session)

@@ -84,6 +84,9 @@ from stratum_proxy.sv2.transport import NoiseTransport
 
 REQUIRES_WORK_SELECTION = 1 << 1
 CHANNEL_ID = 1  # one channel per connection
+# Miners' messages are a few hundred bytes (SubmitSharesExtended carries at
+# most a 32-byte extranonce and some TLVs).
+DEFAULT_MAX_FRAME_BYTES = 16 * 1024
 HASHES_PER_DIFFICULTY = 2**32
 # SV1 error codes (what the core answers with) -> the SV2 codes miners know.
 _ERROR_CODES = {
@@ -116,8 +119,13 @@ class Sv2Downstream:
         rng: Rng,
         version_mask: int,
         shares_per_minute: float,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
-        self._responder = NoiseResponder(authority_secret, cert_validity_s, now, rng)
+        # A frame larger than any message a miner sends closes the connection
+        # before its payload is buffered.
+        self._responder = NoiseResponder(
+            authority_secret, cert_validity_s, now, rng, max_payload=max_frame_bytes
+        )
         self._transport: NoiseTransport | None = None
         self._out = bytearray()
         self.setup_done = False

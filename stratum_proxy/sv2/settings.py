@@ -70,6 +70,10 @@ class Sv2Settings(BaseModel):
         default=None,
         description="the proxy's own authority key (stratum-proxy keys generate), mode 600",
     )
+    miner_max_frame_bytes: int = Field(
+        default=16 * 1024, ge=1024, le=(1 << 24) - 1,
+        description="an SV2 miner's frame larger than this closes its connection",
+    )  # fmt: skip
     cert_validity_s: int = Field(
         default=86_400, ge=60, le=10 * 365 * 86_400,
         description="validity of the certificate signed for each miner's handshake",

@@ -250,3 +250,21 @@ def test_any_message_is_answered_handed_to_the_core_or_closes(msg: Message) -> N
         assert str(exc)
         return
     assert events or firmware.received(), f"{type(msg).__name__} went unanswered"
+
+
+def test_a_corrupted_frame_or_an_oversized_one_closes_the_connection() -> None:
+    corrupted = Firmware()
+    wire = bytearray(corrupted.transport.encrypt_frame(encode_message(setup())))
+    wire[-1] ^= 0x01  # breaks the payload's MAC
+    with pytest.raises(Sv2ProtocolError):
+        corrupted.session.receive_data(bytes(wire))
+    huge = Firmware()
+    huge.send(setup())
+    frame = encode_message(
+        SubmitSharesExtended(channel_id=1, sequence_number=1, job_id=1, nonce=0, ntime=0,
+                             version=0, extranonce=b"", extensions=())
+    )  # fmt: skip
+    payload = frame[6:] + bytes(20_000 - len(frame) + 6)
+    oversized = frame[:3] + len(payload).to_bytes(3, "little") + payload
+    with pytest.raises(Sv2ProtocolError, match="limit is 16384"):
+        huge.session.receive_data(huge.transport.encrypt_frame(oversized))

@@ -224,6 +224,10 @@ class Aggregator:
         self._place_waiting(now, events)
         return events
 
+    def session_of(self, miner_id: int) -> MinerSession | None:
+        miner = self.miners.get(miner_id)
+        return miner.session if miner is not None else None
+
     def remove_miner(self, miner_id: int, now: float) -> list[ev.AggregateEvent]:
         """The miner's connection is gone; shares it has in flight still get their rows."""
         miner = self.miners.pop(miner_id, None)

@@ -261,10 +261,17 @@ class AggregateRelay(RelayBase):
     ) -> None:
         super().__init__(server, miner, connection_id, miner_addr)
         self.hub = hub
-        self.log = self.log.bind(mode="aggregate")
+        self.log = self.log.bind(mode="sv2" if hub.authority is not None else "aggregate")
+        self.handshake_deadline: float | None = None  # SV2 miners: see start()
 
     def start(self) -> None:
         self.hub.attach(self)
+        if self.hub.authority is not None:
+            # An SV2 miner must finish the handshake, SetupConnection and its channel's
+            # open in time: a half-open connection holds an extranonce prefix.
+            timeout = self.server.settings.sv2.handshake_timeout_s
+            self.handshake_deadline = time.monotonic() + timeout
+            self.timer.arm(self.handshake_deadline)
 
     def from_miner(self, data: bytes) -> None:
         self.link.last_rx = time.monotonic()
@@ -285,8 +292,24 @@ class AggregateRelay(RelayBase):
         self.hub.act(events)
 
     def _on_timer(self) -> None:
-        if not self.closed and not self.idle_expired(time.monotonic()):
-            self.timer.arm(self.link.last_rx + self._idle_s)
+        now = time.monotonic()
+        if self.closed or self.idle_expired(now):
+            return
+        deadline = self.handshake_deadline
+        if deadline is not None:
+            session = self.hub.core.session_of(self.connection_id)
+            if getattr(session, "ready", True):
+                self.handshake_deadline = None
+            elif now >= deadline:
+                self.log.warning(
+                    "sv2_setup_timeout",
+                    note="no open channel within sv2.handshake_timeout_s: closing",
+                )
+                self.close()
+                return
+            else:
+                self.timer.arm(deadline)
+        self.timer.arm(self.link.last_rx + self._idle_s)
 
     def has_pending(self) -> bool:
         return self.hub.core.pending_for(self.connection_id) > 0

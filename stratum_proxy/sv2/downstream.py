@@ -142,6 +142,11 @@ class Sv2Downstream:
         self._held_notify: list[object] | None = None
 
     @property
+    def ready(self) -> bool:
+        """Handshake, SetupConnection and the channel's open are done: the miner mines."""
+        return self._channel is not None and self._channel.open
+
+    @property
     def extranonce1(self) -> bytes | None:
         return self._assigned[0] if self._assigned is not None else None
 

@@ -175,3 +175,33 @@ async def test_a_new_block_and_a_dead_pool_keep_sv2_miners_mining(
     assert len(rows) == sum(len(m.submits) for m in miners)  # every share is a row
     upstreams = {r["upstream"] for r in rows if r["forwarded"]}
     assert upstreams == {"main", "backup"}
+
+
+async def test_a_connection_that_never_opens_a_channel_is_closed(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    key_file, public = _key_file(tmp_path)
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, "sv2.handshake_timeout_s": 0.5, **SV2_LISTENER},
+    )
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
+        writer.write(b"\x00" * 10)  # a start of act 1, then nothing
+        started = asyncio.get_running_loop().time()
+        async with asyncio.timeout(10):
+            assert await reader.read() == b""  # closed by the proxy
+        waited = asyncio.get_running_loop().time() - started
+        writer.close()
+        # A miner that does its part in time mines on.
+        miner = Sv2TestMiner(Sv2MinerConfig(authority_key=public, max_submits=3))
+        async with asyncio.timeout(30):
+            await miner.run("127.0.0.1", proxy.port)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert 0.4 <= waited < 5
+    assert [s.verdict for s in miner.submits] == [ACCEPTED] * 3

@@ -240,7 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(top)
     _api_client_flags(top)
-    top.add_argument("--api", metavar="HOST:PORT", help="the daemon's API (default: api.listen)")
+    top.add_argument(
+        "--api",
+        "--api-listen",  # the name `run` gives the same address
+        metavar="HOST:PORT",
+        help="the daemon's API (default: api.listen)",
+    )
     top.add_argument("--hours", type=float, default=24.0, help="window (default: %(default)s)")
     top.add_argument(
         "--interval", type=float, default=2.0, help="seconds between refreshes (default: 2)"

@@ -16,7 +16,9 @@ import contextlib
 import os
 import select
 import shutil
+import signal
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -261,7 +263,38 @@ def _field(title: str) -> str:
 
 _ALT_SCREEN_ON, _ALT_SCREEN_OFF = "\x1b[?1049h", "\x1b[?1049l"
 _CURSOR_OFF, _CURSOR_ON = "\x1b[?25l", "\x1b[?25h"
-_HOME_CLEAR = "\x1b[H\x1b[2J"
+# Each frame overwrites the last in place: clearing the whole screen first
+# makes it flicker over a slow SSH link.
+_HOME, _CLEAR_LINE = "\x1b[H", "\x1b[2K"
+
+
+def _screen(frame: list[str], rows: int) -> str:
+    """Every row of the screen, each cleared before it is written.
+
+    Not cleared after: behind a line as wide as the terminal the cursor sits
+    on its last character, which would go too. Rows below the frame are
+    written empty, so a longer previous frame leaves nothing behind.
+    """
+    # A line past the last row would scroll the screen (only a tiny terminal has one).
+    padded = frame[:rows] + [""] * (rows - len(frame))
+    return _HOME + "\n".join(_CLEAR_LINE + line for line in padded)
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds() -> Iterator[None]:
+    """SIGTERM (``kill``) unwinds like Ctrl-C, so the terminal is restored then too."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may set handlers; its own default stays
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @contextlib.contextmanager
@@ -272,17 +305,18 @@ def _terminal(out: TextIO) -> Iterator[int | None]:
 
     fd: int | None = sys.stdin.fileno() if sys.stdin.isatty() else None
     saved = termios.tcgetattr(fd) if fd is not None else None
-    out.write(_ALT_SCREEN_ON + _CURSOR_OFF)
-    out.flush()
-    try:
-        if fd is not None:
-            tty.setcbreak(fd)
-        yield fd
-    finally:
-        if fd is not None and saved is not None:
-            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-        out.write(_CURSOR_ON + _ALT_SCREEN_OFF)
+    with _sigterm_unwinds():
+        out.write(_ALT_SCREEN_ON + _CURSOR_OFF)
         out.flush()
+        try:
+            if fd is not None:
+                tty.setcbreak(fd)
+            yield fd
+        finally:
+            if fd is not None and saved is not None:
+                termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+            out.write(_CURSOR_ON + _ALT_SCREEN_OFF)
+            out.flush()
 
 
 def _read_key(fd: int | None, timeout: float) -> str:
@@ -340,7 +374,7 @@ def run_top(
                 next_fetch = time.monotonic() + interval
             size = shutil.get_terminal_size()
             frame = render(snapshot, view, width=size.columns, height=size.lines, now=time.time())
-            out.write(_HOME_CLEAR + "\n".join(frame))
+            out.write(_screen(frame, size.lines))
             out.flush()
             key = _read_key(fd, max(0.05, next_fetch - time.monotonic()))
             if key in ("q", "Q", "\x03"):

@@ -57,7 +57,8 @@ async def test_one_frame_shows_the_apis_numbers(
             cli.main, ["top", "--once", "--api", address, "--hours", "1"]
         )
         sorted_code = await asyncio.to_thread(
-            cli.main, ["top", "--once", "--api", address, "--sort", "worker", "--filter", "rig1"]
+            cli.main,  # --api-listen: the name `run` gives the same address
+            ["top", "--once", "--api-listen", address, "--sort", "worker", "--filter", "rig1"],
         )
     finally:
         await proxy.shutdown()
@@ -153,4 +154,39 @@ async def test_live_on_a_terminal_keys_and_a_clean_exit(proxy_factory: Any) -> N
         await pool.close()
     assert code == 0
     assert screen.index(b"\x1b[?1049h") < screen.index(b"farm.rig0")
+    assert b"Traceback" not in screen
+
+
+async def test_sigterm_restores_the_terminal(proxy_factory: Any) -> None:
+    """``kill`` unwinds as Ctrl-C does: the alternate screen is left, the cursor shown."""
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory([f"main=stratum+tcp://127.0.0.1:{pool.port}"])
+    address = f"127.0.0.1:{proxy.api[1]}"
+    controller, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    screen = b""
+
+    async def read_until(marker: bytes) -> None:
+        nonlocal screen
+        async with asyncio.timeout(20):
+            while marker not in screen:
+                screen += await asyncio.to_thread(os.read, controller, 65536)
+
+    try:
+        top = subprocess.Popen(
+            [sys.executable, "-m", "stratum_proxy.cli", "top", "--api", address],
+            stdin=terminal, stdout=terminal, stderr=terminal, close_fds=True,
+        )  # fmt: skip
+        await read_until(b"0 of 0 workers")
+        top.terminate()
+        code = await asyncio.to_thread(top.wait, 10)
+        await read_until(b"\x1b[?25h\x1b[?1049l")
+        echo_restored = bool(termios.tcgetattr(terminal)[3] & termios.ECHO)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+        await proxy.shutdown()
+        await pool.close()
+    assert code == 128 + 15 and echo_restored
     assert b"Traceback" not in screen

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from stratum_proxy.top import Snapshot, View, render, select_workers
+from stratum_proxy.top import Snapshot, View, _screen, render, select_workers
 
 NOW = 1_800_000_000.0
 
@@ -83,3 +83,9 @@ def test_an_empty_farm_and_an_api_error() -> None:
     assert render(Snapshot(error="x"), View(), width=80, height=20, now=NOW) == [
         "stratum-proxy top  08:00:00 UTC  ! x"
     ]
+
+
+def test_the_screen_overwrites_every_row_in_place() -> None:
+    # No whole-screen clear (it flickers); each row cleared before, never after, its text.
+    assert _screen(["ab", "c"], 4) == "\x1b[H\x1b[2Kab\n\x1b[2Kc\n\x1b[2K\n\x1b[2K"
+    assert _screen(["a", "b", "c"], 2) == "\x1b[H\x1b[2Ka\n\x1b[2Kb"  # never scrolls

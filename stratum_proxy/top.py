@@ -153,17 +153,17 @@ def header_lines(farm: dict[str, Any], now: float) -> list[str]:
 
 
 _COLUMNS = (
-    # title, width, right-aligned
-    ("worker", 0, False),
-    ("status", 6, False),
-    ("hashrate", 11, True),
-    ("accepted", 9, True),
-    ("rejected", 9, True),
-    ("no resp", 8, True),
-    ("acc %", 7, True),
-    ("avg diff", 9, True),
-    ("best", 8, True),
-    ("last", 5, True),
+    # title, width, right-aligned, the --sort name that sorts by it
+    ("worker", 0, False, "worker"),
+    ("status", 6, False, ""),
+    ("hashrate", 11, True, "hashrate"),
+    ("accepted", 9, True, "accepted"),
+    ("rejected", 9, True, "rejected"),
+    ("no resp", 8, True, ""),
+    ("acc %", 7, True, "acceptance"),
+    ("avg diff", 9, True, ""),
+    ("best", 8, True, ""),
+    ("last", 5, True, "last"),
 )
 
 
@@ -215,23 +215,20 @@ def render(
         return [line[:width] for line in lines]
     lines += header_lines(snapshot.farm, now)
     rows = select_workers(snapshot.workers, view)
-    fixed = sum(w + 1 for _, w, _ in _COLUMNS[1:])
+    fixed = sum(w + 1 for _, w, _, _ in _COLUMNS[1:])
     # The name matters most: on a narrow terminal the last columns go first.
     name_width = max(16, min(40, width - fixed - 1))
-    widths = [name_width] + [w for _, w, _ in _COLUMNS[1:]]
+    widths = [name_width] + [w for _, w, _, _ in _COLUMNS[1:]]
 
     def line(cells: list[str]) -> str:
         out = []
-        for cell, (_, _, right), w in zip(cells, _COLUMNS, widths, strict=True):
+        for cell, (_, _, right, _), w in zip(cells, _COLUMNS, widths, strict=True):
             cell = cell if len(cell) <= w else cell[: w - 1] + "~"
             out.append(cell.rjust(w) if right else cell.ljust(w))
         return " ".join(out).rstrip()
 
     arrow = "^" if view.reverse else "v"
-    titles = [
-        title + (arrow if _SORT_FIELD[view.sort] == _field(title) else "")
-        for title, _, _ in _COLUMNS
-    ]
+    titles = [title + (arrow if sort == view.sort else "") for title, _, _, sort in _COLUMNS]
     shown = f"{len(rows)} of {len(snapshot.workers)} workers"
     if view.filter or view.down_only:
         shown += f" (filter {view.filter!r}{', down only' if view.down_only else ''})"
@@ -246,17 +243,6 @@ def render(
     if footer:
         lines.append(footer)
     return [row[:width] for row in lines]
-
-
-def _field(title: str) -> str:
-    return {
-        "worker": "worker",
-        "hashrate": "hashrate",
-        "accepted": "accepted",
-        "rejected": "rejected",
-        "acc %": "acceptance_pct",
-        "last": "last_ts",
-    }.get(title, "")
 
 
 # --- the terminal ------------------------------------------------------------------------

@@ -26,7 +26,9 @@ from stratum_proxy.store.reports import (
     RECENT_SHARE_COLUMNS,
     as_float,
     as_int,
+    hashrate,
     parse_recent_shares,
+    to_ms,
     where,
 )
 from stratum_proxy.store.schema import WORK_DIFFICULTY, SchemaConfig, sql_string
@@ -65,10 +67,6 @@ _REJECT_KIND_SQL = r"""multiIf(
         'other')"""
 
 _MS_PER_S = 1000
-
-
-def _ms(ts: float) -> int:
-    return round(ts * _MS_PER_S)
 
 
 def _shares(schema: SchemaConfig | None) -> str:
@@ -123,7 +121,6 @@ def parse_pools(output: bytes, live: dict[str, Any] | None) -> list[dict[str, An
     for row in _rows(output):
         shares, accepted = as_int(row["shares"]), as_int(row["accepted"])
         quantiles = row["response_q"] or [0.0, 0.0]
-        span = max(1.0, (as_int(row["last_ms"]) - as_int(row["first_ms"])) / _MS_PER_S)
         pools.append(
             {
                 "upstream": str(row["upstream"]),
@@ -134,9 +131,12 @@ def parse_pools(output: bytes, live: dict[str, Any] | None) -> list[dict[str, An
                 "acceptance_pct": 100.0 * accepted / shares if shares else 0.0,
                 "p50_ms": as_float(quantiles[0]),
                 "p99_ms": as_float(quantiles[1]),
-                "hashrate": as_float(row["accepted_difficulty"]) * HASHES_PER_DIFFICULTY / span
-                if shares > 1
-                else 0.0,
+                "hashrate": hashrate(
+                    as_float(row["accepted_difficulty"]),
+                    shares,
+                    as_int(row["first_ms"]) / _MS_PER_S,
+                    as_int(row["last_ms"]) / _MS_PER_S,
+                ),
             }
         )
     seen = {p["upstream"] for p in pools}
@@ -218,7 +218,7 @@ def best_since_sql(
     return f"""
 SELECT max(share_difficulty) AS best
 FROM {_shares(schema)}
-WHERE ts >= fromUnixTimestamp64Milli({_ms(since)}, 'UTC'){proxy} AND NOT manual
+WHERE ts >= fromUnixTimestamp64Milli({to_ms(since)}, 'UTC'){proxy} AND NOT manual
 FORMAT JSONEachRow"""
 
 

@@ -71,8 +71,18 @@ class WorkerStats:
     last_ts: float
 
 
-def _ms(ts: float) -> int:
+def to_ms(ts: float) -> int:
     return round(ts * 1000)
+
+
+def hashrate(accepted_difficulty: float, shares: int, first_ts: float, last_ts: float) -> float:
+    """H/s by the module docstring's rule: accepted work over the span of the shares.
+
+    One share spans no time: its work per second is unknowable, not huge.
+    """
+    if shares <= 1:
+        return 0.0
+    return accepted_difficulty * HASHES_PER_DIFFICULTY / max(MIN_SPAN_S, last_ts - first_ts)
 
 
 def worker_stats(
@@ -89,8 +99,8 @@ def worker_stats(
 def _window(hours: float, now: float) -> str:
     start = now - hours * 3600
     return (
-        f"ts >= fromUnixTimestamp64Milli({_ms(start)}, 'UTC') "
-        f"AND ts <= fromUnixTimestamp64Milli({_ms(now)}, 'UTC')"
+        f"ts >= fromUnixTimestamp64Milli({to_ms(start)}, 'UTC') "
+        f"AND ts <= fromUnixTimestamp64Milli({to_ms(now)}, 'UTC')"
     )
 
 
@@ -211,7 +221,6 @@ def parse_recent_shares(output: bytes) -> list[dict[str, object]]:
 def _worker_row(row: dict[str, object]) -> WorkerStats:
     shares, accepted = as_int(row["shares"]), as_int(row["accepted"])
     first_ts, last_ts = as_int(row["first_ms"]) / 1000, as_int(row["last_ms"]) / 1000
-    span = max(MIN_SPAN_S, last_ts - first_ts)
     return WorkerStats(
         worker=str(row["worker"]),
         shares=shares,
@@ -225,10 +234,7 @@ def _worker_row(row: dict[str, object]) -> WorkerStats:
         block_candidates=as_int(row["block_candidates"]),
         block_candidates_accepted=as_int(row["block_candidates_accepted"]),
         block_candidates_rejected=as_int(row["block_candidates_rejected"]),
-        # One share spans no time: its work per second is unknowable, not huge.
-        hashrate=as_float(row["accepted_difficulty"]) * HASHES_PER_DIFFICULTY / span
-        if shares > 1
-        else 0.0,
+        hashrate=hashrate(as_float(row["accepted_difficulty"]), shares, first_ts, last_ts),
         first_ts=first_ts,
         last_ts=last_ts,
     )
@@ -341,7 +347,7 @@ def cleanup(
     if not days > 0:
         raise ConfigError(f"cleanup --days must be a positive number of days, got {days!r}")
     cfg = schema or SchemaConfig()
-    cutoff = f"fromUnixTimestamp64Milli({_ms(now - days * 86400)}, 'UTC')"
+    cutoff = f"fromUnixTimestamp64Milli({to_ms(now - days * 86400)}, 'UTC')"
     shares = cfg.table("shares")
     count = int(store.query(f"SELECT count() FROM {shares} WHERE ts < {cutoff}").strip() or 0)
     if count == 0:

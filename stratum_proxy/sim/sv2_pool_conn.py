@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING
 
 from stratum_proxy.sim.sv2_pool_config import MAX_TARGET, PoolJob, Sv2Judged
 from stratum_proxy.sv2.crypto import Rng
-from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header, UnknownMessage
 from stratum_proxy.sv2.jobs import target_to_int
 from stratum_proxy.sv2.messages import (
@@ -37,10 +36,6 @@ from stratum_proxy.sv2.messages import (
     OpenStandardMiningChannel,
     OpenStandardMiningChannelSuccess,
     Reconnect,
-    RequestExtensions,
-    RequestExtensionsSuccess,
-    SetCustomMiningJob,
-    SetCustomMiningJobError,
     SetNewPrevHash,
     SetTarget,
     SetupConnection,
@@ -56,6 +51,7 @@ from stratum_proxy.sv2.messages import (
     encode_message,
 )
 from stratum_proxy.sv2.noise import NoiseResponder
+from stratum_proxy.sv2.serving import answer_unserved, check_order
 from stratum_proxy.sv2.transport import NoiseTransport
 
 if TYPE_CHECKING:
@@ -212,14 +208,9 @@ class Sv2PoolConnection:
     # --- client messages --------------------------------------------------------
 
     def _dispatch(self, msg: AnyMessage, now: float) -> None:
-        name = type(msg).__name__
+        check_order(msg, self.setup_done)
         if isinstance(msg, SetupConnection):
-            if self.setup_done:
-                raise Sv2ProtocolError("a second SetupConnection on one connection: closing")
             self._on_setup(msg)
-        elif not self.setup_done:
-            # The spec has no error message for this: the connection is closed.
-            raise Sv2ProtocolError(f"{name} before SetupConnection: closing")
         elif isinstance(msg, OpenExtendedMiningChannel):
             self._on_open(msg)
         elif isinstance(msg, OpenStandardMiningChannel):
@@ -247,20 +238,8 @@ class Sv2PoolConnection:
                 self.send(
                     UpdateChannelError(channel_id=msg.channel_id, error_code="invalid-channel-id")
                 )
-        elif isinstance(msg, RequestExtensions):
-            # No optional extension is served: an empty list says so at once
-            # (silence would leave the client waiting for its timeout).
-            self.send(RequestExtensionsSuccess(request_id=msg.request_id, supported_extensions=()))
-        elif isinstance(msg, SetCustomMiningJob):
-            self.send(
-                SetCustomMiningJobError(
-                    channel_id=msg.channel_id,
-                    request_id=msg.request_id,
-                    error_code="jd-not-supported",
-                )
-            )
         else:
-            raise Sv2ProtocolError(f"{name} is not a message a pool expects: closing")
+            self.send(answer_unserved(msg, "a pool expects"))
 
     def _on_setup(self, msg: SetupConnection) -> None:
         if self.config.refuse_setup or msg.protocol != 0:

@@ -60,10 +60,6 @@ from stratum_proxy.sv2.messages import (
     OpenStandardMiningChannel,
     OpenStandardMiningChannelSuccess,
     Reconnect,
-    RequestExtensions,
-    RequestExtensionsSuccess,
-    SetCustomMiningJob,
-    SetCustomMiningJobError,
     SetExtranoncePrefix,
     SetNewPrevHash,
     SetTarget,
@@ -80,6 +76,7 @@ from stratum_proxy.sv2.messages import (
     encode_message,
 )
 from stratum_proxy.sv2.noise import NoiseResponder
+from stratum_proxy.sv2.serving import answer_unserved, check_order
 from stratum_proxy.sv2.transport import NoiseTransport
 
 REQUIRES_WORK_SELECTION = 1 << 1
@@ -183,11 +180,9 @@ class Sv2Downstream:
     # --- what the miner says -------------------------------------------------------
 
     def _dispatch(self, msg: AnyMessage, events: list[DownstreamEvent]) -> None:
-        name = type(msg).__name__
+        check_order(msg, self.setup_done)
         if isinstance(msg, SetupConnection):
             self._on_setup(msg)
-        elif not self.setup_done:
-            raise Sv2ProtocolError(f"{name} before SetupConnection: closing")
         elif isinstance(msg, OpenStandardMiningChannel | OpenExtendedMiningChannel):
             self._on_open(msg, events)
         elif isinstance(msg, SubmitSharesStandard | SubmitSharesExtended):
@@ -210,22 +205,10 @@ class Sv2Downstream:
                 )
         elif isinstance(msg, CloseChannel):
             raise Sv2ProtocolError(f"the miner closed its channel ({msg.reason_code}): closing")
-        elif isinstance(msg, SetCustomMiningJob):
-            self._send(
-                SetCustomMiningJobError(
-                    channel_id=msg.channel_id,
-                    request_id=msg.request_id,
-                    error_code="jd-not-supported",
-                )
-            )
-        elif isinstance(msg, RequestExtensions):
-            self._send(RequestExtensionsSuccess(request_id=msg.request_id, supported_extensions=()))
         else:
-            raise Sv2ProtocolError(f"{name} is not a message a miner sends: closing")
+            self._send(answer_unserved(msg, "a miner sends"))
 
     def _on_setup(self, msg: SetupConnection) -> None:
-        if self.setup_done:
-            raise Sv2ProtocolError("a second SetupConnection on one connection: closing")
         if msg.protocol != PROTOCOL_MINING:
             self._send(SetupConnectionError(flags=0, error_code="unsupported-protocol"))
         elif not msg.min_version <= 2 <= msg.max_version:

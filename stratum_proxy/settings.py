@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,6 +32,9 @@ from pydantic_settings import (
 from stratum_proxy.errors import ConfigError
 from stratum_proxy.store.settings import StoreSettings
 from stratum_proxy.sv2.settings import Sv2Settings
+
+if TYPE_CHECKING:
+    from stratum_proxy.proxy.endpoints import PoolEndpoint
 
 
 class LimitSettings(BaseModel):
@@ -176,6 +179,17 @@ class ApiSettings(BaseModel):
         return value
 
 
+def _check_pool(text: str, default_authority_key: str) -> PoolEndpoint:
+    """The pool URL parses and an SV2 pool's authority key decodes (ConfigError if not)."""
+    from stratum_proxy.proxy.endpoints import parse_pool
+    from stratum_proxy.sv2.keys import decode_public_key
+
+    pool = parse_pool(text, default_authority_key=default_authority_key)
+    if pool.protocol == "sv2":
+        decode_public_key(pool.authority_key)
+    return pool
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="STRATUM_PROXY_",
@@ -206,15 +220,13 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _addresses_parse(self) -> Settings:
         # Refused at start, with the setting's name, rather than found at the first miner.
-        from stratum_proxy.proxy.endpoints import parse_listen, parse_listener, parse_pool
+        from stratum_proxy.proxy.endpoints import parse_listen, parse_listener
 
         checks: list[tuple[str, Any]] = [
             ("listen", lambda: [parse_listener(a, default_mode=self.mode) for a in self.listen])
         ]
         key = self.sv2.authority_key
-        checks.append(
-            ("pools", lambda: [parse_pool(p, default_authority_key=key) for p in self.pools])
-        )
+        checks.append(("pools", lambda: [_check_pool(p, key) for p in self.pools]))
         if self.api.listen:
             checks.append(("api.listen", lambda: parse_listen(self.api.listen)))
         for name, check in checks:
@@ -229,15 +241,11 @@ class Settings(BaseSettings):
                 "'stratum-proxy keys generate > authority.key && chmod 600 authority.key' and "
                 "set sv2.authority_key_file (--authority-key-file)"
             )
-        if modes & {"aggregate", "sv2"}:
-            if not self.aggregate.pool_user:
-                raise ValueError(
-                    "aggregate mode needs the farm's pool account: set aggregate.pool_user "
-                    "(--pool-user)"
-                )
-            protocols = {parse_pool(p, default_authority_key=key).protocol for p in self.pools}
-            if self.pools and "sv1" not in protocols:
-                raise ValueError("aggregate mode needs an SV1 pool (stratum+tcp://host:port)")
+        if modes & {"aggregate", "sv2"} and not self.aggregate.pool_user:
+            raise ValueError(
+                "aggregate mode needs the farm's pool account: set aggregate.pool_user "
+                "(--pool-user)"
+            )
         return self
 
     @field_validator("listen", "pools", mode="before")

@@ -121,7 +121,7 @@ class AggregateSettings:
 class _Upstream:
     upstream_id: int
     pool: int
-    client: up.Sv1Upstream
+    client: up.PoolClient
     ready: bool = False
     extranonce1: bytes = b""
     extranonce2_size: int = 0
@@ -272,18 +272,22 @@ class Aggregator:
 
     # -- upstreams ---------------------------------------------------------------------
 
-    def upstream_connected(self, upstream_id: int, now: float) -> list[ev.AggregateEvent]:
+    def upstream_connected(
+        self, upstream_id: int, now: float, client: up.PoolClient | None = None
+    ) -> list[ev.AggregateEvent]:
+        """The connection is open; ``client`` speaks the pool's protocol (None: SV1)."""
         pool = self._opening.get(upstream_id)
         if pool is None:
             return [ev.CloseUpstream(upstream_id=upstream_id, reason="not wanted any more")]
         s = self.settings
-        client = up.Sv1Upstream(
-            user=s.pool_user,
-            password=s.pool_password,
-            submit_timeout_s=s.submit_timeout_s,
-            setup_timeout_s=s.setup_timeout_s,
-            max_line_bytes=s.max_line_bytes,
-        )
+        if client is None:
+            client = up.Sv1Upstream(
+                user=s.pool_user,
+                password=s.pool_password,
+                submit_timeout_s=s.submit_timeout_s,
+                setup_timeout_s=s.setup_timeout_s,
+                max_line_bytes=s.max_line_bytes,
+            )
         self.upstreams[upstream_id] = _Upstream(upstream_id=upstream_id, pool=pool, client=client)
         events: list[ev.AggregateEvent] = []
         self._client_events(self.upstreams[upstream_id], client.start(now), now, now, events)
@@ -306,7 +310,7 @@ class Aggregator:
         if upstream is None:
             return events
         try:
-            received = upstream.client.receive_data(data, now)
+            received = upstream.client.receive_data(data, now, wall)
         except RemoteProtocolError as exc:
             return self.upstream_lost(upstream_id, f"pool broke the protocol: {exc}", now)
         self._client_events(upstream, received, now, now if wall is None else wall, events)
@@ -832,6 +836,7 @@ class Aggregator:
                 ntime=submit.ntime,
                 nonce=submit.nonce,
                 version_bits=submit.version_bits,
+                version=share.version,
                 token=_Forwarded(miner.miner_id, submit.id, record._replace(forwarded=True)),
                 now=now,
             )
@@ -954,7 +959,11 @@ class Aggregator:
     def _authorize_upstream(
         self, upstream: _Upstream, worker: str, now: float, events: list[ev.AggregateEvent]
     ) -> None:
-        if not self.settings.identity_passthrough or worker in upstream.asked:
+        if (
+            not self.settings.identity_passthrough
+            or not upstream.client.worker_identities
+            or worker in upstream.asked
+        ):
             return
         if worker == self.settings.pool_user:
             upstream.authorized.add(worker)
@@ -991,9 +1000,9 @@ class Aggregator:
 
 
 def _error_code(reason: str) -> int:
-    """The SV1 code of a pool's reason text ("21 Stale" -> 21), 20 when it has none."""
+    """The SV1 code of a pool's reason: "21 Stale" -> 21, an SV2 pool's "stale-share" -> 21."""
     head = reason.split(" ", 1)[0]
-    return int(head) if head.isdigit() and len(head) <= 3 else _OTHER
+    return int(head) if head.isdigit() and len(head) <= 3 else codes.from_sv2(head)
 
 
 def summary(core: Aggregator) -> dict[str, Any]:

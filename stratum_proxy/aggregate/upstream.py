@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -135,6 +135,44 @@ UpstreamEvent = (
 )
 
 
+class PoolClient(Protocol):
+    """What the aggregate core needs of one pool connection (SV1 here, SV2 in sv2_pool.py)."""
+
+    user: str
+    # False: the pool has no per-worker authorization (an SV2 channel carries one
+    # identity), so miners' worker names are never sent to it.
+    worker_identities: bool
+
+    @property
+    def ready(self) -> bool: ...
+    @property
+    def extranonce2_size(self) -> int: ...
+    @property
+    def difficulty(self) -> float: ...
+    def pending(self) -> int: ...
+    def start(self, now: float) -> list[UpstreamEvent]: ...
+    def authorize(self, worker: str, password: str, now: float) -> list[UpstreamEvent]: ...
+    def submit(
+        self,
+        *,
+        worker: str,
+        job_id: str,
+        extranonce2: str,
+        ntime: str,
+        nonce: str,
+        version_bits: str | None,
+        token: Any,
+        now: float,
+        version: int = 0,
+    ) -> list[UpstreamEvent]: ...
+    def receive_data(
+        self, data: bytes, now: float, wall: float | None = None
+    ) -> list[UpstreamEvent]: ...
+    def get_timer(self) -> float | None: ...
+    def handle_timer(self, now: float) -> list[UpstreamEvent]: ...
+    def connection_lost(self, now: float, reason: str) -> list[UpstreamEvent]: ...
+
+
 @dataclass(slots=True)
 class _Request:
     kind: str  # "subscribe", "configure", "authorize", "submit"
@@ -167,6 +205,8 @@ class _Session:
 
 class Sv1Upstream:
     """The client side of one aggregated SV1 pool connection."""
+
+    worker_identities = True
 
     def __init__(
         self,
@@ -244,8 +284,12 @@ class Sv1Upstream:
         version_bits: str | None,
         token: Any,
         now: float,
+        version: int = 0,
     ) -> list[UpstreamEvent]:
-        """Forward one share; its ``ShareVerdict`` carries ``token``."""
+        """Forward one share; its ``ShareVerdict`` carries ``token``.
+
+        ``version`` (the header's) is for SV2 pools; SV1 sends ``version_bits``.
+        """
         params: list[Any] = [worker, job_id, extranonce2, ntime, nonce]
         if version_bits is not None:
             params.append(version_bits)
@@ -278,7 +322,9 @@ class Sv1Upstream:
 
     # -- input -----------------------------------------------------------------------
 
-    def receive_data(self, data: bytes, now: float) -> list[UpstreamEvent]:
+    def receive_data(
+        self, data: bytes, now: float, wall: float | None = None
+    ) -> list[UpstreamEvent]:
         """Bytes from the pool.  Raises LineTooLongError (fatal) on an overlong line."""
         events: list[UpstreamEvent] = []
         for line in self._buffer.feed(data):

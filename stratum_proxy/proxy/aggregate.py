@@ -18,13 +18,17 @@ from typing import TYPE_CHECKING, Any, cast
 from stratum_proxy.aggregate import events as ev
 from stratum_proxy.aggregate.core import AggregateSettings as CoreSettings
 from stratum_proxy.aggregate.core import Aggregator, summary
+from stratum_proxy.aggregate.sv2_pool import Sv2PoolUpstream
+from stratum_proxy.aggregate.upstream import PoolClient
 from stratum_proxy.aggregate.vardiff import VardiffSettings
 from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
 from stratum_proxy.proxy.miner_link import DeadlineTimer
 from stratum_proxy.proxy.passthrough import RelayBase
+from stratum_proxy.sv2.client import Sv2Client
 from stratum_proxy.sv2.downstream import Sv2Downstream
 from stratum_proxy.sv2.keyfile import AuthorityKey
+from stratum_proxy.sv2.keys import decode_public_key
 
 if TYPE_CHECKING:
     from stratum_proxy.proxy.server import ProxyServer
@@ -72,7 +76,7 @@ class AggregateHub:
     ) -> None:
         self.server = server
         self.authority = authority  # set: the listener's miners speak SV2
-        self.pools = [p for p in pools if p.protocol == "sv1"]
+        self.pools = pools  # SV1 and SV2 pools alike: Sv2PoolUpstream speaks SV2
         self.log = server.log.bind(mode="sv2" if authority is not None else "aggregate")
         self.core = Aggregator(
             settings=core_settings(server),
@@ -156,7 +160,28 @@ class AggregateHub:
             return
         self.conns[upstream_id] = conn
         self.log.info("upstream_connected", pool=pool.name, upstream=upstream_id)
-        self.act(self.core.upstream_connected(upstream_id, time.monotonic()))
+        client = self._client(pool) if pool.protocol == "sv2" else None
+        self.act(self.core.upstream_connected(upstream_id, time.monotonic(), client))
+
+    def _client(self, pool: PoolEndpoint) -> PoolClient:
+        """One extended channel on an SV2 pool, as the core's pool connection."""
+        settings = self.server.settings
+        return Sv2PoolUpstream(
+            Sv2Client(
+                authority_pubkey=decode_public_key(pool.authority_key),
+                now=time.time(),  # the pool certificate's validity is about the time of day
+                rng=os.urandom,
+                endpoint_host=pool.host,
+                endpoint_port=pool.port,
+                vendor=settings.sv2.vendor,
+                leeway_s=settings.sv2.cert_leeway_s,
+                submit_timeout_s=settings.limits.submit_timeout_s,
+            ),
+            user=settings.aggregate.pool_user,
+            nominal_hash_rate=settings.sv2.nominal_hashrate_hs,
+            # The miners' prefixes plus a 4-byte extranonce2 each.
+            min_extranonce_size=settings.aggregate.prefix_bytes + 4,
+        )
 
     def upstream_lost(self, conn: UpstreamConn, reason: str) -> None:
         if self.conns.get(conn.upstream_id) is conn:

@@ -10,3 +10,18 @@ DUPLICATE = 22
 LOW_DIFFICULTY = 23
 UNAUTHORIZED = 24
 NOT_SUBSCRIBED = 25
+
+# SV2 SubmitShares.Error codes (SRI mining_sv2 constants) -> the SV1 code a
+# miner's firmware classifies the same way.  Unknown codes are "other" (spec
+# §3.5: error codes are free-form).
+_FROM_SV2 = {
+    "stale-share": JOB_NOT_FOUND,
+    "invalid-job-id": JOB_NOT_FOUND,
+    "duplicate-share": DUPLICATE,
+    "difficulty-too-low": LOW_DIFFICULTY,
+    "invalid-channel-id": UNAUTHORIZED,
+}
+
+
+def from_sv2(error_code: str) -> int:
+    return _FROM_SV2.get(error_code, OTHER)

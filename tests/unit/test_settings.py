@@ -256,7 +256,7 @@ def test_listen_addresses_may_carry_their_mode() -> None:
         ({"mode": "aggregate"}, "aggregate.pool_user"),
         (
             {"mode": "aggregate", "aggregate.pool_user": "f", "pools": ["stratum2+tcp://p:1/k"]},
-            "needs an SV1 pool",
+            "SV2 authority public key",
         ),
         (
             {"aggregate.min_difficulty": 10, "aggregate.start_difficulty": 1},

@@ -1,0 +1,269 @@
+"""An SV2 pool as one aggregated upstream connection (aggregate and sv2 listeners).  Sans-I/O.
+
+``Sv2PoolUpstream`` has ``Sv1Upstream``'s interface and events, so the
+aggregate core places miners on an SV2 pool exactly as on an SV1 one: the
+proxy opens one extended channel (user identity: the farm's pool user) and
+carves its miners' extranonce prefixes out of the channel's extranonce space.
+
+Mapping (notes §5, the translator's rules read the other way round):
+
+* OpenExtendedMiningChannel.Success -> ``UpstreamReady`` (extranonce1 = the
+  channel's extranonce_prefix, extranonce2_size = its extranonce_size,
+  version mask = BIP320's bits, which SetupConnection's REQUIRES_VERSION_ROLLING
+  gives us), then the channel target as ``PoolDifficulty``;
+* a job activated on the channel (NewExtendedMiningJob with its prev hash) ->
+  ``PoolJob`` with a ``mining.notify`` view (job id = the SV2 id in decimal,
+  coinbase parts BIP141-stripped, ntime = the job's min_ntime);
+* SetTarget -> ``PoolDifficulty``; SetExtranoncePrefix -> ``ExtranonceChanged``;
+* SubmitSharesExtended carries the miner's full header version; the pool's
+  SubmitShares.Success / .Error (error code as the reason) -> ``ShareVerdict``;
+* Reconnect -> ``PoolReconnect``; a refused setup or channel, or a channel the
+  pool closes -> ``UpstreamRefused`` (the core moves the miners).
+
+One channel carries one user identity (SV2 has no per-share worker name), so
+a miner's worker name is not authorized upstream (``worker_identities`` is
+False): the pool credits the channel's user, the rows keep each miner's name.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from stratum_proxy.aggregate import upstream as up
+from stratum_proxy.errors import LocalProtocolError
+from stratum_proxy.shares import swap_prevhash_words
+from stratum_proxy.sv1 import messages as m
+from stratum_proxy.sv2 import client_events as cev
+from stratum_proxy.sv2.client import Sv2Client
+from stratum_proxy.sv2.jobs import InvalidJobError, share_job, target_to_difficulty
+from stratum_proxy.sv2.settings import DEFAULT_VERSION_MASK
+
+# The core's ``ShareVerdict.reason`` is the pool's text; SV2 error codes keep
+# their names (stale-share, duplicate-share, ...) in rows and logs.
+_WORKER_NOTE = "an SV2 channel carries one user identity: shares are credited to it"
+
+
+class Sv2PoolUpstream:
+    """The client side of one aggregated SV2 pool connection (one extended channel)."""
+
+    worker_identities = False
+
+    def __init__(
+        self,
+        client: Sv2Client,
+        *,
+        user: str,
+        nominal_hash_rate: float,
+        min_extranonce_size: int,
+    ) -> None:
+        self.client = client
+        self.user = user
+        self._nominal = nominal_hash_rate
+        self._min_extranonce_size = min_extranonce_size
+        self._channel_id: int | None = None
+        self._extranonce2_size = 0
+        self._difficulty = 1.0
+        self._ready = False
+
+    # -- state (as Sv1Upstream) ---------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    @property
+    def extranonce2_size(self) -> int:
+        return self._extranonce2_size
+
+    @property
+    def difficulty(self) -> float:
+        return self._difficulty
+
+    def pending(self) -> int:
+        return self.client.pending_count()
+
+    # -- requests ----------------------------------------------------------------------
+
+    def start(self, now: float) -> list[up.UpstreamEvent]:
+        """The TCP connection is up: Noise act 1; the channel's open waits for the setup."""
+        self.client.open_extended_channel(
+            user_identity=self.user,
+            nominal_hash_rate=self._nominal,
+            min_extranonce_size=self._min_extranonce_size,
+        )
+        return self._flush([])
+
+    def authorize(self, worker: str, password: str, now: float) -> list[up.UpstreamEvent]:
+        """Never called (``worker_identities`` is False); refused if it were."""
+        return [up.WorkerAuthorized(worker=worker, accepted=False, reason=_WORKER_NOTE)]
+
+    def submit(
+        self,
+        *,
+        worker: str,
+        job_id: str,
+        extranonce2: str,
+        ntime: str,
+        nonce: str,
+        version_bits: str | None,
+        token: Any,
+        now: float,
+        version: int = 0,
+    ) -> list[up.UpstreamEvent]:
+        """SubmitSharesExtended for a share the core checked; ``version`` is the header's."""
+        events: list[up.UpstreamEvent] = []
+        try:
+            if self._channel_id is None:
+                raise LocalProtocolError("the channel is not open")
+            self.client.submit_share(
+                channel_id=self._channel_id,
+                job_id=int(job_id),
+                nonce=int(nonce, 16),
+                ntime=int(ntime, 16),
+                version=version,
+                extranonce=bytes.fromhex(extranonce2),
+                now=now,
+                token=token,
+            )
+        except (LocalProtocolError, ValueError) as exc:
+            # Cannot happen for a share the core checked against this channel's job;
+            # the share still gets a row and the miner an answer.
+            events.append(
+                up.ShareVerdict(
+                    token=token,
+                    status="no_response",
+                    reason=f"not sent to the pool: {exc}",
+                    submitted_at=now,
+                    resolved_at=now,
+                )
+            )
+        return self._flush(events)
+
+    # -- input -------------------------------------------------------------------------
+
+    def receive_data(
+        self, data: bytes, now: float, wall: float | None = None
+    ) -> list[up.UpstreamEvent]:
+        """Bytes from the pool; raises Sv2ProtocolError (fatal) on any breach."""
+        events: list[up.UpstreamEvent] = []
+        for event in self.client.receive_data(data, now, wall=wall):
+            self._on_event(event, events)
+        return self._flush(events)
+
+    def get_timer(self) -> float | None:
+        return self.client.get_timer()
+
+    def handle_timer(self, now: float) -> list[up.UpstreamEvent]:
+        events: list[up.UpstreamEvent] = []
+        for event in self.client.handle_timer(now):
+            self._on_event(event, events)
+        return self._flush(events)
+
+    def connection_lost(self, now: float, reason: str) -> list[up.UpstreamEvent]:
+        events: list[up.UpstreamEvent] = []
+        for event in self.client.connection_lost(now, reason):
+            self._on_event(event, events)
+        return events
+
+    # -- the client's events -------------------------------------------------------------
+
+    def _flush(self, events: list[up.UpstreamEvent]) -> list[up.UpstreamEvent]:
+        data = self.client.data_to_send()
+        if data:
+            events.append(up.SendToPool(data))
+        return events
+
+    def _on_event(self, event: cev.ClientEvent, events: list[up.UpstreamEvent]) -> None:
+        if isinstance(event, cev.ShareVerdict):
+            events.append(
+                up.ShareVerdict(
+                    token=event.token,
+                    status=event.status,
+                    reason=event.error_code,
+                    submitted_at=event.submitted_at,
+                    resolved_at=event.resolved_at,
+                )
+            )
+        elif isinstance(event, cev.JobActivated):
+            if event.channel_id == self._channel_id:
+                self._on_job(event, events)
+        elif isinstance(event, cev.TargetChanged):
+            if event.channel_id == self._channel_id:
+                self._difficulty = target_to_difficulty(event.target)
+                events.append(up.PoolDifficulty(difficulty=self._difficulty))
+        elif isinstance(event, cev.ChannelOpened):
+            self._on_opened(event, events)
+        elif isinstance(event, cev.ExtranoncePrefixChanged):
+            if event.channel_id == self._channel_id:
+                events.append(
+                    up.ExtranonceChanged(
+                        extranonce1=event.extranonce_prefix,
+                        extranonce2_size=self._extranonce2_size,
+                    )
+                )
+        elif isinstance(event, cev.ChannelOpenFailed):
+            reason = f"pool refused the channel: {event.error_code}"
+            events.append(up.UpstreamRefused(reason=reason))
+        elif isinstance(event, cev.SetupFailed):
+            reason = f"pool refused the setup: {event.error_code}"
+            events.append(up.UpstreamRefused(reason=reason))
+        elif isinstance(event, cev.ChannelClosed):
+            if event.channel_id == self._channel_id:
+                events.append(
+                    up.UpstreamRefused(reason=f"pool closed the channel: {event.reason_code}")
+                )
+        elif isinstance(event, cev.ReconnectRequested):
+            events.append(
+                up.PoolReconnect(host=event.host or None, port=event.port or None, wait_s=0.0)
+            )
+        elif isinstance(event, cev.EndpointChanged):
+            # Shares in flight on the channel will not be answered: start afresh.
+            events.append(up.PoolReconnect(host=None, port=None, wait_s=0.0))
+        elif isinstance(event, cev.ProtocolNotice):
+            events.append(up.PoolNotice(level="warning", text=event.text))
+        # ConnectionReady: nothing to do, the queued channel open goes out with it.
+
+    def _on_opened(self, event: cev.ChannelOpened, events: list[up.UpstreamEvent]) -> None:
+        if self._channel_id is not None:
+            return
+        if event.extranonce_size < self._min_extranonce_size:
+            events.append(
+                up.UpstreamRefused(
+                    reason=f"channel extranonce_size {event.extranonce_size} < "
+                    f"{self._min_extranonce_size} asked for"
+                )
+            )
+            return
+        self._channel_id = event.channel_id
+        self._extranonce2_size = event.extranonce_size
+        self._difficulty = target_to_difficulty(event.target)
+        self._ready = True
+        events.append(
+            up.UpstreamReady(
+                extranonce1=event.extranonce_prefix,
+                extranonce2_size=event.extranonce_size,
+                version_mask=DEFAULT_VERSION_MASK,
+            )
+        )
+        events.append(up.PoolDifficulty(difficulty=self._difficulty))
+
+    def _on_job(self, event: cev.JobActivated, events: list[up.UpstreamEvent]) -> None:
+        try:
+            view = share_job(event.job, event.prev_hash, b"", self._difficulty)
+        except InvalidJobError as exc:
+            text = f"job {event.job.job_id} skipped: {exc}"
+            events.append(up.PoolNotice(level="warning", text=text))
+            return
+        notify = m.Notify(
+            id=None,
+            job_id=view.job_id,
+            prevhash=swap_prevhash_words(view.prevhash),
+            coinb1=view.coinb1,
+            coinb2=view.coinb2,
+            merkle_branch=tuple(view.merkle_branch),
+            version=view.version,
+            nbits=view.nbits,
+            ntime=view.ntime,
+            clean_jobs=event.clean,
+        )
+        events.append(up.PoolJob(notify=notify, difficulty=self._difficulty))

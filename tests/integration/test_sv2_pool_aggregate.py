@@ -1,0 +1,254 @@
+"""Aggregated connections to an SV2 pool: SV2 miners and SV1 miners, over loopback.
+
+The proxy opens one extended channel per pool connection and carves its
+miners' extranonce prefixes out of it (``aggregate/sv2_pool.py``).  Every
+share the miners hash for real is judged by the SV2 test pool, whose verdict
+(and error code) reaches the miner and the row; the pool's own record of each
+share is the oracle for the row's hash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from stratum_proxy.sim.miner import MinerConfig, TestMiner
+from stratum_proxy.sim.pool import TestPool
+from stratum_proxy.sim.pool_config import PoolConfig
+from stratum_proxy.sim.sv2_miner import ACCEPTED, Sv2MinerConfig, Sv2TestMiner
+from stratum_proxy.sim.sv2_pool import Sv2TestPool
+from stratum_proxy.sim.sv2_pool_config import Sv2PoolConfig
+from stratum_proxy.sv2.keys import decode_public_key, generate_keypair
+
+FORWARD_ALL = {
+    "aggregate.pool_user": "farm1",
+    # The miners' difficulty is the pool's: every share is forwarded and judged there.
+    "aggregate.min_difficulty": 1e-6,
+    "aggregate.start_difficulty": 1e-6,
+    "aggregate.max_difficulty": 1e-6,
+}
+
+
+def _key_file(tmp_path: Path) -> tuple[Path, bytes]:
+    secret, public = generate_keypair(os.urandom)
+    path = tmp_path / "authority.key"
+    path.write_text(f"secret: {secret}\npublic: {public}\n")
+    path.chmod(0o600)
+    return path, decode_public_key(public)
+
+
+def _check_rows_against_pool(rows: list[dict[str, Any]], pool: Sv2TestPool) -> None:
+    """Each forwarded row is a share the pool judged: same header hash, same verdict."""
+    judged = {j.hash_hex: j for j in pool.judged}
+    forwarded = [r for r in rows if r["forwarded"]]
+    assert forwarded and len(forwarded) == len(pool.judged)
+    for row in forwarded:
+        j = judged[row["share_hash"]]
+        assert row["status"] == ("accepted" if j.accepted else "rejected")
+        assert row["verdict_by"] == "pool"
+        assert row["upstream"] == "main"
+        if not j.accepted:
+            assert row["reject_reason"] == j.error_code
+    # One channel for all: the pool saw the farm's account, never a miner's name.
+    assert {j.user_identity for j in pool.judged} == {"farm1"}
+
+
+@pytest.mark.parametrize("channel", ["standard", "extended"])
+async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
+    proxy_factory: Any, tmp_path: Path, channel: str
+) -> None:
+    key_file, public = _key_file(tmp_path)
+    pool = Sv2TestPool()
+    await pool.start()
+    proxy = await proxy_factory(
+        [pool.url("main")],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **FORWARD_ALL},
+    )
+    miners = [
+        Sv2TestMiner(
+            Sv2MinerConfig(
+                authority_key=public,
+                channel=channel,  # type: ignore[arg-type]
+                user_identity=f"farm.rig{i}",
+                max_submits=8,
+                bad_share_every=4,
+            )
+        )
+        for i in range(2)
+    ]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
+        assert len(pool.connections()) == 1  # two miners, one pool connection
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    assert len(rows) == 16 and {r["protocol"] for r in rows} == {"sv2"}
+    for i, miner in enumerate(miners):
+        assert miner.errors == [] and miner.setup_error == "" and miner.open_error == ""
+        for submit in miner.submits:
+            assert submit.verdict == (ACCEPTED if submit.meant_valid else "difficulty-too-low")
+        mine = {r["share_hash"] for r in rows if r["worker"] == f"farm.rig{i}"}
+        assert mine == {s.hash_int.to_bytes(32, "big").hex() for s in miner.submits}
+    # The bad shares are the proxy's to refuse (below the miner's target): the pool
+    # judged exactly the good ones, each with the header the row has.
+    _check_rows_against_pool(rows, pool)
+    assert all(j.accepted for j in pool.judged) and len(pool.judged) == 12
+
+
+async def test_each_pool_rejection_reaches_the_sv2_miner_with_its_code(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    key_file, public = _key_file(tmp_path)
+    pool = Sv2TestPool()
+    await pool.start()
+    # The pool's codes, in order; the miner's codes are the ones SV2 firmware knows.
+    pool.force_errors("stale-share", "duplicate-share", "difficulty-too-low", "invalid-share")
+    proxy = await proxy_factory(
+        [pool.url("main")],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **FORWARD_ALL},
+    )
+    miner = Sv2TestMiner(Sv2MinerConfig(authority_key=public, channel="extended", max_submits=6))
+    try:
+        async with asyncio.timeout(60):
+            await miner.run("127.0.0.1", proxy.port)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert [s.verdict for s in miner.submits] == [
+        "stale-share",
+        "duplicate-share",
+        "difficulty-too-low",
+        "invalid-share",
+        ACCEPTED,
+        ACCEPTED,
+    ]
+    rows = proxy.rows()
+    reasons = {r["share_hash"]: r["reject_reason"] for r in rows}
+    hashes = [s.hash_int.to_bytes(32, "big").hex() for s in miner.submits]
+    assert [reasons[h] for h in hashes] == [
+        "stale-share",
+        "duplicate-share",
+        "difficulty-too-low",
+        "invalid-share",
+        "",
+        "",
+    ]
+    _check_rows_against_pool(rows, pool)
+
+
+async def test_sv1_miners_aggregated_onto_an_sv2_pool(proxy_factory: Any) -> None:
+    pool = Sv2TestPool()
+    await pool.start()
+    proxy = await proxy_factory([pool.url("main")], mode="aggregate", **FORWARD_ALL)
+    miners = [
+        TestMiner(MinerConfig(workers=(f"farm1.rig{i}",), max_submits=6, bad_share_every=3))
+        for i in range(3)
+    ]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
+        assert len(pool.connections()) == 1
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    assert len(rows) == 18 and {r["protocol"] for r in rows} == {"sv1"}
+    _check_rows_against_pool(rows, pool)
+    answered = Counter(s.accepted for m in miners for s in m.submits)
+    assert answered[True] == sum(r["status"] == "accepted" for r in rows) == 12
+
+
+async def test_an_sv2_pool_that_dies_fails_over_to_an_sv1_pool_and_back(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """The SV2 miners keep their connection through both moves; every share has a verdict."""
+    key_file, public = _key_file(tmp_path)
+    main = Sv2TestPool(Sv2PoolConfig(seed=3))
+    backup = TestPool(PoolConfig(seed=2))
+    await main.start()
+    await backup.start()
+    port = main.port
+    proxy = await proxy_factory(
+        [main.url("main"), f"backup=stratum+tcp://127.0.0.1:{backup.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{
+            "sv2.authority_key_file": key_file,
+            **FORWARD_ALL,
+            "aggregate.failback": "priority",
+            "aggregate.failback_check_s": 0.5,
+        },
+    )
+    miner = Sv2TestMiner(
+        Sv2MinerConfig(
+            authority_key=public, channel="standard", user_identity="farm.a", duration=12
+        )
+    )
+    revived: Sv2TestPool | None = None
+    try:
+        task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+        await main.wait_for(lambda: len(main.judged) >= 5, timeout=20)
+        await main.close()
+        await backup.wait_until(lambda: len(backup.judged) >= 5, timeout=20)
+        revived = Sv2TestPool(Sv2PoolConfig(seed=4))
+        await revived.start(port=port)
+        await revived.wait_for(lambda: len(revived.judged) >= 5, timeout=20)
+        async with asyncio.timeout(30):
+            await task
+    finally:
+        await proxy.shutdown()
+        await backup.close()
+        if revived is not None:
+            await revived.close()
+    assert miner.errors == [] and miner.closed_by_pool == ""
+    assert all(s.verdict is not None for s in miner.submits)
+    assert miner.submits[-1].verdict == ACCEPTED
+    upstreams = [r["upstream"] for r in sorted(proxy.rows(), key=lambda r: r["ts"])
+                 if r["forwarded"]]  # fmt: skip
+    # main, then the backup, then main again (fail-back by priority).
+    changes = [u for i, u in enumerate(upstreams) if i == 0 or upstreams[i - 1] != u]
+    assert changes == ["main", "backup", "main"]
+
+
+@pytest.mark.parametrize("fault", ["closes the channel", "grants too little extranonce"])
+async def test_an_unusable_sv2_channel_sends_the_miners_to_the_backup(
+    proxy_factory: Any, tmp_path: Path, fault: str
+) -> None:
+    key_file, public = _key_file(tmp_path)
+    small = fault == "grants too little extranonce"
+    config = Sv2PoolConfig(grant_extranonce_size=3 if small else 0)
+    main, backup = Sv2TestPool(config), TestPool(PoolConfig(seed=2))
+    await main.start()
+    await backup.start()
+    proxy = await proxy_factory(
+        [main.url("main"), f"backup=stratum+tcp://127.0.0.1:{backup.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **FORWARD_ALL, "aggregate.failback": "stay"},
+    )
+    miner = Sv2TestMiner(Sv2MinerConfig(authority_key=public, max_submits=40))
+    try:
+        task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+        if fault == "closes the channel":
+            await main.wait_for(lambda: len(main.judged) >= 3, timeout=20)
+            main.close_channels("pool-maintenance")
+        async with asyncio.timeout(60):
+            await task
+    finally:
+        await proxy.shutdown()
+        await main.close()
+        await backup.close()
+    assert miner.errors == [] and miner.closed_by_pool == ""
+    assert all(s.verdict is not None for s in miner.submits)
+    assert miner.submits[-1].verdict == ACCEPTED
+    rows = [r for r in proxy.rows() if r["forwarded"]]
+    assert rows[-1]["upstream"] == "backup"
+    if small:
+        assert main.judged == [] and {r["upstream"] for r in rows} == {"backup"}

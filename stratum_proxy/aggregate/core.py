@@ -74,6 +74,9 @@ class MinerSession(Protocol):
     protocol: str  # the rows' protocol column
     version_mask: int  # rolling bits granted to the miner
     extranonce_subscribed: bool  # it takes a new extranonce without reconnecting
+    # A difficulty the miner asks for applies at once (SV2: UpdateChannel is answered
+    # with SetTarget), not from the pool's next job (SV1's suggest_difficulty).
+    difficulty_at_once: bool
 
     @property
     def extranonce1(self) -> bytes | None: ...  # None until assigned
@@ -256,6 +259,8 @@ class Aggregator:
                     self._on_authorized(miner, event.worker, now, events)
                 elif isinstance(event, SuggestedDifficulty):
                     miner.vardiff.suggest(event.difficulty, now)
+                    if miner.session.difficulty_at_once:
+                        self._resend_current(miner, now)
                 elif isinstance(event, LineIgnored):
                     events.append(
                         ev.Notice(
@@ -768,6 +773,24 @@ class Aggregator:
                 miner_difficulty=miner.vardiff.difficulty,
             )
         )
+
+    def _resend_current(self, miner: _Miner, now: float) -> None:
+        """A copy of the current job with a later ntime, so a new difficulty applies now.
+
+        The later ntime makes it new work (the same header again would find the same
+        shares, duplicates); copies are kept within 30 s of the pool's clock, so a
+        miner that keeps asking gets its difficulty with the pool's next job instead.
+        """
+        upstream = self.upstreams.get(miner.upstream) if miner.upstream is not None else None
+        job = upstream.current if upstream is not None else None
+        if miner.vardiff.pending is None or miner.placement is None or job is None or job.stale:
+            return  # nothing changed, or the new difficulty goes out with the next job
+        assert upstream is not None
+        ntime = max(job.notify.ntime + 1, upstream.keepalive_ntime + 1)
+        if ntime > job.notify.ntime + int(now - upstream.last_job_at) + 30:
+            return
+        upstream.keepalive_ntime = ntime
+        self._send_job(miner, job, clean=False, now=now, ntime=ntime)
 
     # -- shares ------------------------------------------------------------------------
 

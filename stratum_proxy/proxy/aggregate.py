@@ -348,6 +348,17 @@ class AggregateRelay(RelayBase):
     def miner_closed(self, exc: Exception | None) -> None:
         """Shares in flight keep their place upstream: their rows are still written."""
         self.link.gone = True
+        if self.handshake_deadline is not None and not self.closed:
+            session = self.hub.core.session_of(self.connection_id)
+            if not getattr(session, "ready", True):
+                # Most often the miner refused the proxy's handshake: it pins another
+                # authority key, or its clock is outside the certificate's window.
+                self.log.warning(
+                    "sv2_miner_left_during_setup",
+                    note="closed before its channel was open: check the miner's pool URL "
+                    "key (stratum-proxy keys show) and its clock",
+                    error=str(exc) if exc else None,
+                )
         self.close()
 
     def close(self) -> None:

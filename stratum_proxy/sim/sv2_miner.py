@@ -79,6 +79,11 @@ class Sv2MinerConfig:
     version_rolling: bool = True  # REQUIRES_VERSION_ROLLING in SetupConnection
     update_after: int = 0  # > 0: send UpdateChannel after this many shares
     answer_timeout: float = 5.0  # how long a finishing miner waits for verdicts
+    # Load tests: > 0 submits the next nonce every this many seconds without
+    # hashing (for a pool or proxy whose difficulty takes any hash).
+    interval: float = 0.0
+    idle: bool = False  # open the channel, then hold the connection without mining
+    clock_offset_s: float = 0.0  # the miner's clock runs this far ahead (certificate checks)
     chunk: int = 2048  # nonces hashed between yields to the event loop
 
 
@@ -128,6 +133,9 @@ class Sv2TestMiner:
         self.open_error = ""
         self.closed_by_pool = ""  # CloseChannel reason
         self.updates_sent = 0
+        self.set_targets: list[int] = []  # every SetTarget, in order
+        self.opened_after: float | None = None  # seconds from connect to the open channel
+        self._started = 0.0
         self.state = _State()
         self._transport: NoiseTransport | None = None
         self._writer: asyncio.StreamWriter | None = None
@@ -139,6 +147,7 @@ class Sv2TestMiner:
     # --- the session ---------------------------------------------------------------
 
     async def run(self, host: str, port: int) -> None:
+        self._started = time.monotonic()
         reader, writer = await asyncio.open_connection(host, port)
         self._writer = writer
         try:
@@ -164,7 +173,8 @@ class Sv2TestMiner:
         self._changed.set()
 
     async def _handshake(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        initiator = NoiseInitiator(self.config.authority_key, time.time(), os.urandom)
+        clock = self.config.clock_offset_s
+        initiator = NoiseInitiator(self.config.authority_key, time.time() + clock, os.urandom)
         writer.write(initiator.first_message())
         transport = None
         while transport is None:
@@ -172,7 +182,7 @@ class Sv2TestMiner:
             if not data:
                 initiator.receive_eof()
                 raise ConnectionError("the pool closed during the handshake")
-            transport = initiator.receive(data, now=time.time())
+            transport = initiator.receive(data, now=time.time() + clock)
         self._transport = transport
         self._handle_frames(transport.feed(b""))  # frames that came with act 2
 
@@ -219,10 +229,12 @@ class Sv2TestMiner:
             self.setup_error = msg.error_code
             self._stopping = True
         elif isinstance(msg, OpenStandardMiningChannelSuccess):
+            self.opened_after = time.monotonic() - self._started
             st.channel_id, st.group_id = msg.channel_id, msg.group_channel_id or 0
             st.target = target_to_int(msg.target)
             st.extranonce_prefix = msg.extranonce_prefix
         elif isinstance(msg, OpenExtendedMiningChannelSuccess):
+            self.opened_after = time.monotonic() - self._started
             st.channel_id, st.group_id = msg.channel_id, msg.group_channel_id or 0
             st.target = target_to_int(msg.target)
             st.extranonce_prefix, st.extranonce_size = msg.extranonce_prefix, msg.extranonce_size
@@ -242,12 +254,25 @@ class Sv2TestMiner:
                 self._activate(job)
         elif isinstance(msg, SetTarget) and self._mine_to(msg):
             st.target = target_to_int(msg.maximum_target)
+            self.set_targets.append(st.target)
         elif isinstance(msg, SetExtranoncePrefix) and msg.channel_id == st.channel_id:
             st.extranonce_prefix = msg.extranonce_prefix
         elif isinstance(msg, SubmitSharesSuccess) and msg.channel_id == st.channel_id:
-            for submit in self.submits:
-                if submit.verdict is None and submit.sequence_number <= msg.last_sequence_number:
-                    submit.verdict = ACCEPTED
+            # A batch acknowledges new_submits_accepted_count shares up to
+            # last_sequence_number: the latest ones still waiting (earlier ones may
+            # still wait for their own verdict, e.g. at the pool behind a proxy).
+            waiting = [
+                s for s in self.submits
+                if s.verdict is None and s.sequence_number <= msg.last_sequence_number
+            ]  # fmt: skip
+            count = msg.new_submits_accepted_count
+            if count > len(waiting) or not waiting:
+                self.errors.append(
+                    f"Success for {count} shares up to {msg.last_sequence_number}, "
+                    f"{len(waiting)} waiting"
+                )
+            for submit in waiting[-count:] if count else []:
+                submit.verdict = ACCEPTED
         elif isinstance(msg, SubmitSharesError) and msg.channel_id == st.channel_id:
             for submit in self.submits:
                 if submit.sequence_number == msg.sequence_number:
@@ -301,10 +326,15 @@ class Sv2TestMiner:
             if deadline is not None and time.monotonic() >= deadline:
                 return
             work = self.state.work
-            if work is None or not self.state.target:
+            if work is None or not self.state.target or cfg.idle:
                 self._changed.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._changed.wait(), 1.0)
+                continue
+            if cfg.interval:
+                self._nonce += 1
+                self._submit(work, self._nonce, True)
+                await asyncio.sleep(cfg.interval)
                 continue
             want_valid = not (
                 cfg.bad_share_every and (len(self.submits) + 1) % cfg.bad_share_every == 0

@@ -82,6 +82,7 @@ class Sv1Downstream:
     """Feed miner bytes with ``receive_data``; send ``data_to_send()`` to the miner."""
 
     protocol = "sv1"  # the rows' protocol column
+    difficulty_at_once = False  # suggest_difficulty: from the next job (aggregate core)
 
     def __init__(self, *, max_line_bytes: int, version_mask: int) -> None:
         self._lines = LineBuffer(max_line_bytes)

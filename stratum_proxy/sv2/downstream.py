@@ -46,7 +46,7 @@ from stratum_proxy.sv1.downstream import (
 from stratum_proxy.sv2.crypto import Rng
 from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
-from stratum_proxy.sv2.jobs import target_from_difficulty
+from stratum_proxy.sv2.jobs import target_from_difficulty, target_to_difficulty
 from stratum_proxy.sv2.messages import (
     PROTOCOL_MINING,
     AnyMessage,
@@ -106,6 +106,7 @@ class Sv2Downstream:
     """One SV2 miner connection seen by the aggregate core as if it were an SV1 session."""
 
     protocol = "sv2"  # the rows' protocol column
+    difficulty_at_once = True  # UpdateChannel is answered with SetTarget (and a job)
 
     def __init__(
         self,
@@ -137,6 +138,8 @@ class Sv2Downstream:
         self._job_names: dict[int, str] = {}
         self._next_job = 1
         self._held_notify: list[object] | None = None
+        # Acceptances not sent yet: (last_sequence_number, count, shares sum).
+        self._success: tuple[int, int, int] | None = None
 
     @property
     def ready(self) -> bool:
@@ -154,12 +157,26 @@ class Sv2Downstream:
     # --- bytes -----------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
+        self._flush_success()
         out = bytes(self._out)
         self._out.clear()
         return out
 
     def _send(self, msg: Message) -> None:
+        self._flush_success()
         if self._transport is not None:
+            self._out += self._transport.encrypt_frame(encode_message(msg))
+
+    def _flush_success(self) -> None:
+        batch, self._success = self._success, None
+        if batch is not None and self._transport is not None:
+            last, count, shares = batch
+            msg = SubmitSharesSuccess(
+                channel_id=CHANNEL_ID,
+                last_sequence_number=last,
+                new_submits_accepted_count=count,
+                new_shares_sum=shares,
+            )
             self._out += self._transport.encrypt_frame(encode_message(msg))
 
     def receive_data(self, data: bytes) -> list[DownstreamEvent]:
@@ -193,10 +210,12 @@ class Sv2Downstream:
                     UpdateChannelError(channel_id=msg.channel_id, error_code="invalid-channel-id")
                 )
             elif msg.nominal_hash_rate > 0:
-                # The difficulty that gives the vardiff's share rate at that hashrate.
+                # The difficulty that gives the vardiff's share rate at that hashrate,
+                # never easier than the miner's maximum_target (the core keeps its bounds).
                 per_share = 60.0 / self._shares_per_minute
                 difficulty = msg.nominal_hash_rate * per_share / HASHES_PER_DIFFICULTY
-                events.append(SuggestedDifficulty(difficulty=difficulty))
+                floor = target_to_difficulty(msg.maximum_target) if any(msg.maximum_target) else 0
+                events.append(SuggestedDifficulty(difficulty=max(difficulty, floor)))
             else:
                 self._send(
                     UpdateChannelError(
@@ -399,14 +418,15 @@ class Sv2Downstream:
     def answer_submit(self, msg_id: m.RpcId, code: int | None, message: str = "") -> None:
         sequence = int(msg_id) if isinstance(msg_id, int) else 0
         if code is None:
-            self._send(
-                SubmitSharesSuccess(
-                    channel_id=CHANNEL_ID,
-                    last_sequence_number=sequence,
-                    new_submits_accepted_count=1,
-                    new_shares_sum=max(1, round(self._difficulty)),
-                )
-            )
+            # Acceptances of consecutive sequence numbers that go out together are one
+            # batched Success (spec §5.3.15): up to last_sequence_number, count of them.
+            shares = max(1, round(self._difficulty))
+            batch = self._success
+            if batch is not None and sequence == (batch[0] + 1) & 0xFFFFFFFF:
+                self._success = (sequence, batch[1] + 1, batch[2] + shares)
+                return
+            self._flush_success()
+            self._success = (sequence, 1, shares)
         else:
             self._send(
                 SubmitSharesError(

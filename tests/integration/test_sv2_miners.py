@@ -205,3 +205,131 @@ async def test_a_connection_that_never_opens_a_channel_is_closed(
         await pool.close()
     assert 0.4 <= waited < 5
     assert [s.verdict for s in miner.submits] == [ACCEPTED] * 3
+
+
+async def test_a_miner_whose_clock_is_past_the_certificate_refuses_it(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """Each handshake gets a certificate signed then, valid sv2.cert_validity_s: a miner
+    whose clock is past that window refuses it; one on time mines."""
+    key_file, public = _key_file(tmp_path)
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, "sv2.cert_validity_s": 60, **SV2_LISTENER},
+    )
+    late = Sv2TestMiner(Sv2MinerConfig(authority_key=public, max_submits=1, clock_offset_s=3600))
+    on_time = Sv2TestMiner(Sv2MinerConfig(authority_key=public, max_submits=2))
+    try:
+        async with asyncio.timeout(30):
+            await late.run("127.0.0.1", proxy.port)
+            await on_time.run("127.0.0.1", proxy.port)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    (error,) = late.errors
+    assert "certificate expired" in error and late.submits == []
+    assert [s.verdict for s in on_time.submits] == [ACCEPTED, ACCEPTED]
+
+
+class _FlipRelay:
+    """A man in the middle that flips one bit of the proxy's handshake answer."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, flip: bool) -> None:
+            first = flip
+            while data := await src.read(65536):
+                if first:  # act 2: ephemeral key, then the encrypted static key
+                    data = data[:80] + bytes([data[80] ^ 0x01]) + data[81:]
+                    first = False
+                dst.write(data)
+            dst.close()
+
+        await asyncio.gather(
+            pipe(reader, up_writer, False), pipe(up_reader, writer, True), return_exceptions=True
+        )
+
+
+async def test_a_tampered_handshake_is_refused(proxy_factory: Any, tmp_path: Path) -> None:
+    key_file, public = _key_file(tmp_path)
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, "sv2.handshake_timeout_s": 2, **SV2_LISTENER},
+    )
+    relay = _FlipRelay(proxy.port)
+    await relay.start()
+    miner = Sv2TestMiner(Sv2MinerConfig(authority_key=public, max_submits=1))
+    try:
+        async with asyncio.timeout(30):
+            await miner.run("127.0.0.1", relay.port)
+            # The proxy sees act 1 from a miner, then a close: nothing is left open.
+            while proxy.server.statistics()["aggregate"]["0"]["miners"]:
+                await asyncio.sleep(0.05)
+    finally:
+        await relay.close()
+        await proxy.shutdown()
+        await pool.close()
+    (error,) = miner.errors
+    assert "act 2 altered in transit" in error and miner.submits == []
+    assert proxy.rows() == []
+
+
+async def test_update_channel_through_the_proxy_sets_a_new_target_at_once(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """UpdateChannel's nominal hashrate becomes the channel's target (within the vardiff
+    bounds) at once: SetTarget and a job to work it on; later shares are judged by it."""
+    key_file, public = _key_file(tmp_path)
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{
+            "sv2.authority_key_file": key_file,
+            **SV2_LISTENER,
+            "aggregate.max_difficulty": 1e-4,
+            "aggregate.retarget_s": 3600,  # only the miner's update moves the difficulty
+        },
+    )
+    # 4295 h/s doubled by the update: at 12 shares a minute, difficulty 1e-5.
+    miner = Sv2TestMiner(
+        Sv2MinerConfig(authority_key=public, nominal_hash_rate=4295, max_submits=10,
+                       update_after=3)
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(60):
+            await miner.run("127.0.0.1", proxy.port)
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert miner.errors == [] and miner.updates_sent == 1
+    (updated,) = miner.set_targets  # the channel opened at 1e-6
+    assert 0.99e-5 < (0xFFFF << 208) / updated < 1.01e-5
+    assert all(s.verdict == ACCEPTED for s in miner.submits)
+    rows = proxy.rows()
+    difficulties = sorted(r["miner_difficulty"] for r in rows)
+    assert difficulties[0] == pytest.approx(1e-6)
+    assert difficulties[-1] == pytest.approx(1e-5, rel=1e-3)  # 8590 h/s x 5 s / 2^32
+    assert sum(d > 5e-6 for d in difficulties) >= 5  # the shares after the update

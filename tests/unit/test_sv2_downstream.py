@@ -268,3 +268,35 @@ def test_a_corrupted_frame_or_an_oversized_one_closes_the_connection() -> None:
     oversized = frame[:3] + len(payload).to_bytes(3, "little") + payload
     with pytest.raises(Sv2ProtocolError, match="limit is 16384"):
         huge.session.receive_data(huge.transport.encrypt_frame(oversized))
+
+
+def test_acceptances_of_consecutive_shares_go_out_as_one_batched_success() -> None:
+    firmware = Firmware()
+    success, *_ = _open(firmware, STANDARD)
+    # Verdicts in the order the core gives them: 3 and 4 are judged by the proxy at
+    # once, 1 and 2 come back from the pool later; 5 is refused, 6..8 accepted.
+    for sequence in (3, 4):
+        firmware.session.answer_submit(sequence, None)
+    for sequence in (1, 2):
+        firmware.session.answer_submit(sequence, None)
+    firmware.session.answer_submit(5, codes.LOW_DIFFICULTY)
+    for sequence in (6, 7, 8):
+        firmware.session.answer_submit(sequence, None)
+    sent = firmware.received()
+    summary = [
+        (m.last_sequence_number, m.new_submits_accepted_count, m.new_shares_sum)
+        if isinstance(m, SubmitSharesSuccess)
+        else ("error", m.sequence_number, m.error_code)
+        for m in sent
+    ]
+    # A batch never spans a share that waits or was refused: 3-4, then 1-2, then 6-8.
+    assert summary == [
+        (4, 2, 2),
+        (2, 2, 2),
+        ("error", 5, "difficulty-too-low"),
+        (8, 3, 3),
+    ]
+    assert all(m.channel_id == success.channel_id for m in sent)
+    # Nothing is held back: a batch goes out with the bytes it was answered in.
+    firmware.session.answer_submit(9, None)
+    assert [type(m) for m in firmware.received()] == [SubmitSharesSuccess]

@@ -188,11 +188,15 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             result["idle"] = await idle_phase(
                 ports["aggregate"], ports["sv2"], proc.pid, key, args.idle
             )
-        result["passthrough"] = await sv1_phase(ports["passthrough"], proc.pid, args)
-        result["aggregate"] = await sv1_phase(ports["aggregate"], proc.pid, args)
-        result["sv2"] = await sv2_phase(ports["sv2"], proc.pid, key, args)
-        base = result["passthrough"]["cpu_us_per_share"]
+        for mode in args.modes:
+            if mode == "sv2":
+                result[mode] = await sv2_phase(ports[mode], proc.pid, key, args)
+            else:
+                result[mode] = await sv1_phase(ports[mode], proc.pid, args)
+        base = result.get("passthrough", {}).get("cpu_us_per_share")
         for mode in ("aggregate", "sv2"):
+            if base is None or mode not in result:
+                continue
             # Throughput at saturation relative to passthrough (one core: 1 / CPU per share).
             result[mode]["vs_passthrough"] = round(
                 base / max(0.1, result[mode]["cpu_us_per_share"]), 2
@@ -212,15 +216,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--warmup", type=float, default=5.0)
     parser.add_argument("--idle", type=int, default=2000, help="idle connections of each kind")
+    parser.add_argument(
+        "--modes", nargs="+", default=["passthrough", "aggregate", "sv2"],
+        choices=["passthrough", "aggregate", "sv2"], help="load phases to run",
+    )  # fmt: skip
     result = asyncio.run(main_async(parser.parse_args()))
-    for mode in ("passthrough", "aggregate", "sv2"):
+    for mode in [m for m in ("passthrough", "aggregate", "sv2") if m in result]:
         r = result[mode]
         ratio = f", {r['vs_passthrough']}x passthrough" if "vs_passthrough" in r else ""
         print(f"{mode}: {r['shares_per_s']} shares/s answered, proxy CPU "
               f"{r['cpu_us_per_share']} us/share{ratio}")  # fmt: skip
-    sv2 = result["sv2"]
-    print(f"SV2 connect to open channel: p50 {sv2['open_channel_p50_ms']} ms, "
-          f"max {sv2['open_channel_max_ms']} ms")  # fmt: skip
+    if "sv2" in result:
+        sv2 = result["sv2"]
+        print(f"SV2 connect to open channel: p50 {sv2['open_channel_p50_ms']} ms, "
+              f"max {sv2['open_channel_max_ms']} ms")  # fmt: skip
     if "idle" in result:
         idle = result["idle"]
         print(f"idle: {idle['connections']} each; RSS per connection SV1 "

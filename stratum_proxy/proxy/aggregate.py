@@ -237,6 +237,9 @@ class UpstreamConn(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        # Many miners' shares go out on this one connection: what they send within
+        # one turn of the event loop leaves in one write (one system call) at its end.
+        self._outgoing: list[bytes] = []
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -262,14 +265,24 @@ class UpstreamConn(asyncio.Protocol):
         self.hub.upstream_lost(self, f"pool closed the connection{f': {exc}' if exc else ''}")
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.transport.is_closing():
-            self.transport.write(data)
+        if self.transport is None or self.transport.is_closing():
+            return
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(data)
+
+    def _flush(self) -> None:
+        outgoing = self._outgoing
+        if outgoing and self.transport is not None and not self.transport.is_closing():
+            self.transport.write(outgoing[0] if len(outgoing) == 1 else b"".join(outgoing))
+        self._outgoing = []
 
     def close(self, reason: str) -> None:
         if not self.closed:
             self.closed = True
             self.hub.log.info("upstream_closed", pool=self.pool.name, reason=reason)
             if self.transport is not None:
+                self._flush()  # what the core sent before closing still goes out
                 self.transport.close()
 
 

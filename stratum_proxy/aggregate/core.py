@@ -79,6 +79,9 @@ class MinerSession(Protocol):
     difficulty_at_once: bool
 
     @property
+    def channel_id(self) -> int | None: ...  # the rows' channel_id (None: the connection's)
+
+    @property
     def extranonce1(self) -> bytes | None: ...  # None until assigned
     @property
     def extranonce2_size(self) -> int: ...
@@ -244,13 +247,27 @@ class Aggregator:
         self, miner_id: int, data: bytes, now: float, wall: float | None = None
     ) -> list[ev.AggregateEvent]:
         """Raises LineTooLongError (fatal): the shell then closes and removes the miner."""
+        miner = self.miners.get(miner_id)
+        if miner is None:
+            return []
+        return self.miner_events(miner_id, miner.session.receive_data(data), now, wall)
+
+    def miner_events(
+        self,
+        miner_id: int,
+        received: list[DownstreamEvent],
+        now: float,
+        wall: float | None = None,
+    ) -> list[ev.AggregateEvent]:
+        """What the miner's session made of its bytes (an SV2 connection decodes them for
+        each of its channels: ``miner_data`` is for one session per connection)."""
         wall = now if wall is None else wall
         events: list[ev.AggregateEvent] = []
         miner = self.miners.get(miner_id)
         if miner is None:
             return events
         try:
-            for event in miner.session.receive_data(data):
+            for event in received:
                 if isinstance(event, SubmitReceived):
                     self._on_submit(miner, event.submit, now, wall, "", events)
                 elif isinstance(event, MalformedSubmit):
@@ -895,7 +912,9 @@ class Aggregator:
             proxy_id=self.proxy_id,
             upstream=pool_name,
             protocol=miner.session.protocol,
-            channel_id=miner.miner_id,
+            channel_id=miner.miner_id
+            if miner.session.channel_id is None
+            else miner.session.channel_id,
             worker=submit.worker,
             miner_addr=miner.addr,
             job_id=submit.job_id,

@@ -25,8 +25,16 @@ from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
 from stratum_proxy.proxy.miner_link import DeadlineTimer
 from stratum_proxy.proxy.passthrough import RelayBase
+from stratum_proxy.sv1.downstream import MinerAuthorized
 from stratum_proxy.sv2.client import Sv2Client
-from stratum_proxy.sv2.downstream import Sv2Downstream
+from stratum_proxy.sv2.downstream import (
+    ChannelClosed,
+    ChannelEvent,
+    ChannelRequested,
+    ConnectionEvent,
+    Sv2Channel,
+    Sv2Downstream,
+)
 from stratum_proxy.sv2.keyfile import AuthorityKey
 from stratum_proxy.sv2.keys import decode_public_key
 
@@ -191,26 +199,64 @@ class AggregateHub:
     # -- miners ------------------------------------------------------------------------
 
     def attach(self, relay: AggregateRelay) -> None:
-        self.relays[relay.connection_id] = relay
-        session = None
-        if self.authority is not None:
-            sv2, agg = self.server.settings.sv2, self.server.settings.aggregate
-            session = Sv2Downstream(
-                authority_secret=self.authority.secret,
-                cert_validity_s=sv2.cert_validity_s,
-                now=time.time(),  # the certificate's clock
-                rng=os.urandom,
-                version_mask=sv2.version_mask,
-                shares_per_minute=agg.shares_per_minute,
-                max_frame_bytes=sv2.miner_max_frame_bytes,
-            )
-        self.act(
-            self.core.add_miner(relay.connection_id, relay.miner_addr, time.monotonic(), session)
+        if self.authority is None:
+            self.relays[relay.connection_id] = relay
+            relay.miner_ids.append(relay.connection_id)
+            self.act(self.core.add_miner(relay.connection_id, relay.miner_addr, time.monotonic()))
+            return
+        # An SV2 connection: each channel it opens becomes a miner of the core.
+        sv2, agg = self.server.settings.sv2, self.server.settings.aggregate
+        relay.sv2 = Sv2Downstream(
+            authority_secret=self.authority.secret,
+            cert_validity_s=sv2.cert_validity_s,
+            now=time.time(),  # the certificate's clock
+            rng=os.urandom,
+            version_mask=sv2.version_mask,
+            shares_per_minute=agg.shares_per_minute,
+            max_frame_bytes=sv2.miner_max_frame_bytes,
+            max_channels=sv2.max_channels_per_connection,
         )
 
+    def sv2_events(self, relay: AggregateRelay, received: list[ConnectionEvent]) -> None:
+        """What an SV2 connection decoded, channel by channel, into the core."""
+        now, wall = time.monotonic(), time.time()
+        for item in received:
+            if isinstance(item, ChannelEvent):
+                self.act(self.core.miner_events(item.channel.miner_id, [item.event], now, wall))
+            elif isinstance(item, ChannelRequested):
+                self._add_channel(relay, item.channel, item.worker, now, wall)
+            elif isinstance(item, ChannelClosed):
+                relay.log.info("sv2_channel_closed", channel=item.channel.channel_id,
+                               reason=item.reason)  # fmt: skip
+                self._drop_channel(relay, item.channel.miner_id)
+        if relay.sv2 is not None:
+            # Channels whose open could not be granted (an extranonce too small).
+            for channel in [c for c in relay.channels if c.channel_id not in relay.sv2.channels]:
+                self._drop_channel(relay, channel.miner_id)
+
+    def _add_channel(
+        self, relay: AggregateRelay, channel: Sv2Channel, worker: str, now: float, wall: float
+    ) -> None:
+        # The first channel is known by the connection's id (as an SV1 miner is);
+        # more channels on the connection get ids of their own.
+        first = relay.connection_id not in relay.miner_ids
+        channel.miner_id = relay.connection_id if first else self.server.new_connection_id()
+        relay.miner_ids.append(channel.miner_id)
+        relay.channels.append(channel)
+        self.relays[channel.miner_id] = relay
+        self.act(self.core.add_miner(channel.miner_id, relay.miner_addr, now, channel))
+        self.act(self.core.miner_events(channel.miner_id, [MinerAuthorized(worker=worker)],
+                                        now, wall))  # fmt: skip
+
+    def _drop_channel(self, relay: AggregateRelay, miner_id: int) -> None:
+        relay.channels = [c for c in relay.channels if c.miner_id != miner_id]
+        if self.relays.pop(miner_id, None) is not None:
+            self.act(self.core.remove_miner(miner_id, time.monotonic()))
+
     def detach(self, relay: AggregateRelay) -> None:
-        if self.relays.pop(relay.connection_id, None) is not None:
-            self.act(self.core.remove_miner(relay.connection_id, time.monotonic()))
+        for miner_id in relay.miner_ids:
+            if self.relays.pop(miner_id, None) is not None:
+                self.act(self.core.remove_miner(miner_id, time.monotonic()))
 
     def statistics(self) -> dict[str, Any]:
         return summary(self.core)
@@ -301,6 +347,9 @@ class AggregateRelay(RelayBase):
         self.hub = hub
         self.log = self.log.bind(mode="sv2" if hub.authority is not None else "aggregate")
         self.handshake_deadline: float | None = None  # SV2 miners: see start()
+        self.miner_ids: list[int] = []  # the core's miners on this connection, ever
+        self.sv2: Sv2Downstream | None = None  # an SV2 miner's connection (hub.attach)
+        self.channels: list[Sv2Channel] = []  # its channels in the core now
 
     def start(self) -> None:
         self.hub.attach(self)
@@ -314,6 +363,9 @@ class AggregateRelay(RelayBase):
     def from_miner(self, data: bytes) -> None:
         self.link.last_rx = time.monotonic()
         if self.closed:
+            return
+        if self.sv2 is not None:
+            self._from_sv2_miner(self.sv2, data)
             return
         try:
             events = self.hub.core.miner_data(
@@ -329,14 +381,35 @@ class AggregateRelay(RelayBase):
             return
         self.hub.act(events)
 
+    def _from_sv2_miner(self, sv2: Sv2Downstream, data: bytes) -> None:
+        try:
+            received = sv2.receive_data(data)
+        except RemoteProtocolError as exc:
+            self.log.warning("connection_closed_bad_input", side="miner", error=str(exc))
+            self._write_pending(sv2)  # an error answer it earned still goes out
+            self.close()
+            return
+        try:
+            self.hub.sv2_events(self, received)
+        except Exception:
+            self.log.exception("miner_failed_internally")  # a bug: close this miner, loudly
+            self.close()
+            return
+        self._write_pending(sv2)
+
+    def _write_pending(self, sv2: Sv2Downstream) -> None:
+        """Answers of the connection itself (handshake, setup, errors), not a channel's."""
+        data = sv2.data_to_send()
+        if data:
+            self.link.write(data)
+
     def _on_timer(self) -> None:
         now = time.monotonic()
         if self.closed or self.idle_expired(now):
             return
         deadline = self.handshake_deadline
         if deadline is not None:
-            session = self.hub.core.session_of(self.connection_id)
-            if getattr(session, "ready", True):
+            if self.sv2 is None or self.sv2.ready:
                 self.handshake_deadline = None
             elif now >= deadline:
                 self.log.warning(
@@ -350,7 +423,7 @@ class AggregateRelay(RelayBase):
         self.timer.arm(self.link.last_rx + self._idle_s)
 
     def has_pending(self) -> bool:
-        return self.hub.core.pending_for(self.connection_id) > 0
+        return any(self.hub.core.pending_for(miner_id) > 0 for miner_id in self.miner_ids)
 
     def pause_pool(self) -> None:
         """The miner reads slowly.  Pool connections are shared: they are not paused."""
@@ -361,17 +434,16 @@ class AggregateRelay(RelayBase):
     def miner_closed(self, exc: Exception | None) -> None:
         """Shares in flight keep their place upstream: their rows are still written."""
         self.link.gone = True
-        if self.handshake_deadline is not None and not self.closed:
-            session = self.hub.core.session_of(self.connection_id)
-            if not getattr(session, "ready", True):
-                # Most often the miner refused the proxy's handshake: it pins another
-                # authority key, or its clock is outside the certificate's window.
-                self.log.warning(
-                    "sv2_miner_left_during_setup",
-                    note="closed before its channel was open: check the miner's pool URL "
-                    "key (stratum-proxy keys show) and its clock",
-                    error=str(exc) if exc else None,
-                )
+        setting_up = self.handshake_deadline is not None and not self.closed
+        if setting_up and self.sv2 is not None and not self.sv2.ready:
+            # Most often the miner refused the proxy's handshake: it pins another
+            # authority key, or its clock is outside the certificate's window.
+            self.log.warning(
+                "sv2_miner_left_during_setup",
+                note="closed before its channel was open: check the miner's pool URL "
+                "key (stratum-proxy keys show) and its clock",
+                error=str(exc) if exc else None,
+            )
         self.close()
 
     def close(self) -> None:

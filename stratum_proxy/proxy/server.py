@@ -108,6 +108,10 @@ class ProxyServer:
         self._accepting = True
         self._spawn(self._summaries())
 
+    def new_connection_id(self) -> int:
+        """A fresh id for a miner (a connection, or one more SV2 channel on one)."""
+        return self._connection_ids()
+
     @property
     def addresses(self) -> list[tuple[str, int]]:
         return [s.sockets[0].getsockname()[:2] for s in self._servers if s.sockets]

@@ -83,6 +83,7 @@ class Sv1Downstream:
 
     protocol = "sv1"  # the rows' protocol column
     difficulty_at_once = False  # suggest_difficulty: from the next job (aggregate core)
+    channel_id = None  # no channels in SV1: the rows' channel_id is the connection's id
 
     def __init__(self, *, max_line_bytes: int, version_mask: int) -> None:
         self._lines = LineBuffer(max_line_bytes)

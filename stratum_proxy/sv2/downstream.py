@@ -1,44 +1,53 @@
 """The pool side of one SV2 miner connection, where the proxy is the miner's pool. Sans-I/O.
 
-It has the interface of ``sv1.downstream.Sv1Downstream`` (``assign``,
-``send_notify``, ``send_difficulty``, ``answer_submit``, ``receive_data`` ->
-the same events), so the aggregate core serves SV2 firmware with the machinery
-it has for SV1 miners: the proxy's extranonce prefixes, vardiff, shared pool
-connections, failover, verdicts and rows.  What it translates:
+``Sv2Downstream`` is the connection: the Noise handshake as responder, signed
+with the proxy's authority key (a certificate per connection: renewed with
+every handshake), SetupConnection (mining protocol, version 2;
+REQUIRES_WORK_SELECTION is refused with ``unsupported-feature-flags``), the
+frames, and up to ``max_channels`` channels.  Each channel is an
+``Sv2Channel``: a miner for the aggregate core, with the interface of
+``sv1.downstream.Sv1Downstream`` (``assign``, ``send_notify``,
+``send_difficulty``, ``answer_submit``, ...), so the core serves SV2 firmware
+with the machinery it has for SV1 miners: the proxy's extranonce prefixes,
+vardiff, shared pool connections, failover, verdicts and rows.
 
-* the Noise handshake as responder, signed with the proxy's authority key
-  (a certificate per connection: renewed with every handshake);
-* SetupConnection (mining protocol, version 2; REQUIRES_WORK_SELECTION is
-  refused with ``unsupported-feature-flags``);
-* one channel per connection, standard or extended.  Its open is the SV1
-  authorize (the user identity is the worker) and is answered once the core
-  assigns an extranonce: an extended channel gets the proxy's prefix and the
-  extranonce2 size; a standard one gets prefix + zeros as its whole
-  extranonce, so its jobs are NewMiningJob with the root of that coinbase;
+``receive_data`` returns what the shell hands the core: ``ChannelRequested``
+(add the channel as a miner; its open is the SV1 authorize, the user identity
+is the worker, and it is answered once the core assigns an extranonce),
+``ChannelEvent`` (a submit or a suggested difficulty for one channel) and
+``ChannelClosed`` (the miner closed it: remove that miner).  What a channel
+translates:
+
+* an extended channel gets the proxy's prefix and the extranonce2 size; a
+  standard one gets prefix + zeros as its whole extranonce, so its jobs are
+  NewMiningJob with the root of that coinbase.  Every standard channel is in
+  the connection's group (``GROUP_ID``), as the spec has it; messages still
+  go to each channel, since channels of one connection may sit on different
+  pool connections with different jobs;
 * notify -> NewExtendedMiningJob / NewMiningJob (a new prev hash: a future
   job, then SetNewPrevHash), SV1 job ids mapped to U32; difficulty ->
-  SetTarget; a verdict -> SubmitShares.Success (one per share) or .Error with
-  the code miners understand; set_extranonce -> SetExtranoncePrefix;
-  reconnect -> Reconnect;
+  SetTarget; a verdict -> SubmitShares.Success (acceptances of consecutive
+  sequence numbers batched) or .Error with the code miners understand;
+  set_extranonce -> SetExtranoncePrefix; reconnect -> Reconnect;
 * UpdateChannel -> a suggested difficulty from the nominal hashrate.
 
 Nothing goes unanswered: a message the proxy does not serve gets the spec's
-error (SetCustomMiningJob.Error, OpenMiningChannel.Error for a second
-channel) or raises Sv2ProtocolError, which closes the connection with the
-reason (a message before SetupConnection, a second SetupConnection, one only
-a pool sends).
+error (SetCustomMiningJob.Error, OpenMiningChannel.Error past the channel
+limit, an Error for an unknown channel) or raises Sv2ProtocolError, which
+closes the connection with the reason (a message before SetupConnection, a
+second SetupConnection, one only a pool sends).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stratum_proxy.errors import LocalProtocolError
 from stratum_proxy.shares.math import merkle_root, sha256d, swap_prevhash_words
 from stratum_proxy.sv1 import codes
 from stratum_proxy.sv1 import messages as m
 from stratum_proxy.sv1.downstream import (
     DownstreamEvent,
-    MinerAuthorized,
     MinerSubscribed,
     SubmitReceived,
     SuggestedDifficulty,
@@ -80,10 +89,11 @@ from stratum_proxy.sv2.serving import answer_unserved, check_order
 from stratum_proxy.sv2.transport import NoiseTransport
 
 REQUIRES_WORK_SELECTION = 1 << 1
-CHANNEL_ID = 1  # one channel per connection
+GROUP_ID = 1  # the connection's group of standard channels; channel ids start at 2
 # Miners' messages are a few hundred bytes (SubmitSharesExtended carries at
 # most a 32-byte extranonce and some TLVs).
 DEFAULT_MAX_FRAME_BYTES = 16 * 1024
+DEFAULT_MAX_CHANNELS = 64
 HASHES_PER_DIFFICULTY = 2**32
 # SV1 error codes (what the core answers with) -> the SV2 codes miners know.
 _ERROR_CODES = {
@@ -93,20 +103,38 @@ _ERROR_CODES = {
 }
 
 
-@dataclass(slots=True)
-class _Channel:
-    kind: str  # "standard" or "extended"
-    request_id: int
-    user_identity: str
-    min_extranonce_size: int
-    open: bool = False
+# -- what the connection hands the shell ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ChannelRequested:
+    """A channel to add to the core as a miner (then ``MinerAuthorized(worker)``)."""
+
+    channel: Sv2Channel
+    worker: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ChannelEvent:
+    """Something for the core from one channel (a submit, a suggested difficulty)."""
+
+    channel: Sv2Channel
+    event: DownstreamEvent
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ChannelClosed:
+    """The miner closed the channel (CloseChannel): the core forgets that miner."""
+
+    channel: Sv2Channel
+    reason: str
+
+
+ConnectionEvent = ChannelRequested | ChannelEvent | ChannelClosed
 
 
 class Sv2Downstream:
-    """One SV2 miner connection seen by the aggregate core as if it were an SV1 session."""
-
-    protocol = "sv2"  # the rows' protocol column
-    difficulty_at_once = True  # UpdateChannel is answered with SetTarget (and a job)
+    """One SV2 miner connection: handshake, setup, frames and its channels."""
 
     def __init__(
         self,
@@ -118,6 +146,7 @@ class Sv2Downstream:
         version_mask: int,
         shares_per_minute: float,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_channels: int = DEFAULT_MAX_CHANNELS,
     ) -> None:
         # A frame larger than any message a miner sends closes the connection
         # before its payload is buffered.
@@ -128,60 +157,40 @@ class Sv2Downstream:
         self._out = bytearray()
         self.setup_done = False
         self.version_mask = version_mask  # SV2 miners roll the BIP320 bits
-        self.extranonce_subscribed = True  # SetExtranoncePrefix is always understood
-        self._shares_per_minute = shares_per_minute
-        self._channel: _Channel | None = None
-        self._assigned: tuple[bytes, int] | None = None  # (extranonce1, extranonce2 size)
-        self._difficulty = 0.0
-        self._prev_hash: bytes | None = None
-        self._job_ids: dict[str, int] = {}  # the core's job id -> the U32 sent
-        self._job_names: dict[int, str] = {}
-        self._next_job = 1
-        self._held_notify: list[object] | None = None
-        # Acceptances not sent yet: (last_sequence_number, count, shares sum).
-        self._success: tuple[int, int, int] | None = None
+        self.shares_per_minute = shares_per_minute
+        self.max_channels = max_channels
+        self.channels: dict[int, Sv2Channel] = {}
+        self._next_channel = GROUP_ID + 1
+        self.opened = 0  # channels ever opened on this connection
 
     @property
     def ready(self) -> bool:
-        """Handshake, SetupConnection and the channel's open are done: the miner mines."""
-        return self._channel is not None and self._channel.open
-
-    @property
-    def extranonce1(self) -> bytes | None:
-        return self._assigned[0] if self._assigned is not None else None
-
-    @property
-    def extranonce2_size(self) -> int:
-        return self._assigned[1] if self._assigned is not None else 0
+        """Handshake, SetupConnection and a channel's open are done: the miner mines."""
+        return any(channel.open for channel in self.channels.values())
 
     # --- bytes -----------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        self._flush_success()
+        for channel in self.channels.values():
+            if channel.answer_due and channel.difficulty:  # else with its first difficulty
+                channel.answer_open()
+        self.flush_batches()
         out = bytes(self._out)
         self._out.clear()
         return out
 
-    def _send(self, msg: Message) -> None:
-        self._flush_success()
+    def send(self, msg: Message) -> None:
+        """Encrypt ``msg`` after the acceptances still batched: the order they were given."""
+        self.flush_batches()
+        self.send_now(msg)
+
+    def send_now(self, msg: Message) -> None:
         if self._transport is not None:
             self._out += self._transport.encrypt_frame(encode_message(msg))
 
-    def _flush_success(self) -> None:
-        batch, self._success = self._success, None
-        if batch is not None and self._transport is not None:
-            last, count, shares = batch
-            msg = SubmitSharesSuccess(
-                channel_id=CHANNEL_ID,
-                last_sequence_number=last,
-                new_submits_accepted_count=count,
-                new_shares_sum=shares,
-            )
-            self._out += self._transport.encrypt_frame(encode_message(msg))
-
-    def receive_data(self, data: bytes) -> list[DownstreamEvent]:
-        """Events for the core; raises Sv2ProtocolError when the connection must close."""
-        events: list[DownstreamEvent] = []
+    def receive_data(self, data: bytes) -> list[ConnectionEvent]:
+        """Events for the shell; raises Sv2ProtocolError when the connection must close."""
+        events: list[ConnectionEvent] = []
         if self._transport is None:
             answer = self._responder.receive(data)
             if answer is None:
@@ -196,104 +205,194 @@ class Sv2Downstream:
 
     # --- what the miner says -------------------------------------------------------
 
-    def _dispatch(self, msg: AnyMessage, events: list[DownstreamEvent]) -> None:
+    def _dispatch(self, msg: AnyMessage, events: list[ConnectionEvent]) -> None:
         check_order(msg, self.setup_done)
-        if isinstance(msg, SetupConnection):
+        if isinstance(msg, SubmitSharesStandard | SubmitSharesExtended):
+            channel = self.channels.get(msg.channel_id)
+            if channel is None or not channel.open:
+                self.send(
+                    SubmitSharesError(
+                        channel_id=msg.channel_id,
+                        sequence_number=msg.sequence_number,
+                        error_code="invalid-channel-id",
+                    )
+                )
+                return
+            events.append(ChannelEvent(channel, channel.on_submit(msg)))
+        elif isinstance(msg, SetupConnection):
             self._on_setup(msg)
         elif isinstance(msg, OpenStandardMiningChannel | OpenExtendedMiningChannel):
             self._on_open(msg, events)
-        elif isinstance(msg, SubmitSharesStandard | SubmitSharesExtended):
-            self._on_submit(msg, events)
         elif isinstance(msg, UpdateChannel):
-            if self._channel is None or msg.channel_id != CHANNEL_ID:
-                self._send(
-                    UpdateChannelError(channel_id=msg.channel_id, error_code="invalid-channel-id")
-                )
-            elif msg.nominal_hash_rate > 0:
-                # The difficulty that gives the vardiff's share rate at that hashrate,
-                # never easier than the miner's maximum_target (the core keeps its bounds).
-                per_share = 60.0 / self._shares_per_minute
-                difficulty = msg.nominal_hash_rate * per_share / HASHES_PER_DIFFICULTY
-                floor = target_to_difficulty(msg.maximum_target) if any(msg.maximum_target) else 0
-                events.append(SuggestedDifficulty(difficulty=max(difficulty, floor)))
-            else:
-                self._send(
-                    UpdateChannelError(
-                        channel_id=msg.channel_id, error_code="invalid-nominal-hashrate"
-                    )
-                )
+            self._on_update(msg, events)
         elif isinstance(msg, CloseChannel):
-            raise Sv2ProtocolError(f"the miner closed its channel ({msg.reason_code}): closing")
+            channel = self.channels.pop(msg.channel_id, None)
+            if channel is None:
+                # CloseChannel has no answer message: an unknown channel closes the connection.
+                raise Sv2ProtocolError(f"CloseChannel for unknown channel {msg.channel_id}")
+            channel.flush_success()
+            channel.open = False
+            events.append(ChannelClosed(channel, msg.reason_code))
         else:
-            self._send(answer_unserved(msg, "a miner sends"))
+            self.send(answer_unserved(msg, "a miner sends"))
+
+    def flush_batches(self) -> None:
+        for channel in self.channels.values():
+            if channel.batched:
+                channel.flush_success()
 
     def _on_setup(self, msg: SetupConnection) -> None:
         if msg.protocol != PROTOCOL_MINING:
-            self._send(SetupConnectionError(flags=0, error_code="unsupported-protocol"))
+            self.send(SetupConnectionError(flags=0, error_code="unsupported-protocol"))
         elif not msg.min_version <= 2 <= msg.max_version:
-            self._send(SetupConnectionError(flags=0, error_code="protocol-version-mismatch"))
+            self.send(SetupConnectionError(flags=0, error_code="protocol-version-mismatch"))
         elif msg.flags & REQUIRES_WORK_SELECTION:
-            self._send(
+            self.send(
                 SetupConnectionError(
                     flags=REQUIRES_WORK_SELECTION, error_code="unsupported-feature-flags"
                 )
             )
         else:
             self.setup_done = True
-            self._send(SetupConnectionSuccess(used_version=2, flags=0))
+            self.send(SetupConnectionSuccess(used_version=2, flags=0))
 
     def _on_open(
         self,
         msg: OpenStandardMiningChannel | OpenExtendedMiningChannel,
-        events: list[DownstreamEvent],
+        events: list[ConnectionEvent],
     ) -> None:
-        if self._channel is not None:
-            self._send(
-                OpenMiningChannelError(request_id=msg.request_id, error_code="max-channels-reached")
-            )
-            return
-        if not msg.user_identity:
-            self._send(
-                OpenMiningChannelError(
-                    request_id=msg.request_id, error_code="invalid-user-identity"
-                )
-            )
+        error = ""
+        if len(self.channels) >= self.max_channels:
+            error = "max-channels-reached"
+        elif not msg.user_identity:
+            error = "invalid-user-identity"
+        if error:
+            self.send(OpenMiningChannelError(request_id=msg.request_id, error_code=error))
             return
         extended = isinstance(msg, OpenExtendedMiningChannel)
-        self._channel = _Channel(
+        channel = Sv2Channel(
+            self,
+            channel_id=self._next_channel,
             kind="extended" if extended else "standard",
             request_id=msg.request_id,
             user_identity=msg.user_identity,
-            min_extranonce_size=msg.min_extranonce_size
-            if isinstance(msg, OpenExtendedMiningChannel)
-            else 0,
+            min_extranonce_size=msg.min_extranonce_size if extended else 0,  # type: ignore[union-attr]
         )
-        events.append(MinerAuthorized(worker=msg.user_identity))
-        if self._assigned is not None:
-            event = self._answer_open()
-            if event is not None:
-                events.append(event)
+        self._next_channel += 1
+        self.opened += 1
+        self.channels[channel.channel_id] = channel
+        events.append(ChannelRequested(channel, msg.user_identity))
 
-    def _on_submit(
-        self, msg: SubmitSharesStandard | SubmitSharesExtended, events: list[DownstreamEvent]
+    def _on_update(self, msg: UpdateChannel, events: list[ConnectionEvent]) -> None:
+        channel = self.channels.get(msg.channel_id)
+        error = ""
+        if channel is None or not channel.open:
+            error = "invalid-channel-id"
+        elif not msg.nominal_hash_rate > 0:
+            error = "invalid-nominal-hashrate"
+        if error or channel is None:
+            self.send(UpdateChannelError(channel_id=msg.channel_id, error_code=error))
+            return
+        # The difficulty that gives the vardiff's share rate at that hashrate,
+        # never easier than the miner's maximum_target (the core keeps its bounds).
+        per_share = 60.0 / self.shares_per_minute
+        difficulty = msg.nominal_hash_rate * per_share / HASHES_PER_DIFFICULTY
+        floor = target_to_difficulty(msg.maximum_target) if any(msg.maximum_target) else 0
+        events.append(ChannelEvent(channel, SuggestedDifficulty(difficulty=max(difficulty, floor))))
+
+
+class Sv2Channel:
+    """One channel of an SV2 miner connection, seen by the aggregate core as a miner."""
+
+    protocol = "sv2"  # the rows' protocol column
+    difficulty_at_once = True  # UpdateChannel is answered with SetTarget (and a job)
+    extranonce_subscribed = True  # SetExtranoncePrefix is always understood
+
+    def __init__(
+        self,
+        connection: Sv2Downstream,
+        *,
+        channel_id: int,
+        kind: str,
+        request_id: int,
+        user_identity: str,
+        min_extranonce_size: int,
     ) -> None:
-        channel = self._channel
-        if channel is None or not channel.open or msg.channel_id != CHANNEL_ID:
-            self._send(
-                SubmitSharesError(
-                    channel_id=msg.channel_id,
-                    sequence_number=msg.sequence_number,
-                    error_code="invalid-channel-id",
+        self.connection = connection
+        self.channel_id = channel_id
+        self.kind = kind  # "standard" or "extended"
+        self.request_id = request_id
+        self.user_identity = user_identity
+        self.min_extranonce_size = min_extranonce_size
+        self.version_mask = connection.version_mask
+        self.open = False
+        self.answer_due = False  # assigned, the open not answered yet
+        self.miner_id = 0  # the core's id for it, set by the shell
+        self._assigned: tuple[bytes, int] | None = None  # (extranonce1, extranonce2 size)
+        self._difficulty = 0.0
+        self._prev_hash: bytes | None = None
+        self._job_ids: dict[str, int] = {}  # the core's job id -> the U32 sent
+        self._job_names: dict[int, str] = {}
+        self._next_job = 1
+        self._held_notify: list[object] | None = None
+        # Acceptances not sent yet: (last_sequence_number, count, shares sum).
+        self._success: tuple[int, int, int] | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.open
+
+    @property
+    def difficulty(self) -> float:
+        """The difficulty the core set for this channel (0: none yet)."""
+        return self._difficulty
+
+    @property
+    def extranonce1(self) -> bytes | None:
+        return self._assigned[0] if self._assigned is not None else None
+
+    @property
+    def extranonce2_size(self) -> int:
+        return self._assigned[1] if self._assigned is not None else 0
+
+    # --- bytes (the connection's) ----------------------------------------------------
+
+    def data_to_send(self) -> bytes:
+        return self.connection.data_to_send()
+
+    def receive_data(self, data: bytes) -> list[DownstreamEvent]:
+        raise LocalProtocolError("an SV2 miner's bytes go to its connection, not a channel")
+
+    def _send(self, msg: Message) -> None:
+        self.connection.send(msg)
+
+    @property
+    def batched(self) -> bool:
+        return self._success is not None
+
+    def flush_success(self) -> None:
+        batch, self._success = self._success, None
+        if batch is not None:
+            last, count, shares = batch
+            self.connection.send_now(
+                SubmitSharesSuccess(
+                    channel_id=self.channel_id,
+                    last_sequence_number=last,
+                    new_submits_accepted_count=count,
+                    new_shares_sum=shares,
                 )
             )
-            return
+
+    # --- what the miner says -------------------------------------------------------
+
+    def on_submit(self, msg: SubmitSharesStandard | SubmitSharesExtended) -> SubmitReceived:
         assert self._assigned is not None
         size = self._assigned[1]
         # A standard channel's extranonce is fixed: the proxy's prefix and zeros.
         extranonce2 = msg.extranonce if isinstance(msg, SubmitSharesExtended) else bytes(size)
         submit = m.Submit(
             id=msg.sequence_number,
-            worker=channel.user_identity,
+            worker=self.user_identity,
             job_id=self._job_names.get(msg.job_id, ""),  # unknown: the core says "job not found"
             extranonce2=extranonce2.hex(),
             ntime=f"{msg.ntime:08x}",
@@ -301,33 +400,40 @@ class Sv2Downstream:
             # BIP310: only the rolled bits go to the pool; the rest is the job's.
             version_bits=f"{msg.version & self.version_mask:08x}" if self.version_mask else None,
         )
-        events.append(SubmitReceived(submit=submit))
+        return SubmitReceived(submit=submit)
 
     # --- what the core says ------------------------------------------------------------
 
     def assign(self, extranonce1: bytes, extranonce2_size: int) -> MinerSubscribed | None:
+        """The core's extranonce for this channel.  The open is answered with the first
+        difficulty the core sets (so its target is the miner's): with the first job, or
+        when the connection's bytes are taken if the core set one before."""
         self._assigned = (extranonce1, extranonce2_size)
-        return self._answer_open() if self._channel is not None else None
-
-    def _answer_open(self) -> MinerSubscribed | None:
-        channel = self._channel
-        assert channel is not None and self._assigned is not None
-        extranonce1, size = self._assigned
-        if channel.kind == "extended":
-            if channel.min_extranonce_size > size:
-                self._send(
-                    OpenMiningChannelError(
-                        request_id=channel.request_id, error_code="min-extranonce-size-too-large"
-                    )
+        if self.open:
+            return None
+        if self.kind == "extended" and self.min_extranonce_size > extranonce2_size:
+            self._send(
+                OpenMiningChannelError(
+                    request_id=self.request_id, error_code="min-extranonce-size-too-large"
                 )
-                self._channel = None
-                return None
+            )
+            self.connection.channels.pop(self.channel_id, None)
+            return None
+        self.answer_due = True
+        return MinerSubscribed(extranonce1=extranonce1, extranonce2_size=extranonce2_size)
+
+    def answer_open(self) -> None:
+        """OpenMiningChannel.Success, then the job the core sent before it (if any)."""
+        self.answer_due = False
+        assert self._assigned is not None
+        extranonce1, extranonce2_size = self._assigned
+        if self.kind == "extended":
             self._send(
                 OpenExtendedMiningChannelSuccess(
-                    request_id=channel.request_id,
-                    channel_id=CHANNEL_ID,
+                    request_id=self.request_id,
+                    channel_id=self.channel_id,
                     target=self._target(),
-                    extranonce_size=size,
+                    extranonce_size=extranonce2_size,
                     extranonce_prefix=extranonce1,
                     group_channel_id=0,
                 )
@@ -335,18 +441,17 @@ class Sv2Downstream:
         else:
             self._send(
                 OpenStandardMiningChannelSuccess(
-                    request_id=channel.request_id,
-                    channel_id=CHANNEL_ID,
+                    request_id=self.request_id,
+                    channel_id=self.channel_id,
                     target=self._target(),
-                    extranonce_prefix=extranonce1 + bytes(size),
-                    group_channel_id=0,
+                    extranonce_prefix=extranonce1 + bytes(extranonce2_size),
+                    group_channel_id=GROUP_ID,
                 )
             )
-        channel.open = True
+        self.open = True
         held, self._held_notify = self._held_notify, None
         if held is not None:
             self.send_notify(held)
-        return MinerSubscribed(extranonce1=extranonce1, extranonce2_size=size)
 
     def _target(self) -> bytes:
         difficulty = self._difficulty or 1.0
@@ -354,14 +459,17 @@ class Sv2Downstream:
 
     def send_difficulty(self, difficulty: float) -> None:
         self._difficulty = difficulty
-        if self._channel is not None and self._channel.open:
-            self._send(SetTarget(channel_id=CHANNEL_ID, maximum_target=self._target()))
+        if self.answer_due:
+            self.answer_open()  # with this target
+        elif self.open:
+            self._send(SetTarget(channel_id=self.channel_id, maximum_target=self._target()))
 
     def send_notify(self, params: list[object]) -> None:
-        channel = self._channel
-        if channel is None or not channel.open or self._assigned is None:
-            # The core places a miner (and sends it work) as soon as it connects; an
-            # SV2 miner opens its channel later: the latest job goes out then.
+        if self.answer_due:
+            self.answer_open()
+        if not self.open or self._assigned is None:
+            # The core sends work as soon as it places the channel, before its open
+            # is answered: the latest job goes out with the answer.
             self._held_notify = list(params)
             return
         name, prevhash_hex, coinb1, coinb2, branch, version, nbits, ntime, _clean = params[:9]
@@ -378,10 +486,10 @@ class Sv2Downstream:
         min_ntime = None if fresh_block else int(str(ntime), 16)
         head, tail = bytes.fromhex(str(coinb1)), bytes.fromhex(str(coinb2))
         path = tuple(bytes.fromhex(str(node)) for node in branch)  # type: ignore[attr-defined]
-        if channel.kind == "extended":
+        if self.kind == "extended":
             self._send(
                 NewExtendedMiningJob(
-                    channel_id=CHANNEL_ID,
+                    channel_id=self.channel_id,
                     job_id=job_id,
                     min_ntime=min_ntime,
                     version=int(str(version), 16),
@@ -396,7 +504,7 @@ class Sv2Downstream:
             root = merkle_root(sha256d(head + extranonce1 + bytes(size) + tail), path)
             self._send(
                 NewMiningJob(
-                    channel_id=CHANNEL_ID,
+                    channel_id=self.channel_id,
                     job_id=job_id,
                     min_ntime=min_ntime,
                     version=int(str(version), 16),
@@ -407,7 +515,7 @@ class Sv2Downstream:
             self._prev_hash = prev_hash
             self._send(
                 SetNewPrevHash(
-                    channel_id=CHANNEL_ID,
+                    channel_id=self.channel_id,
                     job_id=job_id,
                     prev_hash=prev_hash,
                     min_ntime=int(str(ntime), 16),
@@ -425,26 +533,23 @@ class Sv2Downstream:
             if batch is not None and sequence == (batch[0] + 1) & 0xFFFFFFFF:
                 self._success = (sequence, batch[1] + 1, batch[2] + shares)
                 return
-            self._flush_success()
+            self.connection.flush_batches()  # every answer leaves in the order given
             self._success = (sequence, 1, shares)
         else:
             self._send(
                 SubmitSharesError(
-                    channel_id=CHANNEL_ID,
+                    channel_id=self.channel_id,
                     sequence_number=sequence,
                     error_code=_ERROR_CODES.get(code, "invalid-share"),
                 )
             )
 
     def send_set_extranonce(self, extranonce1: bytes, extranonce2_size: int) -> None:
-        channel = self._channel
-        if channel is None or self._assigned is None:
+        if not self.open or self._assigned is None:
             return
         self._assigned = (extranonce1, extranonce2_size)
-        prefix = (
-            extranonce1 if channel.kind == "extended" else extranonce1 + bytes(extranonce2_size)
-        )
-        self._send(SetExtranoncePrefix(channel_id=CHANNEL_ID, extranonce_prefix=prefix))
+        prefix = extranonce1 if self.kind == "extended" else extranonce1 + bytes(extranonce2_size)
+        self._send(SetExtranoncePrefix(channel_id=self.channel_id, extranonce_prefix=prefix))
         self._prev_hash = None  # the next job starts over: a future job and its prev hash
 
     def send_version_mask(self, mask: int) -> None:

@@ -74,6 +74,11 @@ class Sv2Settings(BaseModel):
         default=16 * 1024, ge=1024, le=(1 << 24) - 1,
         description="an SV2 miner's frame larger than this closes its connection",
     )  # fmt: skip
+    max_channels_per_connection: int = Field(
+        default=64, ge=1, le=65_536,
+        description="channels one SV2 miner connection may open (each holds an extranonce "
+        "prefix); one more gets OpenMiningChannel.Error max-channels-reached",
+    )  # fmt: skip
     cert_validity_s: int = Field(
         default=86_400, ge=60, le=10 * 365 * 86_400,
         description="validity of the certificate signed for each miner's handshake",

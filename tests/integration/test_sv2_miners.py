@@ -10,16 +10,34 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from stratum_proxy.errors import ConfigError
+from stratum_proxy.sim.hasher import search
 from stratum_proxy.sim.pool import TestPool
 from stratum_proxy.sim.pool_config import PoolConfig
 from stratum_proxy.sim.sv2_miner import ACCEPTED, Sv2MinerConfig, Sv2TestMiner
+from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
+from stratum_proxy.sv2.jobs import block_header, target_to_int
 from stratum_proxy.sv2.keys import decode_public_key, generate_keypair
+from stratum_proxy.sv2.messages import (
+    CloseChannel,
+    NewMiningJob,
+    OpenStandardMiningChannel,
+    OpenStandardMiningChannelSuccess,
+    SetNewPrevHash,
+    SetupConnection,
+    SetupConnectionSuccess,
+    SubmitSharesStandard,
+    SubmitSharesSuccess,
+    decode_message,
+    encode_message,
+)
+from stratum_proxy.sv2.noise import NoiseInitiator
 
 SV2_LISTENER = {
     "aggregate.pool_user": "farm1",
@@ -333,3 +351,116 @@ async def test_update_channel_through_the_proxy_sets_a_new_target_at_once(
     assert difficulties[0] == pytest.approx(1e-6)
     assert difficulties[-1] == pytest.approx(1e-5, rel=1e-3)  # 8590 h/s x 5 s / 2^32
     assert sum(d > 5e-6 for d in difficulties) >= 5  # the shares after the update
+
+
+async def test_two_channels_on_one_connection_are_two_miners(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """One connection, two standard channels (a downstream proxy, a multi-board machine):
+    each gets its own extranonce and jobs, its shares their own verdicts and rows; closing
+    one leaves the other mining."""
+    key_file, public = _key_file(tmp_path)
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **SV2_LISTENER},
+    )
+    try:
+        async with asyncio.timeout(30):
+            client = await RawSv2Client.connect("127.0.0.1", proxy.port, public)
+            client.send(SETUP)
+            await client.expect(SetupConnectionSuccess)
+            for request_id, user in ((1, "farm.board1"), (2, "farm.board2")):
+                client.send(
+                    OpenStandardMiningChannel(request_id=request_id, user_identity=user,
+                                              nominal_hash_rate=1e6, max_target=b"\xff" * 32)
+                )  # fmt: skip
+            opened = [await client.expect(OpenStandardMiningChannelSuccess) for _ in range(2)]
+            ids = [o.channel_id for o in opened]
+            assert len(set(ids)) == 2
+            assert opened[0].extranonce_prefix != opened[1].extranonce_prefix
+            work = await client.work_for(ids)
+            for sequence, channel_id in enumerate(ids, start=1):
+                job, prev = work[channel_id]
+                target = target_to_int(opened[ids.index(channel_id)].target)
+                header = block_header(job.version, prev.prev_hash, job.merkle_root,
+                                      prev.min_ntime, prev.nbits, 0)  # fmt: skip
+                nonce = search(header[:76], target, 0, 1 << 24)
+                assert nonce is not None
+                client.send(
+                    SubmitSharesStandard(channel_id=channel_id, sequence_number=sequence,
+                                         job_id=job.job_id, nonce=nonce, ntime=prev.min_ntime,
+                                         version=job.version)
+                )  # fmt: skip
+            verdicts = [await client.expect(SubmitSharesSuccess) for _ in range(2)]
+            assert sorted(v.channel_id for v in verdicts) == sorted(ids)
+            client.send(CloseChannel(channel_id=ids[0], reason_code="board off"))
+            await asyncio.sleep(0.2)
+            stats = proxy.server.statistics()["aggregate"]["0"]
+            assert stats["miners"] == 1  # the closed channel's extranonce is free again
+            client.close()
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    rows = proxy.rows()
+    assert sorted(r["worker"] for r in rows) == ["farm.board1", "farm.board2"]
+    assert all(r["status"] == "accepted" and r["protocol"] == "sv2" for r in rows)
+    assert sorted(r["channel_id"] for r in rows) == sorted(ids)
+    assert len({r["connection_id"] for r in rows}) == 2  # each channel is a miner
+
+
+SETUP = SetupConnection(
+    protocol=0, min_version=2, max_version=2, flags=0b100, endpoint_host="proxy",
+    endpoint_port=3336, vendor="test", hardware_version="", firmware="", device_id="",
+)  # fmt: skip
+
+
+class RawSv2Client:
+    """A bare SV2 client over loopback: the test says every message itself."""
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, transport: Any
+    ) -> None:
+        self.reader, self.writer, self.transport = reader, writer, transport
+        self.inbox: list[Any] = []
+
+    @classmethod
+    async def connect(cls, host: str, port: int, authority: bytes) -> RawSv2Client:
+        reader, writer = await asyncio.open_connection(host, port)
+        initiator = NoiseInitiator(authority, time.time(), os.urandom)
+        writer.write(initiator.first_message())
+        transport = None
+        while transport is None:
+            transport = initiator.receive(await reader.read(4096), now=time.time())
+        client = cls(reader, writer, transport)
+        client._take(transport.feed(b""))
+        return client
+
+    def _take(self, frames: list[bytes]) -> None:
+        self.inbox += [decode_message(Header.decode(f), f[FRAME_HEADER_SIZE:]) for f in frames]
+
+    def send(self, msg: Any) -> None:
+        self.writer.write(self.transport.encrypt_frame(encode_message(msg)))
+
+    async def expect(self, kind: type) -> Any:
+        while True:
+            for i, msg in enumerate(self.inbox):
+                if isinstance(msg, kind):
+                    return self.inbox.pop(i)
+            data = await self.reader.read(65536)
+            assert data, "the proxy closed the connection"
+            self._take(self.transport.feed(data))
+
+    async def work_for(self, channel_ids: list[int]) -> dict[int, tuple[Any, Any]]:
+        """The first job and its prev hash on each channel."""
+        jobs: dict[int, Any] = {}
+        prevs: dict[int, Any] = {}
+        while set(prevs) != set(channel_ids):
+            msg = await self.expect(NewMiningJob | SetNewPrevHash)
+            (jobs if isinstance(msg, NewMiningJob) else prevs).setdefault(msg.channel_id, msg)
+        return {c: (jobs[c], prevs[c]) for c in channel_ids}
+
+    def close(self) -> None:
+        self.writer.close()

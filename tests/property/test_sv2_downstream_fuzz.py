@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.sv2.crypto import xonly_pubkey
-from stratum_proxy.sv2.downstream import Sv2Downstream
+from stratum_proxy.sv2.downstream import ChannelRequested, Sv2Downstream
 from stratum_proxy.sv2.messages import (
     OpenStandardMiningChannel,
     SetupConnection,
@@ -57,9 +57,10 @@ def _connected(stage: str) -> tuple[Sv2Downstream, NoiseTransport]:
         channel = OpenStandardMiningChannel(
             request_id=1, user_identity="fuzz", nominal_hash_rate=1e12, max_target=b"\xff" * 32
         )
-        session.receive_data(transport.encrypt_frame(encode_message(channel)))
-        session.assign(b"\x00\x01", 4)
-        session.send_difficulty(1.0)
+        (requested,) = session.receive_data(transport.encrypt_frame(encode_message(channel)))
+        assert isinstance(requested, ChannelRequested)
+        requested.channel.assign(b"\x00\x01", 4)  # as the core does
+        requested.channel.send_difficulty(1.0)
     session.data_to_send()
     return session, transport
 

@@ -27,11 +27,23 @@ from stratum_proxy.sv1.downstream import (
     SuggestedDifficulty,
 )
 from stratum_proxy.sv2.crypto import xonly_pubkey
-from stratum_proxy.sv2.downstream import Sv2Downstream
+from stratum_proxy.sv2.downstream import (
+    ChannelClosed,
+    ChannelEvent,
+    ChannelRequested,
+    Sv2Channel,
+    Sv2Downstream,
+)
 from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
-from stratum_proxy.sv2.jobs import block_header, extended_merkle_root, target_to_int
+from stratum_proxy.sv2.jobs import (
+    block_header,
+    extended_merkle_root,
+    target_from_difficulty,
+    target_to_int,
+)
 from stratum_proxy.sv2.messages import (
+    CloseChannel,
     Message,
     NewExtendedMiningJob,
     NewMiningJob,
@@ -41,7 +53,6 @@ from stratum_proxy.sv2.messages import (
     OpenStandardMiningChannel,
     OpenStandardMiningChannelSuccess,
     SetNewPrevHash,
-    SetTarget,
     SetupConnection,
     SetupConnectionError,
     SetupConnectionSuccess,
@@ -78,23 +89,43 @@ def setup(flags: int = 0b100) -> SetupConnection:
 
 
 class Firmware:
-    def __init__(self) -> None:
+    """The miner's end, and the shell's: the connection's events unwrapped for the core."""
+
+    def __init__(self, max_channels: int = 64) -> None:
         now = time.time()
-        self.session = Sv2Downstream(
+        self.connection = Sv2Downstream(
             authority_secret=SECRET, cert_validity_s=3600, now=now, rng=os.urandom,
-            version_mask=0x1FFFE000, shares_per_minute=12,
+            version_mask=0x1FFFE000, shares_per_minute=12, max_channels=max_channels,
         )  # fmt: skip
         initiator = NoiseInitiator(xonly_pubkey(SECRET), now, os.urandom)
-        assert self.session.receive_data(initiator.first_message()) == []
-        transport = initiator.receive(self.session.data_to_send(), now=now)
+        assert self.connection.receive_data(initiator.first_message()) == []
+        transport = initiator.receive(self.connection.data_to_send(), now=now)
         assert transport is not None
         self.transport = transport
+        self.channels: list[Sv2Channel] = []
+        self.closed: list[ChannelClosed] = []
+
+    @property
+    def session(self) -> Sv2Channel:
+        """The latest channel opened: what the core would hold as the miner."""
+        return self.channels[-1]
 
     def send(self, msg: Message) -> list[Any]:
-        return self.session.receive_data(self.transport.encrypt_frame(encode_message(msg)))
+        wire = self.transport.encrypt_frame(encode_message(msg))
+        events: list[Any] = []
+        for item in self.connection.receive_data(wire):
+            if isinstance(item, ChannelRequested):
+                self.channels.append(item.channel)
+                events.append(MinerAuthorized(worker=item.worker))
+            elif isinstance(item, ChannelEvent):
+                events.append(item.event)
+            else:
+                self.closed.append(item)
+                events.append(item)
+        return events
 
     def received(self) -> list[Any]:
-        frames = self.transport.feed(self.session.data_to_send())
+        frames = self.transport.feed(self.connection.data_to_send())
         return [decode_message(Header.decode(f), f[FRAME_HEADER_SIZE:]) for f in frames]
 
 
@@ -144,17 +175,17 @@ def _mine(root: bytes, prev: SetNewPrevHash, version: int, target: int) -> tuple
 
 def test_a_standard_channel_mines_the_cores_jobs_and_gets_its_verdicts() -> None:
     firmware = Firmware()
-    success, target, job, prev = _open(firmware, STANDARD)
+    success, job, prev = _open(firmware, STANDARD)
     assert isinstance(success, OpenStandardMiningChannelSuccess)
     assert success.extranonce_prefix == PREFIX + bytes(SIZE)  # the whole extranonce
-    assert isinstance(target, SetTarget) and isinstance(job, NewMiningJob)
+    assert isinstance(job, NewMiningJob)
+    # The open is answered with the first difficulty the core sets: its target.
+    assert target_to_int(success.target) == target_from_difficulty(1e-6)
     assert isinstance(prev, SetNewPrevHash) and prev.job_id == job.job_id
     assert job.min_ntime is None and prev.prev_hash == swap_prevhash_words(PREVHASH_SV1)
     root = merkle_root(sha256d(COINB1 + PREFIX + bytes(SIZE) + COINB2), BRANCH)
     assert job.merkle_root == root
-    nonce, hash_int = _mine(
-        job.merkle_root, prev, job.version, target_to_int(target.maximum_target)
-    )
+    nonce, hash_int = _mine(job.merkle_root, prev, job.version, target_to_int(success.target))
     events = firmware.send(
         SubmitSharesStandard(channel_id=success.channel_id, sequence_number=1, job_id=job.job_id,
                              nonce=nonce, ntime=prev.min_ntime, version=job.version)
@@ -180,13 +211,13 @@ def test_a_standard_channel_mines_the_cores_jobs_and_gets_its_verdicts() -> None
 
 def test_an_extended_channel_builds_the_same_header_with_its_own_extranonce() -> None:
     firmware = Firmware()
-    success, target, job, prev = _open(firmware, EXTENDED)
+    success, job, prev = _open(firmware, EXTENDED)
     assert isinstance(success, OpenExtendedMiningChannelSuccess)
     assert (success.extranonce_prefix, success.extranonce_size) == (PREFIX, SIZE)
     assert isinstance(job, NewExtendedMiningJob) and job.version_rolling_allowed
     mine = bytes.fromhex("deadbeef")
     root = extended_merkle_root(job, success.extranonce_prefix, mine)
-    nonce, hash_int = _mine(root, prev, job.version, target_to_int(target.maximum_target))
+    nonce, hash_int = _mine(root, prev, job.version, target_to_int(success.target))
     (received,) = firmware.send(
         SubmitSharesExtended(channel_id=success.channel_id, sequence_number=7, job_id=job.job_id,
                              nonce=nonce, ntime=prev.min_ntime, version=job.version,
@@ -227,7 +258,7 @@ def test_what_the_proxy_does_not_serve_is_refused_out_loud() -> None:
     (too_big,) = greedy.received()
     assert isinstance(too_big, OpenMiningChannelError)
     assert too_big.error_code == "min-extranonce-size-too-large"
-    twice = Firmware()
+    twice = Firmware(max_channels=1)
     _open(twice, STANDARD)
     twice.send(STANDARD)
     (second,) = twice.received()
@@ -257,7 +288,7 @@ def test_a_corrupted_frame_or_an_oversized_one_closes_the_connection() -> None:
     wire = bytearray(corrupted.transport.encrypt_frame(encode_message(setup())))
     wire[-1] ^= 0x01  # breaks the payload's MAC
     with pytest.raises(Sv2ProtocolError):
-        corrupted.session.receive_data(bytes(wire))
+        corrupted.connection.receive_data(bytes(wire))
     huge = Firmware()
     huge.send(setup())
     frame = encode_message(
@@ -267,7 +298,7 @@ def test_a_corrupted_frame_or_an_oversized_one_closes_the_connection() -> None:
     payload = frame[6:] + bytes(20_000 - len(frame) + 6)
     oversized = frame[:3] + len(payload).to_bytes(3, "little") + payload
     with pytest.raises(Sv2ProtocolError, match="limit is 16384"):
-        huge.session.receive_data(huge.transport.encrypt_frame(oversized))
+        huge.connection.receive_data(huge.transport.encrypt_frame(oversized))
 
 
 def test_acceptances_of_consecutive_shares_go_out_as_one_batched_success() -> None:
@@ -300,3 +331,66 @@ def test_acceptances_of_consecutive_shares_go_out_as_one_batched_success() -> No
     # Nothing is held back: a batch goes out with the bytes it was answered in.
     firmware.session.answer_submit(9, None)
     assert [type(m) for m in firmware.received()] == [SubmitSharesSuccess]
+
+
+def test_channels_of_one_connection_are_miners_of_their_own() -> None:
+    """A downstream proxy (or a multi-board machine) opens several channels on one
+    connection: each is its own miner for the core, its messages routed by channel id."""
+    firmware = Firmware(max_channels=2)
+    firmware.send(setup())
+    firmware.received()
+    firmware.send(STANDARD)
+    firmware.send(EXTENDED)
+    standard, extended = firmware.channels
+    assert standard.channel_id != extended.channel_id
+    standard.assign(PREFIX, SIZE)
+    extended.assign(bytes.fromhex("0000a002"), SIZE)
+    assert firmware.received() == []  # answered with the first difficulty
+    standard.send_difficulty(1e-6)
+    extended.send_difficulty(1e-6)
+    opened = firmware.received()
+    assert [type(m) for m in opened] == [
+        OpenStandardMiningChannelSuccess,
+        OpenExtendedMiningChannelSuccess,
+    ]
+    # Standard channels are in the connection's group, whose id is no channel's.
+    assert opened[0].group_channel_id not in (0, standard.channel_id, extended.channel_id)
+    assert opened[1].group_channel_id == 0
+    # A third channel is past the limit.
+    firmware.send(STANDARD)
+    (refused,) = firmware.received()
+    assert isinstance(refused, OpenMiningChannelError)
+    assert refused.error_code == "max-channels-reached"
+    # Each channel's submits reach the core as its own, with its own verdicts.
+    standard.send_notify(list(NOTIFY))
+    extended.send_notify(["b1", *NOTIFY[1:]])
+    sent = firmware.received()
+    jobs = {m.channel_id: m for m in sent if isinstance(m, NewMiningJob | NewExtendedMiningJob)}
+    assert set(jobs) == {standard.channel_id, extended.channel_id}
+    for channel, seq in ((standard, 3), (extended, 9)):
+        (event,) = firmware.send(
+            SubmitSharesExtended(
+                channel_id=channel.channel_id, sequence_number=seq,
+                job_id=jobs[channel.channel_id].job_id, nonce=1, ntime=0x66000000,
+                version=0x20000000, extranonce=bytes(SIZE),
+            )
+            if channel is extended
+            else SubmitSharesStandard(
+                channel_id=channel.channel_id, sequence_number=seq,
+                job_id=jobs[channel.channel_id].job_id, nonce=1, ntime=0x66000000,
+                version=0x20000000,
+            )
+        )  # fmt: skip
+        assert isinstance(event, SubmitReceived) and event.submit.id == seq
+        assert event.submit.job_id == ("a1" if channel is standard else "b1")
+    standard.answer_submit(3, None)
+    extended.answer_submit(9, codes.DUPLICATE)
+    ok, dup = firmware.received()
+    assert isinstance(ok, SubmitSharesSuccess) and ok.channel_id == standard.channel_id
+    assert isinstance(dup, SubmitSharesError) and dup.channel_id == extended.channel_id
+    # The miner closes one channel: the other mines on; an unknown one closes all.
+    closed = firmware.send(CloseChannel(channel_id=standard.channel_id, reason_code="bye"))
+    assert [c.channel for c in closed] == [standard]
+    assert list(firmware.connection.channels) == [extended.channel_id]
+    with pytest.raises(Sv2ProtocolError, match="unknown channel"):
+        firmware.send(CloseChannel(channel_id=standard.channel_id, reason_code="again"))

@@ -45,6 +45,7 @@ from stratum_proxy.sv2.messages import (
     OpenMiningChannelError,
     OpenStandardMiningChannel,
     OpenStandardMiningChannelSuccess,
+    Reconnect,
     SetExtranoncePrefix,
     SetNewPrevHash,
     SetTarget,
@@ -134,6 +135,8 @@ class Sv2TestMiner:
         self.closed_by_pool = ""  # CloseChannel reason
         self.updates_sent = 0
         self.set_targets: list[int] = []  # every SetTarget, in order
+        self.prefix_changes = 0  # SetExtranoncePrefix received
+        self.reconnect_requested = False
         self.opened_after: float | None = None  # seconds from connect to the open channel
         self._started = 0.0
         self.state = _State()
@@ -257,6 +260,10 @@ class Sv2TestMiner:
             self.set_targets.append(st.target)
         elif isinstance(msg, SetExtranoncePrefix) and msg.channel_id == st.channel_id:
             st.extranonce_prefix = msg.extranonce_prefix
+            self.prefix_changes += 1
+        elif isinstance(msg, Reconnect):
+            self.reconnect_requested = True  # firmware would reconnect; the test sees it
+            self._stopping = True
         elif isinstance(msg, SubmitSharesSuccess) and msg.channel_id == st.channel_id:
             # A batch acknowledges new_submits_accepted_count shares up to
             # last_sequence_number: the latest ones still waiting (earlier ones may

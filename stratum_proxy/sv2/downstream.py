@@ -306,7 +306,6 @@ class Sv2Channel:
 
     protocol = "sv2"  # the rows' protocol column
     difficulty_at_once = True  # UpdateChannel is answered with SetTarget (and a job)
-    extranonce_subscribed = True  # SetExtranoncePrefix is always understood
 
     def __init__(
         self,
@@ -341,6 +340,16 @@ class Sv2Channel:
     @property
     def ready(self) -> bool:
         return self.open
+
+    @property
+    def extranonce_subscribed(self) -> bool:
+        """Whether a new extranonce2 size can be given without a reconnect.
+
+        A standard channel's whole extranonce is the proxy's: SetExtranoncePrefix
+        gives it any length.  An extended channel rolls the extranonce_size it
+        was opened with, and no message changes that: the core sends Reconnect.
+        """
+        return self.kind == "standard"
 
     @property
     def difficulty(self) -> float:

@@ -464,3 +464,37 @@ class RawSv2Client:
 
     def close(self) -> None:
         self.writer.close()
+
+
+async def test_a_backup_with_less_extranonce_room(proxy_factory: Any, tmp_path: Path) -> None:
+    """The backup leaves 3 bytes of extranonce2 where the main left 4: a standard channel
+    gets its new (shorter) extranonce with SetExtranoncePrefix and mines on; an extended
+    channel cannot roll another size, so it is told to reconnect."""
+    key_file, public = _key_file(tmp_path)
+    main = TestPool(PoolConfig(seed=1, extranonce2_size=8))
+    backup = TestPool(PoolConfig(seed=2, extranonce2_size=5))
+    await main.start()
+    await backup.start()
+    proxy = await proxy_factory(
+        [
+            f"main=stratum+tcp://127.0.0.1:{main.port}",
+            f"backup=stratum+tcp://127.0.0.1:{backup.port}",
+        ],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **SV2_LISTENER, "aggregate.failback": "stay"},
+    )
+    standard = Sv2TestMiner(Sv2MinerConfig(authority_key=public, channel="standard", duration=6.0))
+    extended = Sv2TestMiner(Sv2MinerConfig(authority_key=public, channel="extended", duration=6.0))
+    try:
+        tasks = [asyncio.create_task(m.run("127.0.0.1", proxy.port)) for m in (standard, extended)]
+        await main.wait_until(lambda: len(main.judged) >= 6, timeout=20)
+        await main.close()
+        async with asyncio.timeout(30):
+            await asyncio.gather(*tasks)
+    finally:
+        await proxy.shutdown()
+        await backup.close()
+    assert standard.prefix_changes == 1 and not standard.reconnect_requested
+    assert standard.submits[-1].verdict == ACCEPTED
+    assert any(j.worker for j in backup.judged)  # the standard channel mined on the backup
+    assert extended.reconnect_requested and extended.errors == []

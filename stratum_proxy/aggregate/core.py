@@ -200,12 +200,18 @@ class Aggregator:
     # -- miners ------------------------------------------------------------------------
 
     def add_miner(
-        self, miner_id: int, addr: str, now: float, session: MinerSession | None = None
+        self,
+        miner_id: int,
+        addr: str,
+        now: float,
+        session: MinerSession | None = None,
+        difficulty: float = 0.0,
     ) -> list[ev.AggregateEvent]:
         """A new miner connection; ``session`` speaks its protocol (default: SV1).
 
         Any object with ``Sv1Downstream``'s interface will do: ``sv2.downstream``
-        serves SV2 firmware that way.
+        serves SV2 firmware that way.  ``difficulty`` > 0: what the miner asked for
+        before its first job (an SV2 channel's nominal hashrate), within the bounds.
         """
         events: list[ev.AggregateEvent] = []
         prefix = self.prefixes.take()
@@ -228,6 +234,8 @@ class Aggregator:
             jobs=MinerJobs(self.settings.jobs_per_miner),
             waiting_since=now,
         )
+        if difficulty > 0:
+            self.miners[miner_id].vardiff.suggest(difficulty, now)
         self._place_waiting(now, events)
         return events
 

@@ -224,7 +224,7 @@ class AggregateHub:
             if isinstance(item, ChannelEvent):
                 self.act(self.core.miner_events(item.channel.miner_id, [item.event], now, wall))
             elif isinstance(item, ChannelRequested):
-                self._add_channel(relay, item.channel, item.worker, now, wall)
+                self._add_channel(relay, item, now, wall)
             elif isinstance(item, ChannelClosed):
                 relay.log.info("sv2_channel_closed", channel=item.channel.channel_id,
                                reason=item.reason)  # fmt: skip
@@ -235,8 +235,9 @@ class AggregateHub:
                 self._drop_channel(relay, channel.miner_id)
 
     def _add_channel(
-        self, relay: AggregateRelay, channel: Sv2Channel, worker: str, now: float, wall: float
+        self, relay: AggregateRelay, request: ChannelRequested, now: float, wall: float
     ) -> None:
+        channel, worker = request.channel, request.worker
         # The first channel is known by the connection's id (as an SV1 miner is);
         # more channels on the connection get ids of their own.
         first = relay.connection_id not in relay.miner_ids
@@ -244,7 +245,11 @@ class AggregateHub:
         relay.miner_ids.append(channel.miner_id)
         relay.channels.append(channel)
         self.relays[channel.miner_id] = relay
-        self.act(self.core.add_miner(channel.miner_id, relay.miner_addr, now, channel))
+        self.act(
+            self.core.add_miner(
+                channel.miner_id, relay.miner_addr, now, channel, request.difficulty
+            )
+        )
         self.act(self.core.miner_events(channel.miner_id, [MinerAuthorized(worker=worker)],
                                         now, wall))  # fmt: skip
 

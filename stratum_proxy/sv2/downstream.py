@@ -108,10 +108,14 @@ _ERROR_CODES = {
 
 @dataclass(frozen=True, slots=True, eq=False)
 class ChannelRequested:
-    """A channel to add to the core as a miner (then ``MinerAuthorized(worker)``)."""
+    """A channel to add to the core as a miner (then ``MinerAuthorized(worker)``).
+
+    ``difficulty``: what its nominal hashrate and max_target ask for (0: nothing).
+    """
 
     channel: Sv2Channel
     worker: str
+    difficulty: float = 0.0
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -281,7 +285,16 @@ class Sv2Downstream:
         self._next_channel += 1
         self.opened += 1
         self.channels[channel.channel_id] = channel
-        events.append(ChannelRequested(channel, msg.user_identity))
+        difficulty = self.difficulty_for(msg.nominal_hash_rate, msg.max_target)
+        events.append(ChannelRequested(channel, msg.user_identity, difficulty))
+
+    def difficulty_for(self, nominal_hash_rate: float, max_target: bytes) -> float:
+        """The difficulty that gives the vardiff's share rate at that hashrate, never
+        easier than the miner's max target (the core keeps its own bounds)."""
+        per_share = 60.0 / self.shares_per_minute
+        difficulty = max(0.0, nominal_hash_rate) * per_share / HASHES_PER_DIFFICULTY
+        floor = target_to_difficulty(max_target) if any(max_target) else 0.0
+        return max(difficulty, floor)
 
     def _on_update(self, msg: UpdateChannel, events: list[ConnectionEvent]) -> None:
         channel = self.channels.get(msg.channel_id)
@@ -293,12 +306,8 @@ class Sv2Downstream:
         if error or channel is None:
             self.send(UpdateChannelError(channel_id=msg.channel_id, error_code=error))
             return
-        # The difficulty that gives the vardiff's share rate at that hashrate,
-        # never easier than the miner's maximum_target (the core keeps its bounds).
-        per_share = 60.0 / self.shares_per_minute
-        difficulty = msg.nominal_hash_rate * per_share / HASHES_PER_DIFFICULTY
-        floor = target_to_difficulty(msg.maximum_target) if any(msg.maximum_target) else 0
-        events.append(ChannelEvent(channel, SuggestedDifficulty(difficulty=max(difficulty, floor))))
+        difficulty = self.difficulty_for(msg.nominal_hash_rate, msg.maximum_target)
+        events.append(ChannelEvent(channel, SuggestedDifficulty(difficulty=difficulty)))
 
 
 class Sv2Channel:

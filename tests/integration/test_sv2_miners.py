@@ -316,8 +316,9 @@ async def test_a_tampered_handshake_is_refused(proxy_factory: Any, tmp_path: Pat
 async def test_update_channel_through_the_proxy_sets_a_new_target_at_once(
     proxy_factory: Any, tmp_path: Path
 ) -> None:
-    """UpdateChannel's nominal hashrate becomes the channel's target (within the vardiff
-    bounds) at once: SetTarget and a job to work it on; later shares are judged by it."""
+    """The open's nominal hashrate gives the channel's first target, UpdateChannel's a new
+    one (within the vardiff bounds) at once: SetTarget and a job to work it on; later
+    shares are judged by it."""
     key_file, public = _key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
@@ -343,12 +344,13 @@ async def test_update_channel_through_the_proxy_sets_a_new_target_at_once(
         await proxy.shutdown()
         await pool.close()
     assert miner.errors == [] and miner.updates_sent == 1
-    (updated,) = miner.set_targets  # the channel opened at 1e-6
+    (updated,) = miner.set_targets  # the channel opened at the open's hashrate
     assert 0.99e-5 < (0xFFFF << 208) / updated < 1.01e-5
     assert all(s.verdict == ACCEPTED for s in miner.submits)
     rows = proxy.rows()
     difficulties = sorted(r["miner_difficulty"] for r in rows)
-    assert difficulties[0] == pytest.approx(1e-6)
+    # The open's nominal hashrate set the first target: 4295 h/s x 5 s / 2^32.
+    assert difficulties[0] == pytest.approx(5e-6, rel=1e-3)
     assert difficulties[-1] == pytest.approx(1e-5, rel=1e-3)  # 8590 h/s x 5 s / 2^32
     assert sum(d > 5e-6 for d in difficulties) >= 5  # the shares after the update
 

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.sv2_mg import MG_DIR, build_message
 
 import stratum_proxy.sv2.messages as messages
 from stratum_proxy.sv2.framing import FrameDecoder
 from stratum_proxy.sv2.messages import (
-    Message,
     OpenExtendedMiningChannelSuccess,
     decode_message,
     encode_message,
 )
-from stratum_proxy.sv2.types import Codec
 
-MG_DIR = Path("/work/shared/vectors/sv2/message-generator")
 # Template-distribution / job-declaration sections are not ours; their SetNewPrevHash
 # shares a name with the mining one, so sections are filtered, not just names.
 SECTIONS = ("common_messages", "mining_messages")
@@ -49,31 +46,6 @@ def _scenarios() -> list[tuple[str, dict[str, Any]]]:
     return found
 
 
-def _field_value(codec: Codec, raw: Any) -> Any:
-    """MG JSON value -> our Python value for that spec type."""
-    if codec.name.startswith(("U256", "B0_")):
-        return bytes(raw)
-    if codec.name == "OPTION[U32]":
-        return raw[0] if raw else None
-    if codec.name == "SEQ0_255[U256]":
-        return tuple(bytes(node) for node in raw)
-    if codec.name.startswith("SEQ"):
-        return tuple(raw)
-    if codec.name == "F32":
-        return float(raw)
-    return raw
-
-
-def _build(fields: dict[str, Any]) -> Message:
-    cls = getattr(messages, fields["type"])
-    codecs = dict(cls.WIRE_FIELDS)
-    values = {
-        name: _field_value(codecs[name], raw) for name, raw in fields.items() if name != "type"
-    }
-    assert set(values) == set(codecs), f"{cls.__name__}: MG fields differ from ours"
-    return cls(**values)
-
-
 SCENARIOS = _scenarios()
 
 
@@ -90,7 +62,7 @@ def test_scenarios_were_found() -> None:
 
 @pytest.mark.parametrize(("name", "fields"), SCENARIOS, ids=[n for n, _ in SCENARIOS])
 def test_scenario_message_round_trips_through_a_frame(name: str, fields: dict[str, Any]) -> None:
-    msg = _build(fields)
+    msg = build_message(fields)
     frame = encode_message(msg)
     [(header, payload)] = FrameDecoder().feed(frame)
     assert (header.msg_type, header.channel_msg) == (msg.MSG_TYPE, msg.CHANNEL_MSG)
@@ -109,7 +81,7 @@ def test_translation_proxy_new_extended_job_fields() -> None:
     [(_, fields)] = [
         s for s in SCENARIOS if s[0] == "translation-proxy.json::new_extended_mining_job"
     ]
-    job = _build(fields)
+    job = build_message(fields)
     payload = job.encode()
     # channel_id, job_id, OPTION None, version, bool, empty SEQ0_255, then the coinbase parts.
     assert payload[:15] == bytes.fromhex("000000000100000000000000200100")

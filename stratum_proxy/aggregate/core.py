@@ -73,8 +73,10 @@ class MinerSession(Protocol):
 
     protocol: str  # the rows' protocol column
     version_mask: int  # rolling bits granted to the miner
+
     @property
     def extranonce_subscribed(self) -> bool: ...  # takes a new extranonce without reconnecting
+
     # A difficulty the miner asks for applies at once (SV2: UpdateChannel is answered
     # with SetTarget), not from the pool's next job (SV1's suggest_difficulty).
     difficulty_at_once: bool

@@ -24,25 +24,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.sv2_keys import authority_key_file
 from helpers.sv2_mg import build_message, resolve, scenario
 
 import stratum_proxy.sv2.messages as messages
 from stratum_proxy.sim.pool import TestPool
 from stratum_proxy.sim.pool_config import PoolConfig
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
-from stratum_proxy.sv2.keys import decode_public_key, generate_keypair
 from stratum_proxy.sv2.messages import OpenMiningChannelError, decode_message, encode_message
 from stratum_proxy.sv2.noise import NoiseInitiator
 
 NOT_APPLICABLE = {"submit_shares"}  # SRI's mocked template
-
-
-def _key_file(tmp_path: Path) -> tuple[Path, bytes]:
-    secret, public = generate_keypair(os.urandom)
-    path = tmp_path / "authority.key"
-    path.write_text(f"secret: {secret}\npublic: {public}\n")
-    path.chmod(0o600)
-    return path, decode_public_key(public)
 
 
 class Device:
@@ -115,7 +107,7 @@ async def _replay(device: Device, data: dict[str, Any]) -> None:
 async def test_sri_pool_scenario_against_the_proxy(
     proxy_factory: Any, tmp_path: Path, name: str
 ) -> None:
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(

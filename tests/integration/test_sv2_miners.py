@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.sv2_keys import authority_key_file
 
 from stratum_proxy.errors import ConfigError
 from stratum_proxy.sim.hasher import search
@@ -23,7 +24,6 @@ from stratum_proxy.sim.pool_config import PoolConfig
 from stratum_proxy.sim.sv2_miner import ACCEPTED, Sv2MinerConfig, Sv2TestMiner
 from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
 from stratum_proxy.sv2.jobs import block_header, target_to_int
-from stratum_proxy.sv2.keys import decode_public_key, generate_keypair
 from stratum_proxy.sv2.messages import (
     CloseChannel,
     NewMiningJob,
@@ -48,19 +48,11 @@ SV2_LISTENER = {
 }
 
 
-def _key_file(tmp_path: Path) -> tuple[Path, bytes]:
-    secret, public = generate_keypair(os.urandom)
-    path = tmp_path / "authority.key"
-    path.write_text(f"secret: {secret}\npublic: {public}\n")
-    path.chmod(0o600)
-    return path, decode_public_key(public)
-
-
 @pytest.mark.parametrize("channel", ["standard", "extended"])
 async def test_sv2_miners_get_real_verdicts_and_rows(
     proxy_factory: Any, tmp_path: Path, channel: str
 ) -> None:
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(
@@ -104,9 +96,9 @@ async def test_sv2_miners_get_real_verdicts_and_rows(
 async def test_a_miner_pinning_another_key_is_refused_in_the_handshake(
     proxy_factory: Any, tmp_path: Path
 ) -> None:
-    key_file, _ = _key_file(tmp_path)
+    key_file, _ = authority_key_file(tmp_path)
     (tmp_path / "other").mkdir()
-    _, other = _key_file(tmp_path / "other")
+    _, other = authority_key_file(tmp_path / "other")
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(
@@ -143,7 +135,7 @@ async def test_a_new_block_and_a_dead_pool_keep_sv2_miners_mining(
 ) -> None:
     """New prev hash mid-stream, then the pool dies: the miners stay connected, get the
     backup's work (a new prev hash from it) and every share keeps an honest verdict."""
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     main, backup = TestPool(PoolConfig(seed=1)), TestPool(PoolConfig(seed=2))
     await main.start()
     await backup.start()
@@ -198,7 +190,7 @@ async def test_a_new_block_and_a_dead_pool_keep_sv2_miners_mining(
 async def test_a_connection_that_never_opens_a_channel_is_closed(
     proxy_factory: Any, tmp_path: Path
 ) -> None:
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(
@@ -230,7 +222,7 @@ async def test_a_miner_whose_clock_is_past_the_certificate_refuses_it(
 ) -> None:
     """Each handshake gets a certificate signed then, valid sv2.cert_validity_s: a miner
     whose clock is past that window refuses it; one on time mines."""
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(
@@ -287,7 +279,7 @@ class _FlipRelay:
 
 
 async def test_a_tampered_handshake_is_refused(proxy_factory: Any, tmp_path: Path) -> None:
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(
@@ -319,7 +311,7 @@ async def test_update_channel_through_the_proxy_sets_a_new_target_at_once(
     """The open's nominal hashrate gives the channel's first target, UpdateChannel's a new
     one (within the vardiff bounds) at once: SetTarget and a job to work it on; later
     shares are judged by it."""
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(
@@ -361,7 +353,7 @@ async def test_two_channels_on_one_connection_are_two_miners(
     """One connection, two standard channels (a downstream proxy, a multi-board machine):
     each gets its own extranonce and jobs, its shares their own verdicts and rows; closing
     one leaves the other mining."""
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = TestPool(PoolConfig())
     await pool.start()
     proxy = await proxy_factory(
@@ -472,7 +464,7 @@ async def test_a_backup_with_less_extranonce_room(proxy_factory: Any, tmp_path: 
     """The backup leaves 3 bytes of extranonce2 where the main left 4: a standard channel
     gets its new (shorter) extranonce with SetExtranoncePrefix and mines on; an extended
     channel cannot roll another size, so it is told to reconnect."""
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     main = TestPool(PoolConfig(seed=1, extranonce2_size=8))
     backup = TestPool(PoolConfig(seed=2, extranonce2_size=5))
     await main.start()

@@ -10,12 +10,12 @@ share is the oracle for the row's hash.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers.sv2_keys import authority_key_file
 
 from stratum_proxy.sim.miner import MinerConfig, TestMiner
 from stratum_proxy.sim.pool import TestPool
@@ -23,7 +23,6 @@ from stratum_proxy.sim.pool_config import PoolConfig
 from stratum_proxy.sim.sv2_miner import ACCEPTED, Sv2MinerConfig, Sv2TestMiner
 from stratum_proxy.sim.sv2_pool import Sv2TestPool
 from stratum_proxy.sim.sv2_pool_config import Sv2PoolConfig
-from stratum_proxy.sv2.keys import decode_public_key, generate_keypair
 
 FORWARD_ALL = {
     "aggregate.pool_user": "farm1",
@@ -32,14 +31,6 @@ FORWARD_ALL = {
     "aggregate.start_difficulty": 1e-6,
     "aggregate.max_difficulty": 1e-6,
 }
-
-
-def _key_file(tmp_path: Path) -> tuple[Path, bytes]:
-    secret, public = generate_keypair(os.urandom)
-    path = tmp_path / "authority.key"
-    path.write_text(f"secret: {secret}\npublic: {public}\n")
-    path.chmod(0o600)
-    return path, decode_public_key(public)
 
 
 def _check_rows_against_pool(rows: list[dict[str, Any]], pool: Sv2TestPool) -> None:
@@ -62,7 +53,7 @@ def _check_rows_against_pool(rows: list[dict[str, Any]], pool: Sv2TestPool) -> N
 async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
     proxy_factory: Any, tmp_path: Path, channel: str
 ) -> None:
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = Sv2TestPool()
     await pool.start()
     proxy = await proxy_factory(
@@ -106,7 +97,7 @@ async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
 async def test_each_pool_rejection_reaches_the_sv2_miner_with_its_code(
     proxy_factory: Any, tmp_path: Path
 ) -> None:
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     pool = Sv2TestPool()
     await pool.start()
     # The pool's codes, in order; the miner's codes are the ones SV2 firmware knows.
@@ -171,7 +162,7 @@ async def test_an_sv2_pool_that_dies_fails_over_to_an_sv1_pool_and_back(
     proxy_factory: Any, tmp_path: Path
 ) -> None:
     """The SV2 miners keep their connection through both moves; every share has a verdict."""
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     main = Sv2TestPool(Sv2PoolConfig(seed=3))
     backup = TestPool(PoolConfig(seed=2))
     await main.start()
@@ -222,7 +213,7 @@ async def test_an_sv2_pool_that_dies_fails_over_to_an_sv1_pool_and_back(
 async def test_an_unusable_sv2_channel_sends_the_miners_to_the_backup(
     proxy_factory: Any, tmp_path: Path, fault: str
 ) -> None:
-    key_file, public = _key_file(tmp_path)
+    key_file, public = authority_key_file(tmp_path)
     small = fault == "grants too little extranonce"
     config = Sv2PoolConfig(grant_extranonce_size=3 if small else 0)
     main, backup = Sv2TestPool(config), TestPool(PoolConfig(seed=2))

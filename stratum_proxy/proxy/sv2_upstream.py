@@ -34,6 +34,11 @@ if TYPE_CHECKING:
     from stratum_proxy.proxy.translate import TranslateRelay
 
 _NOTICE_LEVELS = {"info", "warning", "error"}
+# Bytes for the pool are gathered over one turn of the event loop, but written
+# once this many are waiting (about seven SubmitSharesExtended frames): the pool
+# starts on the first submits while the proxy reads the next ones, and a long
+# turn (many miners' data at once) does not hold the first submit back.
+POOL_WRITE_BATCH = 512
 
 
 class Sv2Upstream(asyncio.Protocol):
@@ -68,8 +73,13 @@ class Sv2Upstream(asyncio.Protocol):
         self.accepting = True  # False after Reconnect or failure: no new miners here
         self.closed = False
         self.close_reason = ""
-        self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._loop = asyncio.get_running_loop()
+        self._ready: asyncio.Future[None] = self._loop.create_future()
         self._timer = DeadlineTimer(self._on_timer)
+        # Bytes for the pool queued during this turn of the event loop (see
+        # _write_pool); None when no end-of-turn write is scheduled.
+        self._pool_out: list[bytes] | None = None
+        self._pool_out_bytes = 0
 
     # --- opening ----------------------------------------------------------------
 
@@ -164,27 +174,61 @@ class Sv2Upstream(asyncio.Protocol):
 
     def _act(self, events: list[tev.TranslateEvent]) -> None:
         """Do what the core's call returned, then re-arm its timer and see if we are done."""
+        relays = self.relays
         for event in events:
+            # The per-share events here; the rest in _handle.
             if isinstance(event, tev.SendToMiner):
-                relay = self.relays.get(event.miner_id)
+                relay = relays.get(event.miner_id)
                 if relay is not None:
                     relay.write_miner(event.data)
+            elif isinstance(event, tev.ShareRecorded):
+                relay = relays.get(event.miner_id)
+                self.server.record_share(event.record, self.log if relay is None else relay.log)
             elif isinstance(event, tev.SendToPool):
-                transport = self.transport
-                if transport is not None and not transport.is_closing():
-                    transport.write(event.data)
+                self._write_pool(event.data)
             else:
                 self._handle(event)
         if not self.closed:
             self._timer.arm(self.translator.get_timer())
             self._maybe_retire()
 
+    def _write_pool(self, data: bytes) -> None:
+        """Queue bytes for the pool: they leave at the end of this turn of the event loop,
+        or as soon as POOL_WRITE_BATCH bytes are waiting.
+
+        Every miner shares this connection: the submits of the miners read in
+        one turn leave in a few writes (system calls, TCP segments) instead of
+        one write each.  The order is kept, and nothing waits beyond this turn.
+        """
+        out = self._pool_out
+        if out is None:
+            out = self._pool_out = []
+            self._loop.call_soon(self._end_of_turn)
+        out.append(data)
+        self._pool_out_bytes += len(data)
+        if self._pool_out_bytes >= POOL_WRITE_BATCH:
+            self._flush_pool()
+
+    def _end_of_turn(self) -> None:
+        self._flush_pool()
+        self._pool_out = None
+
+    def _flush_pool(self) -> None:
+        """Write what is queued for the pool now."""
+        out = self._pool_out
+        if not out:
+            return
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        self._pool_out_bytes = 0
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(data)
+
     def _handle(self, event: tev.TranslateEvent) -> None:
         relay = self.relays.get(getattr(event, "miner_id", -1))
         log = relay.log if relay is not None else self.log
-        if isinstance(event, tev.ShareRecorded):
-            self.server.record_share(event.record, log)
-        elif isinstance(event, tev.CloseMiner):
+        if isinstance(event, tev.CloseMiner):
             if relay is not None:
                 log.warning("miner_closed_by_upstream", reason=event.reason)
                 relay.close()
@@ -238,6 +282,7 @@ class Sv2Upstream(asyncio.Protocol):
             self._ready.set_result(None)
         self._timer.cancel()
         self._act(self.translator.connection_lost(time.monotonic(), reason))
+        self._flush_pool()  # what was queued this turn goes before the close
         if self.transport is not None:
             self.transport.close()
         self.server.sv2_upstreams.forget(self)

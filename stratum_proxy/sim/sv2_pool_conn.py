@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from stratum_proxy.sim.sv2_pool_config import MAX_TARGET, PoolJob, Sv2Judged
 from stratum_proxy.sv2.crypto import Rng
-from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header, UnknownMessage
+from stratum_proxy.sv2.framing import UnknownMessage, encode_header
 from stratum_proxy.sv2.jobs import target_to_int
 from stratum_proxy.sv2.messages import (
     AnyMessage,
@@ -47,9 +47,8 @@ from stratum_proxy.sv2.messages import (
     SubmitSharesSuccess,
     UpdateChannel,
     UpdateChannelError,
-    decode_message,
-    encode_message,
 )
+from stratum_proxy.sv2.messages.base import decode_frame
 from stratum_proxy.sv2.noise import NoiseResponder
 from stratum_proxy.sv2.serving import answer_unserved, check_order
 from stratum_proxy.sv2.transport import NoiseTransport
@@ -103,7 +102,9 @@ class Sv2PoolConnection:
     def send(self, msg: Message | UnknownMessage) -> None:
         if self._transport is None:
             return
-        wire = self._transport.encrypt_frame(encode_message(msg))
+        payload = msg.encode()
+        header = encode_header(msg.extension_type, msg.msg_type, len(payload), msg.channel_msg)
+        wire = self._transport.encrypt_parts(header, payload)
         self._frames_sent += 1
         if self._frames_sent == self.config.corrupt_frame:
             wire = wire[:-1] + bytes([wire[-1] ^ 0x01])  # breaks the last MAC
@@ -120,9 +121,8 @@ class Sv2PoolConnection:
                 act2 = act2[:70] + bytes([act2[70] ^ 0x80]) + act2[71:]
             self._out += act2
             return
-        for frame in self._transport.feed(data):
-            msg = decode_message(Header.decode(frame), frame[FRAME_HEADER_SIZE:])
-            self._dispatch(msg, now)
+        for header, payload in self._transport.feed_parts(data):
+            self._dispatch(decode_frame(header, payload), now)
 
     # --- timers -----------------------------------------------------------------
 
@@ -208,6 +208,9 @@ class Sv2PoolConnection:
     # --- client messages --------------------------------------------------------
 
     def _dispatch(self, msg: AnyMessage, now: float) -> None:
+        if isinstance(msg, SubmitSharesExtended) and self.setup_done:
+            self._on_submit(msg, now)  # the one message that comes per share: first
+            return
         check_order(msg, self.setup_done)
         if isinstance(msg, SetupConnection):
             self._on_setup(msg)

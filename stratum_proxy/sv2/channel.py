@@ -12,12 +12,13 @@ SRI every 10); SubmitShares.Error names one sequence number.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from stratum_proxy.sv2.client_events import (
     STATUS_ACCEPTED,
     STATUS_NO_RESPONSE,
     STATUS_REJECTED,
+    ClientEvent,
     JobActivated,
     ShareVerdict,
 )
@@ -35,11 +36,19 @@ def seq_at_or_before(seq: int, last: int) -> bool:
     return (last - seq) % _SEQ_MOD < _SEQ_HALF
 
 
-@dataclass(slots=True, kw_only=True)
-class PendingSubmit:
+class PendingSubmit(NamedTuple):
+    """A submit on the wire, awaiting its verdict.
+
+    A tuple made with ``tuple.__new__`` (``_pending``): one per share, and a
+    tuple costs a fraction of a class instance to build.
+    """
+
     sequence_number: int
     token: object
     submitted_at: float
+
+
+_pending = tuple.__new__
 
 
 class ClientChannel:
@@ -94,7 +103,7 @@ class ClientChannel:
     def add_pending(self, token: object, now: float) -> int:
         seq = self._next_seq
         self._next_seq = (seq + 1) % _SEQ_MOD
-        self.pending[seq] = PendingSubmit(sequence_number=seq, token=token, submitted_at=now)
+        self.pending[seq] = _pending(PendingSubmit, (seq, token, now))
         return seq
 
     def _verdict(self, entry: PendingSubmit, status: str, code: str, now: float) -> ShareVerdict:
@@ -108,17 +117,47 @@ class ClientChannel:
             resolved_at=now,
         )
 
-    def on_success(self, last_seq: int, count: int, now: float) -> tuple[list[ShareVerdict], str]:
-        """Accept every pending submit at or before ``last_seq``; notice text if counts differ."""
-        done = [s for s in self.pending if seq_at_or_before(s, last_seq)]
-        verdicts = [self._verdict(self.pending.pop(s), STATUS_ACCEPTED, "", now) for s in done]
-        notice = ""
-        if count != len(verdicts):
-            notice = (
-                f"SubmitShares.Success on channel {self.channel_id} up to {last_seq} counts "
-                f"{count} accepted, {len(verdicts)} submits were waiting"
+    def on_success(self, last_seq: int, count: int, now: float, verdicts: list[ClientEvent]) -> str:
+        """Accept every pending submit at or before ``last_seq``, appending their verdicts
+        to ``verdicts``; returns a notice text if the pool's count differs ('' if not).
+
+        ``pending`` is in submit order, which is sequence order (verdicts only
+        remove entries), so the accepted ones are a prefix of it: the scan stops
+        at the first later submit instead of visiting every pending one (a
+        Success comes once per share, and an aggregated channel has many waiting).
+        """
+        pending = self.pending
+        done: list[int] = []
+        for seq in pending:
+            if (last_seq - seq) % _SEQ_MOD >= _SEQ_HALF:  # not seq_at_or_before(seq, last_seq)
+                # Every later submit is after last_seq too, unless last_seq is about
+                # half the sequence space away (a broken pool; serial order wraps):
+                # then each pending submit is judged on its own.
+                newest = next(reversed(pending))
+                if (newest - seq) % _SEQ_MOD > (last_seq - seq) % _SEQ_MOD - _SEQ_HALF:
+                    done = [s for s in pending if seq_at_or_before(s, last_seq)]
+                break
+            done.append(seq)
+        channel_id = self.channel_id
+        for seq in done:
+            _, token, submitted_at = pending.pop(seq)
+            verdicts.append(
+                ShareVerdict(
+                    channel_id=channel_id,
+                    sequence_number=seq,
+                    token=token,
+                    status=STATUS_ACCEPTED,
+                    error_code="",
+                    submitted_at=submitted_at,
+                    resolved_at=now,
+                )
             )
-        return verdicts, notice
+        if count != len(done):
+            return (
+                f"SubmitShares.Success on channel {self.channel_id} up to {last_seq} counts "
+                f"{count} accepted, {len(done)} submits were waiting"
+            )
+        return ""
 
     def on_error(self, seq: int, code: str, now: float) -> ShareVerdict | None:
         entry = self.pending.pop(seq, None)

@@ -30,7 +30,7 @@ from stratum_proxy.sv2.cert import TIME_LEEWAY_S
 from stratum_proxy.sv2.channel import ClientChannel
 from stratum_proxy.sv2.client_channels import ChannelTable, Events
 from stratum_proxy.sv2.crypto import Rng
-from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
+from stratum_proxy.sv2.framing import encode_header
 from stratum_proxy.sv2.jobs import MAX_TARGET, int_to_target, target_to_int
 from stratum_proxy.sv2.messages import (
     PROTOCOL_MINING,
@@ -57,12 +57,21 @@ from stratum_proxy.sv2.messages import (
     SubmitSharesSuccess,
     UnknownMessage,
     UpdateChannel,
-    decode_message,
-    encode_message,
+)
+from stratum_proxy.sv2.messages.base import EXTENSION_CORE, decode_frame
+from stratum_proxy.sv2.messages.mining import (
+    decode_submit_shares_error,
+    decode_submit_shares_success,
+    encode_submit_shares_extended,
 )
 from stratum_proxy.sv2.noise import NoiseInitiator
 from stratum_proxy.sv2.transport import NoiseTransport
 from stratum_proxy.sv2.types import truncate_utf8
+
+# The frame header of a SubmitSharesExtended up to its U24 length (channel_msg set).
+_SUBMIT_HEADER = encode_header(EXTENSION_CORE, SubmitSharesExtended.MSG_TYPE, 0, True)[:3]
+_SUCCESS_TYPE = SubmitSharesSuccess.MSG_TYPE
+_ERROR_TYPE = SubmitSharesError.MSG_TYPE
 
 
 class Sv2Client:
@@ -82,7 +91,8 @@ class Sv2Client:
     ) -> None:
         self._noise = NoiseInitiator(authority_pubkey, now, rng, leeway_s=leeway_s)
         self._transport: NoiseTransport | None = None
-        self._out = bytearray(self._noise.first_message())
+        # Wire bytes to send, as the pieces they were made in (joined once per read).
+        self._out: list[bytes] = [self._noise.first_message()]
         self._setup = SetupConnection(
             protocol=PROTOCOL_MINING,
             min_version=PROTOCOL_VERSION,
@@ -131,9 +141,12 @@ class Sv2Client:
     # --- output -----------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        out = bytes(self._out)
-        self._out.clear()
-        return out
+        out = self._out
+        if not out:
+            return b""
+        data = out[0] if len(out) == 1 else b"".join(out)
+        out.clear()
+        return data
 
     def _send(self, msg: Message) -> None:
         if self.state == "closed":
@@ -142,7 +155,9 @@ class Sv2Client:
             self._queued.append(msg)
             return
         assert self._transport is not None
-        self._out += self._transport.encrypt_frame(encode_message(msg))
+        payload = msg.encode()
+        header = encode_header(msg.EXTENSION_TYPE, msg.MSG_TYPE, len(payload), msg.CHANNEL_MSG)
+        self._out.append(self._transport.encrypt_parts(header, payload))
 
     # --- requests ---------------------------------------------------------------
 
@@ -192,17 +207,27 @@ class Sv2Client:
         seq = channel.add_pending(token, now)
         if self._oldest_submit is None:
             self._oldest_submit = now
-        self._send(
-            SubmitSharesExtended(
-                channel_id=channel_id,
-                sequence_number=seq,
-                job_id=job_id,
-                nonce=nonce,
-                ntime=ntime,
-                version=version,
-                extranonce=extranonce,
-            )
+        # Once per share: the payload straight from the values (no message object);
+        # a value that does not fit goes the generic way, which says which one.
+        payload = encode_submit_shares_extended(
+            channel_id, seq, job_id, nonce, ntime, version, extranonce
         )
+        if payload is None:
+            self._send(
+                SubmitSharesExtended(
+                    channel_id=channel_id,
+                    sequence_number=seq,
+                    job_id=job_id,
+                    nonce=nonce,
+                    ntime=ntime,
+                    version=version,
+                    extranonce=extranonce,
+                )
+            )
+            return seq
+        assert self._transport is not None  # state "ready"
+        header = _SUBMIT_HEADER + len(payload).to_bytes(3, "little")
+        self._out.append(self._transport.encrypt_parts(header, payload))
         return seq
 
     def update_channel(self, channel_id: int, nominal_hash_rate: float) -> None:
@@ -238,9 +263,25 @@ class Sv2Client:
             self._send(self._setup)
             data = b""  # bytes after act 2 were handed to the transport
         events: Events = []
-        for frame in self._transport.feed(data):
-            header = Header.decode(frame)
-            self._dispatch(decode_message(header, frame[FRAME_HEADER_SIZE:]), now, events)
+        channels = self._channels
+        for header, payload in self._transport.feed_parts(data):
+            # The verdicts, one per share, go to their channel straight from the
+            # payload; everything else (and a malformed verdict) is decoded as a
+            # message and dispatched by its type.  Bytes 0-1 of the header hold
+            # the extension type (0: core) beside the channel_msg bit.
+            if header[0] == 0 and header[1] & 0x7F == 0:
+                if header[2] == _SUCCESS_TYPE:
+                    success = decode_submit_shares_success(payload)
+                    if success is not None:
+                        channel_id, last_seq, count, _ = success
+                        channels.success(channel_id, last_seq, count, now, events)
+                        continue
+                elif header[2] == _ERROR_TYPE:
+                    error = decode_submit_shares_error(payload)
+                    if error is not None:
+                        channels.error(*error, now, events)
+                        continue
+            self._dispatch(decode_frame(header, payload), now, events)
         return events
 
     def receive_eof(self) -> None:

@@ -43,6 +43,12 @@ class ChannelTable(Mapping[int, ClientChannel]):
     def __getitem__(self, channel_id: int) -> ClientChannel:
         return self._channels[channel_id]
 
+    def get(  # type: ignore[override]  # Mapping.get's overloads, one shape used here
+        self, channel_id: int, default: ClientChannel | None = None
+    ) -> ClientChannel | None:
+        # The dict's own get: Mapping.get goes through __getitem__ and a try (per share).
+        return self._channels.get(channel_id, default)
+
     def __contains__(self, channel_id: object) -> bool:
         return channel_id in self._channels
 
@@ -126,29 +132,34 @@ class ChannelTable(Mapping[int, ClientChannel]):
             )
 
     def on_success(self, msg: SubmitSharesSuccess, now: float, events: Events) -> None:
-        channel = self._channels.get(msg.channel_id)
-        if channel is None:
-            events.append(
-                ev.ProtocolNotice(text=f"share verdict for unknown channel {msg.channel_id}")
-            )
-            return
-        verdicts, notice = channel.on_success(
-            msg.last_sequence_number, msg.new_submits_accepted_count, now
+        self.success(
+            msg.channel_id, msg.last_sequence_number, msg.new_submits_accepted_count, now, events
         )
-        events.extend(verdicts)
+
+    def success(
+        self, channel_id: int, last_seq: int, count: int, now: float, events: Events
+    ) -> None:
+        """SubmitShares.Success, from its fields (the client's per-share path has no message)."""
+        channel = self._channels.get(channel_id)
+        if channel is None:
+            events.append(ev.ProtocolNotice(text=f"share verdict for unknown channel {channel_id}"))
+            return
+        notice = channel.on_success(last_seq, count, now, events)
         if notice:
             events.append(ev.ProtocolNotice(text=notice))
 
     def on_error(self, msg: SubmitSharesError, now: float, events: Events) -> None:
-        channel = self._channels.get(msg.channel_id)
-        verdict = (
-            None if channel is None else channel.on_error(msg.sequence_number, msg.error_code, now)
-        )
+        self.error(msg.channel_id, msg.sequence_number, msg.error_code, now, events)
+
+    def error(self, channel_id: int, seq: int, code: str, now: float, events: Events) -> None:
+        """SubmitShares.Error, from its fields (see ``success``)."""
+        channel = self._channels.get(channel_id)
+        verdict = None if channel is None else channel.on_error(seq, code, now)
         if verdict is None:
             events.append(
                 ev.ProtocolNotice(
-                    text=f"SubmitShares.Error {msg.error_code!r} for channel {msg.channel_id} "
-                    f"sequence {msg.sequence_number}, which is not waiting (late or unknown)"
+                    text=f"SubmitShares.Error {code!r} for channel {channel_id} "
+                    f"sequence {seq}, which is not waiting (late or unknown)"
                 )
             )
             return

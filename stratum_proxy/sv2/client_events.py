@@ -70,7 +70,10 @@ class ExtranoncePrefixChanged:
     extranonce_prefix: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+# Not frozen: one is made per share, and a frozen dataclass's __init__ sets each
+# field through object.__setattr__, which costs about twice as much.  Treat it as
+# read-only all the same.
+@dataclass(slots=True, kw_only=True)
 class ShareVerdict:
     """The pool's answer (or its absence) for one SubmitSharesExtended."""
 

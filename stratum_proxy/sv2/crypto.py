@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import struct
 from collections.abc import Callable
 
 from coincurve import PrivateKey, PublicKeyXOnly
@@ -176,11 +177,15 @@ def hkdf2(chaining_key: bytes, ikm: bytes) -> tuple[bytes, bytes]:
 # --- ChaCha20-Poly1305 with the Noise nonce layout ---------------------------
 
 
+# 4 zero bytes || u64 LE counter in one call: every frame takes two nonces per direction.
+_pack_nonce = struct.Struct("<4xQ").pack
+
+
 def aead_nonce(n: int) -> bytes:
     """Noise ChaChaPoly nonce: 4 zero bytes || u64 LE counter (Noise §12.3, SV2 §4.6)."""
     if not 0 <= n < MAX_NONCE:
         raise CryptoError(f"nonce {n} out of range (2^64-1 is reserved)")
-    return b"\x00\x00\x00\x00" + n.to_bytes(8, "little")
+    return _pack_nonce(n)
 
 
 def aead_encrypt(key: bytes, n: int, ad: bytes, plaintext: bytes) -> bytes:
@@ -205,6 +210,10 @@ class CipherState:
 
     The counter advances only on success: a failed decryption leaves it as it
     was, and the caller must drop the connection anyway (SV2 §4.6).
+
+    One ChaCha20Poly1305 object serves the whole direction (its key schedule is
+    set up once), and both methods take any bytes-like object, so the transport
+    passes slices of what it received as memoryviews, without copying them.
     """
 
     __slots__ = ("_aead", "nonce")
@@ -214,17 +223,23 @@ class CipherState:
         self._aead = ChaCha20Poly1305(key)
         self.nonce = nonce
 
-    def encrypt(self, ad: bytes, plaintext: bytes) -> bytes:
-        ciphertext = self._aead.encrypt(aead_nonce(self.nonce), plaintext, ad)
-        self.nonce += 1
+    def encrypt(self, ad: bytes, plaintext: bytes | bytearray | memoryview) -> bytes:
+        n = self.nonce
+        if not 0 <= n < MAX_NONCE:
+            raise CryptoError(f"nonce {n} out of range (2^64-1 is reserved)")
+        ciphertext = self._aead.encrypt(_pack_nonce(n), plaintext, ad)
+        self.nonce = n + 1
         return ciphertext
 
-    def decrypt(self, ad: bytes, ciphertext: bytes) -> bytes:
+    def decrypt(self, ad: bytes, ciphertext: bytes | bytearray | memoryview) -> bytes:
         if len(ciphertext) < MAC_SIZE:
             raise CryptoError(f"ciphertext of {len(ciphertext)} bytes is shorter than its MAC")
+        n = self.nonce
+        if not 0 <= n < MAX_NONCE:
+            raise CryptoError(f"nonce {n} out of range (2^64-1 is reserved)")
         try:
-            plaintext = self._aead.decrypt(aead_nonce(self.nonce), ciphertext, ad)
+            plaintext = self._aead.decrypt(_pack_nonce(n), ciphertext, ad)
         except InvalidTag:
             raise CryptoError("MAC check failed (ciphertext altered or wrong key)") from None
-        self.nonce += 1
+        self.nonce = n + 1
         return plaintext

@@ -14,6 +14,7 @@ chunks; it uses :meth:`Header.decode` and :data:`FRAME_HEADER_SIZE` from here.
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -25,6 +26,8 @@ MAX_PAYLOAD = 2**24 - 1  # msg_length is a U24
 CHANNEL_MSG_BIT = 0x8000
 EXTENSION_MASK = 0x7FFF
 CHANNEL_ID_SIZE = 4  # a channel message's payload starts with its U32 channel_id
+# ext word U16 | msg_type U8 | msg_length as U16 (low) + U8 (high): the U24 in one call.
+_pack_header = struct.Struct("<HBHB").pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,18 +58,19 @@ class Header:
         )
 
     def encode(self) -> bytes:
-        if not 0 <= self.extension_type <= EXTENSION_MASK:
-            raise LocalProtocolError(f"extension_type {self.extension_type:#x} over 15 bits")
-        if not 0 <= self.msg_type <= 0xFF:
-            raise LocalProtocolError(f"msg_type {self.msg_type:#x} over 8 bits")
-        if not 0 <= self.msg_length <= MAX_PAYLOAD:
-            raise LocalProtocolError(f"payload of {self.msg_length} bytes over the U24 limit")
-        word = self.extension_type | (CHANNEL_MSG_BIT if self.channel_msg else 0)
-        return (
-            word.to_bytes(2, "little")
-            + bytes((self.msg_type,))
-            + self.msg_length.to_bytes(3, "little")
-        )
+        return encode_header(self.extension_type, self.msg_type, self.msg_length, self.channel_msg)
+
+
+def encode_header(extension_type: int, msg_type: int, msg_length: int, channel_msg: bool) -> bytes:
+    """The 6 header bytes of a frame (``Header.encode`` without building a Header)."""
+    if not 0 <= extension_type <= EXTENSION_MASK:
+        raise LocalProtocolError(f"extension_type {extension_type:#x} over 15 bits")
+    if not 0 <= msg_type <= 0xFF:
+        raise LocalProtocolError(f"msg_type {msg_type:#x} over 8 bits")
+    if not 0 <= msg_length <= MAX_PAYLOAD:
+        raise LocalProtocolError(f"payload of {msg_length} bytes over the U24 limit")
+    word = extension_type | (CHANNEL_MSG_BIT if channel_msg else 0)
+    return _pack_header(word, msg_type, msg_length & 0xFFFF, msg_length >> 16)
 
 
 class FramedMessage(Protocol):
@@ -123,13 +127,7 @@ class UnknownMessage:
 def encode_frame(msg: FramedMessage) -> bytes:
     """Header plus payload of ``msg``, ready for the wire (or for encryption)."""
     payload = msg.encode()
-    header = Header(
-        extension_type=msg.extension_type,
-        msg_type=msg.msg_type,
-        msg_length=len(payload),
-        channel_msg=msg.channel_msg,
-    )
-    return header.encode() + payload
+    return encode_header(msg.extension_type, msg.msg_type, len(payload), msg.channel_msg) + payload
 
 
 class FrameDecoder:

@@ -11,6 +11,12 @@ plaintext payload length; the ciphertext length follows from it.
 
 A MAC failure means the stream is corrupt or forged: the decoder raises a fatal
 Sv2ProtocolError and is unusable afterwards (the caller closes the connection).
+
+Every share crosses this layer twice (its submit and its verdict), so both
+directions work on slices of the bytes at hand: a frame is encrypted as its
+header and its payload without joining them first (``encrypt_parts``), and
+received bytes are decrypted in place, through memoryviews, with only an
+incomplete frame's bytes kept for the next call.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 from stratum_proxy.errors import LocalProtocolError
 from stratum_proxy.sv2.crypto import MAC_SIZE, MAX_NONCE, CipherState, CryptoError
 from stratum_proxy.sv2.errors import Sv2ProtocolError
-from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, MAX_PAYLOAD, Header
+from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, MAX_PAYLOAD
 
 HEADER_SIZE = FRAME_HEADER_SIZE  # ext U16 | msg_type U8 | msg_length U24 (spec §3.2)
 ENCRYPTED_HEADER_SIZE = HEADER_SIZE + MAC_SIZE  # 22
@@ -42,17 +48,21 @@ def encrypted_payload_size(length: int) -> int:
     return full * CHUNK_SIZE + (rest + MAC_SIZE if rest else 0)
 
 
-def payload_length(header: bytes) -> int:
-    return Header.decode(header).msg_length
+def payload_length(header: bytes | bytearray | memoryview) -> int:
+    """``msg_length`` of a 6-byte plaintext header (the U24 at bytes 3..5)."""
+    if len(header) < HEADER_SIZE:
+        raise Sv2ProtocolError(f"frame header needs 6 bytes, got {len(header)}")
+    return header[3] | header[4] << 8 | header[5] << 16
 
 
 class NoiseTransport:
     """Both directions of an established SV2 Noise channel.
 
-    ``encrypt_frame`` turns one plaintext frame into wire bytes; ``feed`` takes
-    wire bytes in any split and returns the complete plaintext frames.
-    ``pending`` holds bytes that arrived behind the handshake; the first
-    ``feed`` (``feed(b"")`` will do) decodes them.
+    ``encrypt_frame`` turns one plaintext frame into wire bytes (``encrypt_parts``
+    does the same for a header and a payload held apart); ``feed`` takes wire
+    bytes in any split and returns the complete plaintext frames (``feed_parts``:
+    each as its header and its payload).  ``pending`` holds bytes that arrived
+    behind the handshake; the first ``feed`` (``feed(b"")`` will do) decodes them.
     """
 
     def __init__(
@@ -68,8 +78,11 @@ class NoiseTransport:
         self._recv = recv
         self.handshake_hash = handshake_hash
         self._max_payload = min(max_payload, MAX_PAYLOAD)
-        self._buffer = bytearray(pending)  # received with the handshake's last bytes
+        self._buffer = bytearray(pending)  # wire bytes of an incomplete frame
         self._header: bytes | None = None  # decrypted header awaiting its payload
+        # Wire bytes the next step needs (an encrypted header, or the payload of
+        # ``_header``): fewer buffered bytes than this are only kept.
+        self._need = ENCRYPTED_HEADER_SIZE
         self._failed: str | None = None
 
     # --- sending --------------------------------------------------------------
@@ -78,71 +91,118 @@ class NoiseTransport:
         """Wire bytes for one plaintext frame (header + payload, msg_length consistent)."""
         if len(plain_frame) < HEADER_SIZE:
             raise LocalProtocolError(f"SV2 frame of {len(plain_frame)} bytes has no header")
-        length = len(plain_frame) - HEADER_SIZE
-        if payload_length(plain_frame) != length:
+        view = memoryview(plain_frame)
+        return self.encrypt_parts(view[:HEADER_SIZE], view[HEADER_SIZE:])
+
+    def encrypt_parts(
+        self, header: bytes | memoryview, payload: bytes | bytearray | memoryview
+    ) -> bytes:
+        """Wire bytes for the frame ``header`` (6 bytes) + ``payload``, never joined in memory."""
+        length = len(payload)
+        if len(header) != HEADER_SIZE:
+            raise LocalProtocolError(f"SV2 frame header of {len(header)} bytes, not 6")
+        if header[3] | header[4] << 8 | header[5] << 16 != length:
             raise LocalProtocolError(
-                f"SV2 header says {payload_length(plain_frame)} payload bytes, frame has {length}"
+                f"SV2 header says {payload_length(header)} payload bytes, frame has {length}"
             )
+        send = self._send
         chunks = -(-length // CHUNK_PLAINTEXT_SIZE)
         # Nonces n .. n+chunks are used; 2^64-1 itself is reserved (Noise §5.1).
-        if self._send.nonce + chunks >= MAX_NONCE:
+        if send.nonce + chunks >= MAX_NONCE:
             raise LocalProtocolError("send nonce exhausted; the connection must be reopened")
-        view = memoryview(plain_frame)
-        out = [self._send.encrypt(b"", bytes(view[:HEADER_SIZE]))]
-        for start in range(HEADER_SIZE, len(plain_frame), CHUNK_PLAINTEXT_SIZE):
-            out.append(self._send.encrypt(b"", bytes(view[start : start + CHUNK_PLAINTEXT_SIZE])))
+        if chunks <= 1:  # every message but very large jobs: the header and one chunk
+            wire = send.encrypt(b"", header)
+            return wire + send.encrypt(b"", payload) if chunks else wire
+        view = memoryview(payload)
+        out = [send.encrypt(b"", header)]
+        for start in range(0, length, CHUNK_PLAINTEXT_SIZE):
+            out.append(send.encrypt(b"", view[start : start + CHUNK_PLAINTEXT_SIZE]))
         return b"".join(out)
 
     # --- receiving ------------------------------------------------------------
 
-    def feed(self, data: bytes) -> list[bytes]:
+    def feed(self, data: bytes | bytearray | memoryview) -> list[bytes]:
         """Plaintext frames completed by ``data`` (possibly none); raises on corruption."""
+        return [header + payload for header, payload in self.feed_parts(data)]
+
+    def feed_parts(self, data: bytes | bytearray | memoryview) -> list[tuple[bytes, bytes]]:
+        """``feed``, each frame as (its 6-byte header, its payload)."""
         if self._failed is not None:
             raise Sv2ProtocolError(f"SV2 stream already failed: {self._failed}")
-        self._buffer += data
-        frames: list[bytes] = []
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self._need:
+                return []
+            data = bytes(buffer)
+            buffer.clear()
+        elif len(data) < self._need:
+            buffer += data
+            return []
+        elif type(data) is not bytes:
+            data = bytes(data)  # a view of a caller's bytearray must not outlive this call
+        frames: list[tuple[bytes, bytes]] = []
         try:
-            while (frame := self._maybe_next_frame()) is not None:
-                frames.append(frame)
+            used = self._decrypt_frames(memoryview(data), frames)
         except Sv2ProtocolError as exc:
             self._failed = str(exc)
             raise
+        if used < len(data):
+            buffer += memoryview(data)[used:]
         return frames
 
-    def _maybe_next_frame(self) -> bytes | None:
-        if self._header is None:
-            if len(self._buffer) < ENCRYPTED_HEADER_SIZE:
-                return None
-            self._header = self._decrypt(ENCRYPTED_HEADER_SIZE, "frame header")
-            length = payload_length(self._header)
-            if length > self._max_payload:
-                raise Sv2ProtocolError(
-                    f"SV2 frame announces {length} payload bytes, limit is {self._max_payload}"
-                )
-        length = payload_length(self._header)
-        if len(self._buffer) < encrypted_payload_size(length):
-            return None
-        parts = [self._header]
-        remaining = length
-        while remaining:
-            chunk = min(remaining, CHUNK_PLAINTEXT_SIZE)
-            parts.append(self._decrypt(chunk + MAC_SIZE, "frame payload"))
-            remaining -= chunk
-        self._header = None
-        return b"".join(parts)
-
-    def _decrypt(self, size: int, what: str) -> bytes:
-        if self._recv.nonce >= MAX_NONCE:
-            raise Sv2ProtocolError("receive nonce exhausted; the peer must reconnect")
-        ciphertext = bytes(self._buffer[:size])
+    def _decrypt_frames(self, view: memoryview, frames: list[tuple[bytes, bytes]]) -> int:
+        """Append every complete frame in ``view``; returns the bytes used."""
+        decrypt = self._recv.decrypt
+        end = len(view)
+        pos = 0
+        header = self._header
+        what = "frame header"  # what is being decrypted, for the error
         try:
-            plaintext = self._recv.decrypt(b"", ciphertext)
+            while True:
+                if header is None:
+                    if end - pos < ENCRYPTED_HEADER_SIZE:
+                        self._need = ENCRYPTED_HEADER_SIZE
+                        break
+                    what = "frame header"
+                    header = decrypt(b"", view[pos : pos + ENCRYPTED_HEADER_SIZE])
+                    pos += ENCRYPTED_HEADER_SIZE
+                    length = header[3] | header[4] << 8 | header[5] << 16
+                    if length > self._max_payload:
+                        raise Sv2ProtocolError(
+                            f"SV2 frame announces {length} payload bytes, "
+                            f"limit is {self._max_payload}"
+                        )
+                else:
+                    length = header[3] | header[4] << 8 | header[5] << 16
+                what = "frame payload"
+                if length <= CHUNK_PLAINTEXT_SIZE:
+                    size = length + MAC_SIZE if length else 0
+                    if end - pos < size:
+                        self._need = size
+                        break
+                    payload = decrypt(b"", view[pos : pos + size]) if size else b""
+                else:
+                    size = encrypted_payload_size(length)
+                    if end - pos < size:
+                        self._need = size
+                        break
+                    stop = pos + size
+                    payload = b"".join(
+                        decrypt(b"", view[start : min(start + CHUNK_SIZE, stop)])
+                        for start in range(pos, stop, CHUNK_SIZE)
+                    )
+                pos += size
+                frames.append((header, payload))
+                header = None
         except CryptoError as exc:
+            if self._recv.nonce >= MAX_NONCE:
+                raise Sv2ProtocolError("receive nonce exhausted; the peer must reconnect") from None
             raise Sv2ProtocolError(
                 f"SV2 {what} failed authentication at nonce {self._recv.nonce}: {exc}"
             ) from None
-        del self._buffer[:size]
-        return plaintext
+        self._header = header
+        return pos
 
     @property
     def buffered(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
+from typing import Any
 
 from stratum_proxy.shares.math import DIFF1_TARGET
 from stratum_proxy.sv1.downstream import Sv1Downstream
@@ -15,6 +16,7 @@ class Miner:
     miner_id: int
     addr: str
     session: Sv1Downstream
+    row: tuple[Any, ...]  # the columns all its share rows have in common (shares.row_template)
     channel_id: int | None = None
     local: bytes = b""  # the proxy's extranonce bytes between the prefix and extranonce2
     worker: str = ""

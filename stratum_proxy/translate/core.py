@@ -29,11 +29,9 @@ Rules (README, translate mode); extranonce and channels: see upstream_channels.p
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from stratum_proxy.shares.math import DIFF1_TARGET
-from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.sv1.downstream import (
     LineIgnored,
     MalformedSubmit,
@@ -49,16 +47,32 @@ from stratum_proxy.sv2.settings import Sv2Settings
 from stratum_proxy.translate import events as tev
 from stratum_proxy.translate.channels import Miner
 from stratum_proxy.translate.miners import Miners
-from stratum_proxy.translate.shares import LocalReject, judge_locally, new_record, settle
+from stratum_proxy.translate.shares import (
+    FORWARDED_AT,
+    LocalReject,
+    ShareDraft,
+    judge_locally,
+    local_verdict,
+    new_draft,
+    row_template,
+    settle,
+)
 from stratum_proxy.translate.upstream_channels import Out, UpstreamChannels
 
 
-@dataclass(slots=True, eq=False)
-class _Pending:
+class _Pending(NamedTuple):
+    """A forwarded share's token in the client: whose it is and its row so far.
+
+    A tuple made with ``tuple.__new__`` (once per share, see ``_on_submit``).
+    """
+
     miner_id: int
     msg_id: RpcId
-    record: ShareRecord
-    sent_at: float = field(default=0.0)
+    draft: ShareDraft
+    sent_at: float
+
+
+_new_tuple = tuple.__new__
 
 
 class Translator:
@@ -161,7 +175,13 @@ class Translator:
         session = Sv1Downstream(
             max_line_bytes=self.max_line_bytes, version_mask=self.settings.version_mask
         )
-        miner = Miner(miner_id=miner_id, addr=miner_addr, session=session)
+        row = row_template(
+            proxy_id=self.proxy_id,
+            upstream=self.upstream,
+            miner_addr=miner_addr,
+            connection_id=miner_id,
+        )
+        miner = Miner(miner_id=miner_id, addr=miner_addr, session=session, row=row)
         self.miners.add(miner)
         out: Out = []
         self.channels.place(miner, now, out)
@@ -230,28 +250,24 @@ class Translator:
         self, miner: Miner, submit: Submit, now: float, wall: float, out: Out, malformed: str = ""
     ) -> None:
         channel = self.channels.channel_of(miner)
-        record = new_record(
+        draft = new_draft(
             submit,
+            miner.row,
             now=wall,
-            proxy_id=self.proxy_id,
-            upstream=self.upstream,
             channel_id=miner.channel_id or 0,
-            connection_id=miner.miner_id,
-            miner_addr=miner.addr,
             extranonce1=miner.session.extranonce1 or b"",
             pool_difficulty=DIFF1_TARGET / channel.target if channel and channel.target else 0.0,
         )
-        record, outcome = judge_locally(record, submit, miner, channel, malformed)
+        outcome = judge_locally(draft, submit, miner, channel, malformed)
         if isinstance(outcome, LocalReject):
-            record = record._replace(
-                status="rejected", reject_reason=outcome.reason, verdict_by="proxy"
-            )
             miner.session.answer_submit(submit.id, outcome.code, outcome.message)
+            record = local_verdict(draft, outcome)
             out.append(tev.ShareRecorded(miner_id=miner.miner_id, record=record))
             return
         assert channel is not None
-        record = record._replace(forwarded=True)
-        token = _Pending(miner_id=miner.miner_id, msg_id=submit.id, record=record, sent_at=now)
+        draft[FORWARDED_AT] = True
+        miner_id = miner.miner_id
+        token = _new_tuple(_Pending, (miner_id, submit.id, draft, now))
         self._client.submit_share(
             channel_id=channel.channel_id,
             job_id=outcome.job_id,
@@ -262,22 +278,25 @@ class Translator:
             now=now,
             token=token,
         )
-        self._pending_by_miner[miner.miner_id] = self.pending_for(miner.miner_id) + 1
+        pending = self._pending_by_miner
+        pending[miner_id] = pending.get(miner_id, 0) + 1
 
     def _on_verdict(self, verdict: cev.ShareVerdict, now: float, out: Out) -> None:
         token = verdict.token
         assert isinstance(token, _Pending)
-        record, code, text = settle(token.record, verdict)
-        left = self.pending_for(token.miner_id) - 1
+        record, code, text = settle(token.draft, verdict)
+        miner_id = token.miner_id
+        pending = self._pending_by_miner
+        left = pending.get(miner_id, 0) - 1
         if left > 0:
-            self._pending_by_miner[token.miner_id] = left
+            pending[miner_id] = left
         else:
-            self._pending_by_miner.pop(token.miner_id, None)
-        miner = self.miners.get(token.miner_id)
+            pending.pop(miner_id, None)
+        miner = self.miners.get(miner_id)
         if miner is not None:
             miner.session.answer_submit(token.msg_id, code, text)
-            self.miners.owe(token.miner_id)
-        out.append(tev.ShareRecorded(miner_id=token.miner_id, record=record))
+            self.miners.owe(miner_id)
+        out.append(tev.ShareRecorded(miner_id=miner_id, record=record))
 
 
 # --- client events that only become translator events ------------------------------------

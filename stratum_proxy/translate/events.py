@@ -4,6 +4,10 @@ Every input of the Translator returns a list of these.  Within one list the
 bytes come first (``SendToPool``, then one ``SendToMiner`` per miner owed
 bytes), then what happened, in the order it happened: so a miner's answers are
 written before a ``CloseMiner`` for it is acted on.
+
+``SendToPool``, ``SendToMiner`` and ``ShareRecorded`` come once per share or
+more, so they are not frozen: a frozen dataclass's __init__ sets each field
+through object.__setattr__, about twice the cost.  Treat them as read-only.
 """
 
 from __future__ import annotations
@@ -13,14 +17,14 @@ from dataclasses import dataclass
 from stratum_proxy.store.record import ShareRecord
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SendToPool:
     """Bytes for the SV2 pool connection (handshake, setup, channel requests, submits)."""
 
     data: bytes
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class SendToMiner:
     """Bytes (whole SV1 lines) for one miner's connection."""
 
@@ -43,7 +47,7 @@ class SetupRefused:
     error_code: str
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class ShareRecorded:
     """One submit's final row (the miner got its answer at the same time)."""
 

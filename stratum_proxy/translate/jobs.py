@@ -17,7 +17,7 @@ Field mapping (notes §5, as the SRI translator does it):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stratum_proxy.shares import Job, swap_prevhash_words
@@ -61,10 +61,11 @@ class TranslatedJob:
     job: Job
     target: int
     version_rolling_allowed: bool
+    # The target's difficulty, worked out once: every share's row needs it.
+    difficulty: float = field(init=False)
 
-    @property
-    def difficulty(self) -> float:
-        return target_to_difficulty(self.target)
+    def __post_init__(self) -> None:
+        self.difficulty = target_to_difficulty(self.target)
 
     def notify_params(self, clean: bool) -> list[Any]:
         job = self.job

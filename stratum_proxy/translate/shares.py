@@ -1,23 +1,32 @@
 """One SV1 submit in translate mode: its row, its share math, the local checks.
 
-Every submit becomes exactly one ShareRecord.  ``judge_locally`` (with
-``check_submit`` for the share math) either returns the SV2 fields to forward
-(the row already holds hash and difficulties) or the local rejection (SV1 code,
-text for the miner, reason for the row).  Local reasons start with "proxy:" so
+Every submit becomes exactly one ShareRecord.  While the share is judged and
+then awaits the pool, its row is a draft: ShareRecord's values in a list,
+filled in place by column (``store.record.INDEX``), the way the SV1 tracker
+does it (``sv1.records``); the record is made once, with the verdict.
+
+``new_draft`` starts the row from the miner's constant columns (``row_template``);
+``judge_locally`` (with ``check_submit`` for the share math) either returns the
+SV2 fields to forward (the draft then holds hash and difficulties) or the local
+rejection (SV1 code, text for the miner, reason for the row), which
+``local_verdict`` turns into the record.  Local reasons start with "proxy:" so
 they never pass for the pool's own words.  ``settle`` turns the pool's verdict
-into the final row and the miner's answer.
+into the final record and the miner's answer.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from stratum_proxy.shares import hex_u32, submitted_share
+from stratum_proxy.shares import submitted_share
 from stratum_proxy.store.record import (
+    INDEX,
     STATUS_ACCEPTED,
     STATUS_NO_RESPONSE,
     STATUS_REJECTED,
     ShareRecord,
+    empty_row,
 )
 from stratum_proxy.sv1.messages import Submit
 from stratum_proxy.sv2.client_events import ShareVerdict
@@ -37,6 +46,29 @@ REASON_JOB_NOT_FOUND = "proxy: job not found"
 REASON_MALFORMED = "proxy: malformed submit"
 REASON_BELOW_TARGET = "proxy: below pool target"
 
+# A share's row until its verdict: ShareRecord's values in column order.
+ShareDraft = list[Any]
+_TS, _CHANNEL_ID, _WORKER = INDEX["ts"], INDEX["channel_id"], INDEX["worker"]
+_JOB_ID, _EXTRANONCE2 = INDEX["job_id"], INDEX["extranonce2"]
+_NTIME, _NONCE, _VERSION_BITS = INDEX["ntime"], INDEX["nonce"], INDEX["version_bits"]
+_EXTRANONCE1, _POOL_DIFF, _MINER_DIFF = (
+    INDEX["extranonce1"],
+    INDEX["pool_difficulty"],
+    INDEX["miner_difficulty"],
+)
+_NETWORK_DIFF, _VERSION, _HASH = (
+    INDEX["network_difficulty"],
+    INDEX["version"],
+    INDEX["share_hash"],
+)
+_SHARE_DIFF, _IS_BLOCK = INDEX["share_difficulty"], INDEX["is_block"]
+_STATUS, _REASON, _VERDICT_BY = INDEX["status"], INDEX["reject_reason"], INDEX["verdict_by"]
+_RESPONSE_MS = INDEX["response_ms"]
+FORWARDED_AT = INDEX["forwarded"]
+
+_new_tuple = tuple.__new__  # NamedTuple's own __new__ adds a Python call per share
+_fromhex = bytes.fromhex
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class LocalReject:
@@ -45,9 +77,8 @@ class LocalReject:
     reason: str  # the row's reject_reason
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Forward:
-    """What goes into SubmitSharesExtended."""
+class Forward(NamedTuple):
+    """What goes into SubmitSharesExtended (made with ``tuple.__new__``: once per share)."""
 
     job_id: int
     nonce: int
@@ -62,54 +93,54 @@ NOT_SUBSCRIBED = LocalReject(
 JOB_NOT_FOUND = LocalReject(
     code=SV1_JOB_NOT_FOUND, message="job not found", reason=REASON_JOB_NOT_FOUND
 )
+BELOW_TARGET = LocalReject(
+    code=SV1_LOW_DIFFICULTY, message="low difficulty share", reason=REASON_BELOW_TARGET
+)
 
 
-def new_record(
+def row_template(
+    *, proxy_id: str, upstream: str, miner_addr: str, connection_id: int
+) -> tuple[Any, ...]:
+    """The columns every row of one miner connection shares; status no_response."""
+    row = empty_row()
+    row[INDEX["proxy_id"]] = proxy_id
+    row[INDEX["upstream"]] = upstream
+    row[INDEX["protocol"]] = "sv1"
+    row[INDEX["miner_addr"]] = miner_addr
+    row[INDEX["connection_id"]] = connection_id
+    return tuple(row)
+
+
+def new_draft(
     submit: Submit,
+    template: tuple[Any, ...],
     *,
     now: float,
-    proxy_id: str,
-    upstream: str,
     channel_id: int,
-    connection_id: int,
-    miner_addr: str,
     extranonce1: bytes,
     pool_difficulty: float,
-) -> ShareRecord:
+) -> ShareDraft:
     """The row before any math: status no_response until a verdict is known.
 
-    ``channel_id`` is the pool's SV2 channel, ``connection_id`` the miner's connection.
+    ``channel_id`` is the pool's SV2 channel; ``template`` (``row_template``)
+    holds the miner's connection.
     """
-    return ShareRecord(
-        ts=now,
-        proxy_id=proxy_id,
-        upstream=upstream,
-        protocol="sv1",
-        channel_id=channel_id,
-        worker=submit.worker,
-        miner_addr=miner_addr,
-        job_id=submit.job_id,
-        extranonce2=submit.extranonce2,
-        ntime=submit.ntime,
-        nonce=submit.nonce,
-        version=0,
-        share_hash="",
-        share_difficulty=0.0,
-        pool_difficulty=pool_difficulty,
-        network_difficulty=0.0,
-        status=STATUS_NO_RESPONSE,
-        reject_reason="",
-        is_block=False,
-        response_ms=0.0,
-        version_bits=submit.version_bits or "",
-        extranonce1=extranonce1.hex(),
-        connection_id=connection_id,
-        miner_difficulty=pool_difficulty,
-    )
+    row = [*template]
+    row[_TS] = now
+    row[_CHANNEL_ID] = channel_id
+    row[_WORKER] = submit.worker
+    row[_JOB_ID] = submit.job_id
+    row[_EXTRANONCE2] = submit.extranonce2
+    row[_NTIME] = submit.ntime
+    row[_NONCE] = submit.nonce
+    row[_POOL_DIFF] = row[_MINER_DIFF] = pool_difficulty
+    row[_VERSION_BITS] = submit.version_bits or ""
+    row[_EXTRANONCE1] = extranonce1.hex()
+    return row
 
 
 def check_submit(
-    record: ShareRecord,
+    draft: ShareDraft,
     submit: Submit,
     job: TranslatedJob,
     *,
@@ -117,21 +148,18 @@ def check_submit(
     extranonce2_size: int,
     version_mask: int,
     channel_target: int,
-) -> tuple[ShareRecord, Forward | LocalReject]:
-    """Rebuild the share on ``job``, fill the row, decide whether the pool sees it.
+) -> Forward | LocalReject:
+    """Rebuild the share on ``job``, fill the draft, decide whether the pool sees it.
 
     A share whose hash misses the channel target would be refused by the pool
     (difficulty-too-low) and counted against the farm there, so it is
     rejected here with the same SV1 code a pool uses (23).
     """
     # The miner works at the channel's target: its difficulty is the pool's.
-    record = record._replace(
-        pool_difficulty=job.difficulty,
-        miner_difficulty=job.difficulty,
-        network_difficulty=job.job.network_difficulty,
-    )
+    draft[_POOL_DIFF] = draft[_MINER_DIFF] = job.difficulty
+    draft[_NETWORK_DIFF] = job.job.network_difficulty
     try:
-        extranonce2 = bytes.fromhex(submit.extranonce2)
+        extranonce2 = _fromhex(submit.extranonce2)
         if len(extranonce2) != extranonce2_size or len(submit.extranonce2) != 2 * extranonce2_size:
             raise ValueError(
                 f"extranonce2 must be {extranonce2_size} bytes, got {submit.extranonce2[:80]!r}"
@@ -141,42 +169,42 @@ def check_submit(
             job.job, extranonce, submit.ntime, submit.nonce, submit.version_bits, version_mask
         )
     except ValueError as exc:
-        return record, LocalReject(
+        return LocalReject(
             code=SV1_OTHER, message=f"malformed share: {exc}", reason=REASON_MALFORMED
         )
-    record = record._replace(
-        version=result.version,
-        share_hash=result.hash_hex,
-        share_difficulty=result.difficulty,
-        is_block=result.is_block,
-    )
-    if not result.meets(channel_target):
-        return record, LocalReject(
-            code=SV1_LOW_DIFFICULTY, message="low difficulty share", reason=REASON_BELOW_TARGET
-        )
-    return record, Forward(
-        job_id=job.sv2_job_id,
-        nonce=hex_u32(submit.nonce),  # both known to be 8 hex digits by now
-        ntime=hex_u32(submit.ntime),
-        version=result.version,
-        extranonce=extranonce,
+    draft[_VERSION] = result.version
+    draft[_HASH] = result.hash_hex
+    draft[_SHARE_DIFF] = result.difficulty
+    draft[_IS_BLOCK] = result.is_block
+    if result.hash_int > channel_target:
+        return BELOW_TARGET
+    # submitted_share accepted ntime and nonce as exactly 8 hex digits each.
+    return _new_tuple(
+        Forward,
+        (
+            job.sv2_job_id,
+            int(submit.nonce, 16),
+            int(submit.ntime, 16),
+            result.version,
+            extranonce,
+        ),
     )
 
 
 def judge_locally(
-    record: ShareRecord, submit: Submit, miner: Miner, channel: Channel | None, malformed: str
-) -> tuple[ShareRecord, Forward | LocalReject]:
+    draft: ShareDraft, submit: Submit, miner: Miner, channel: Channel | None, malformed: str
+) -> Forward | LocalReject:
     """What the proxy can tell before the pool: not subscribed, malformed, unknown job, math."""
     if channel is None or not miner.session.subscribed:
-        return record, NOT_SUBSCRIBED
+        return NOT_SUBSCRIBED
     if malformed:
-        return record, LocalReject(code=SV1_OTHER, message=malformed, reason=REASON_MALFORMED)
+        return LocalReject(code=SV1_OTHER, message=malformed, reason=REASON_MALFORMED)
     job_id = parse_job_id(submit.job_id)
     job = channel.jobs.get(job_id) if job_id is not None else None
     if job is None:
-        return record, JOB_NOT_FOUND
+        return JOB_NOT_FOUND
     return check_submit(
-        record,
+        draft,
         submit,
         job,
         local=miner.local,
@@ -186,25 +214,33 @@ def judge_locally(
     )
 
 
-def settle(record: ShareRecord, verdict: ShareVerdict) -> tuple[ShareRecord, int | None, str]:
-    """The final row, and the miner's answer: SV1 error code (None: accepted) and text.
+def local_verdict(draft: ShareDraft, reject: LocalReject) -> ShareRecord:
+    """The record of a share the proxy rejected itself (never forwarded).  Uses the draft up."""
+    draft[_STATUS] = STATUS_REJECTED
+    draft[_REASON] = reject.reason
+    draft[_VERDICT_BY] = "proxy"
+    record: ShareRecord = _new_tuple(ShareRecord, draft)
+    return record
 
-    ``response_ms`` is the round trip on the clock the client was given (monotonic).
+
+def settle(draft: ShareDraft, verdict: ShareVerdict) -> tuple[ShareRecord, int | None, str]:
+    """The final record, and the miner's answer: SV1 error code (None: accepted) and text.
+
+    ``response_ms`` is the round trip on the clock the client was given
+    (monotonic).  Uses the draft up.
     """
     status = verdict.status
+    draft[_STATUS] = status
     if status == STATUS_ACCEPTED:
         code, text = None, ""
     elif status == STATUS_REJECTED:
         code, text = sv1_error_code(verdict.error_code), verdict.error_code
+        draft[_REASON] = verdict.error_code
     else:
         code, text = SV1_OTHER, "no response from pool"
-    record = record._replace(
-        status=status,
-        reject_reason="" if status == STATUS_ACCEPTED else verdict.error_code,
-        verdict_by="" if status == STATUS_NO_RESPONSE else "pool",
-    )
+        draft[_REASON] = verdict.error_code
     if status != STATUS_NO_RESPONSE:
-        record = record._replace(
-            response_ms=max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
-        )
+        draft[_VERDICT_BY] = "pool"
+        draft[_RESPONSE_MS] = max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
+    record: ShareRecord = _new_tuple(ShareRecord, draft)
     return record, code, text

@@ -21,6 +21,7 @@ import orjson
 import pytest
 
 from stratum_proxy.shares import DIFF1_TARGET, rolled_version, submitted_share, swap_prevhash_words
+from stratum_proxy.store.record import ShareRecord
 from stratum_proxy.sv1.events import ShareResolved
 from stratum_proxy.sv1.messages import Submit
 from stratum_proxy.sv1.records import ShareContext
@@ -28,7 +29,7 @@ from stratum_proxy.sv1.tracker import Sv1Tracker
 from stratum_proxy.sv2.jobs import standard_share
 from stratum_proxy.sv2.messages import NewExtendedMiningJob, SetNewPrevHash
 from stratum_proxy.translate.jobs import translate_job
-from stratum_proxy.translate.shares import Forward, check_submit, new_record
+from stratum_proxy.translate.shares import Forward, check_submit, new_draft, row_template
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "data" / "vectors" / "share_vectors.json"
 VECTORS = [v for v in json.loads(VECTORS_PATH.read_text()) if v["coinb1"] is not None]
@@ -125,19 +126,16 @@ def test_translate_rows_carry_every_vector(v: dict[str, Any]) -> None:
         nonce=v["nonce"],
         version_bits=v.get("version_bits") or None,
     )
-    record = new_record(
+    draft = new_draft(
         submit,
+        row_template(proxy_id="p", upstream="pool", miner_addr="m", connection_id=7),
         now=1.0,
-        proxy_id="p",
-        upstream="pool",
         channel_id=1,
-        connection_id=7,
-        miner_addr="m",
         extranonce1=bytes.fromhex(v["extranonce1"]),
         pool_difficulty=1.0,
     )
-    record, outcome = check_submit(
-        record,
+    outcome = check_submit(
+        draft,
         submit,
         translated,
         local=b"",
@@ -146,6 +144,7 @@ def test_translate_rows_carry_every_vector(v: dict[str, Any]) -> None:
         channel_target=(1 << 256) - 1,
     )
     assert isinstance(outcome, Forward)
+    record = ShareRecord(*draft)
     _check(v, record.share_hash, record.share_difficulty, record.version, record.is_block)
     assert (outcome.nonce, outcome.ntime) == (int(v["nonce"], 16), int(v["ntime"], 16))
     # SubmitSharesExtended carries what follows the channel's prefix: local bytes + extranonce2.

@@ -17,7 +17,7 @@ from stratum_proxy.sv1.events import ShareResolved
 from stratum_proxy.sv1.messages import Submit
 from stratum_proxy.sv1.records import ShareContext
 from stratum_proxy.sv1.tracker import Sv1Tracker
-from stratum_proxy.translate.shares import new_record
+from stratum_proxy.translate.shares import new_draft, row_template
 
 # The order rows are kept in on disk (spool chunks, dead-letter lines) and sent
 # in.  Appending is the only change allowed: a spool written by an older release
@@ -94,18 +94,15 @@ def test_the_passthrough_row_holds_each_value_in_its_own_column() -> None:
 def test_the_translate_row_holds_each_value_in_its_own_column() -> None:
     _, fields = _distinct_submit()
     submit = Submit(id=5, **fields)
-    record = new_record(
+    draft = new_draft(
         submit,
+        row_template(proxy_id="PX", upstream="UP", miner_addr="MA:1", connection_id=42),
         now=123.5,
-        proxy_id="PX",
-        upstream="UP",
         channel_id=41,
-        connection_id=42,
-        miner_addr="MA:1",
         extranonce1=b"\xee\x01",
         pool_difficulty=8.0,
     )
-    row = record._asdict()
+    row = ShareRecord(*draft)._asdict()
     for name, value in fields.items():
         assert row[name] == value, name
     assert row == row | {

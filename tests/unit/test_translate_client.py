@@ -21,6 +21,7 @@ from stratum_proxy.sv2.client import Sv2Client
 from stratum_proxy.sv2.crypto import xonly_pubkey
 from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.jobs import block_header, extended_merkle_root
+from stratum_proxy.sv2.messages import SubmitSharesError, SubmitSharesSuccess, UnknownMessage
 
 NOW = 1_800_000_000.0
 
@@ -313,3 +314,60 @@ def test_timer_may_be_early_after_a_verdict_but_never_late() -> None:
     assert pair.client.get_timer() in (None, NOW + 5.0)
     assert pair.client.handle_timer(NOW + 5.0) == []
     assert pair.client.get_timer() is None
+
+
+def test_verdicts_taken_from_the_payload_match_the_messages() -> None:
+    """Success and Error reach their channel straight from the payload (the per-share
+    path); one for a channel we do not have is a notice, as a decoded message was."""
+    pair = Pair()
+    (opened,) = pair.open()
+    (job,) = _jobs(pair.events)
+    pair.submit(opened, job, 1, "a")
+    pair.submit(opened, job, 2, "b")
+    pair.client.data_to_send()  # the pool never sees them: it answers by hand below
+    pair.conn.send(
+        SubmitSharesError(channel_id=opened.channel_id, sequence_number=1, error_code="stale-share")
+    )
+    pair.conn.send(
+        SubmitSharesSuccess(
+            channel_id=opened.channel_id,
+            last_sequence_number=1,
+            new_submits_accepted_count=1,
+            new_shares_sum=5,
+        )
+    )
+    pair.conn.send(
+        SubmitSharesSuccess(
+            channel_id=999, last_sequence_number=0, new_submits_accepted_count=1, new_shares_sum=1
+        )
+    )
+    events = pair.client.receive_data(pair.conn.data_to_send(), NOW + 0.5)
+    rejected, accepted, unknown = events
+    assert isinstance(rejected, ev.ShareVerdict) and isinstance(accepted, ev.ShareVerdict)
+    assert (rejected.token, rejected.status, rejected.error_code) == (
+        "b",
+        "rejected",
+        "stale-share",
+    )
+    assert (accepted.token, accepted.status, accepted.sequence_number) == ("a", "accepted", 0)
+    assert accepted.resolved_at - accepted.submitted_at == 0.5
+    assert unknown == ev.ProtocolNotice(text="share verdict for unknown channel 999")
+
+
+@pytest.mark.parametrize(
+    ("msg_type", "payload", "error"),
+    [
+        (0x1C, bytes(21), "SubmitSharesSuccess: 1 unexpected trailing bytes"),
+        (0x1C, bytes(19), "SubmitSharesSuccess.new_shares_sum: short buffer"),
+        (0x1D, bytes(8) + b"\x02\xff\xfe", "SubmitSharesError.error_code: STR0_255 is not valid"),
+        (0x1D, bytes(8) + b"\x05ab", "SubmitSharesError.error_code: short buffer"),
+    ],
+)
+def test_a_malformed_verdict_is_a_protocol_error(msg_type: int, payload: bytes, error: str) -> None:
+    pair = Pair()
+    pair.open()
+    pair.conn.send(
+        UnknownMessage(extension_type=0, msg_type=msg_type, channel_msg=True, payload=payload)
+    )
+    with pytest.raises(Sv2ProtocolError, match=error):
+        pair.client.receive_data(pair.conn.data_to_send(), NOW)

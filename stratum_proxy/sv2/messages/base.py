@@ -6,6 +6,11 @@ in wire order.  ``@register`` reads those annotations once and derives
 ``encode()``/``decode()`` from them, so a class body is the spec's table and
 nothing else.  Fields without a codec (a message's optional tail) are handled by
 the class's ``_encode_tail``/``_decode_tail`` hooks.
+
+``generic_encode``/``generic_decode`` are that field-by-field codec.  A class
+may override ``encode``/``decode`` with a faster equivalent (the per-share
+messages in :mod:`.mining` do); the generic functions stay the reference the
+fast paths are tested against, and the fallback for anything unusual.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any, ClassVar, Self, TypeVar
 
 from stratum_proxy.errors import LocalProtocolError
 from stratum_proxy.sv2.errors import Sv2ProtocolError
-from stratum_proxy.sv2.framing import Header, UnknownMessage
+from stratum_proxy.sv2.framing import EXTENSION_MASK, FRAME_HEADER_SIZE, Header, UnknownMessage
 from stratum_proxy.sv2.types import Codec, Reader, Writer
 
 # Extension ids (spec §3.2 / extensions docs).  Core protocols share 0x0000.
@@ -50,28 +55,12 @@ class Message:
 
     def encode(self) -> bytes:
         """The payload (no frame header)."""
-        writer = Writer()
-        for name, codec in self.WIRE_FIELDS:
-            try:
-                codec.push(writer, getattr(self, name))
-            except LocalProtocolError as exc:
-                raise LocalProtocolError(f"{type(self).__name__}.{name}: {exc}") from exc
-        self._encode_tail(writer)
-        return writer.data()
+        return generic_encode(self)
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> Self:
         """Parse a payload; trailing bytes are rejected unless the class defines a tail."""
-        reader = Reader(payload)
-        values: dict[str, Any] = {}
-        for name, codec in cls.WIRE_FIELDS:
-            try:
-                values[name] = codec.pull(reader)
-            except Sv2ProtocolError as exc:
-                raise Sv2ProtocolError(f"{cls.__name__}.{name}: {exc}") from exc
-        values.update(cls._decode_tail(reader))
-        reader.expect_end(cls.__name__)
-        return cls(**values)
+        return generic_decode(cls, payload)
 
     def _encode_tail(self, writer: Writer) -> None:
         """Write fields that follow the fixed ones (none by default)."""
@@ -83,6 +72,34 @@ class Message:
 
 
 M = TypeVar("M", bound=type[Message])
+AnyM = TypeVar("AnyM", bound=Message)
+
+
+def generic_encode(msg: Message) -> bytes:
+    """The payload of ``msg``, field by field through each field's codec."""
+    writer = Writer()
+    for name, codec in msg.WIRE_FIELDS:
+        try:
+            codec.push(writer, getattr(msg, name))
+        except LocalProtocolError as exc:
+            raise LocalProtocolError(f"{type(msg).__name__}.{name}: {exc}") from exc
+    msg._encode_tail(writer)
+    return writer.data()
+
+
+def generic_decode(cls: type[AnyM], payload: bytes | bytearray | memoryview) -> AnyM:
+    """A ``cls`` from its payload, field by field; raises Sv2ProtocolError naming the field."""
+    reader = Reader(payload)
+    values: dict[str, Any] = {}
+    for name, codec in cls.WIRE_FIELDS:
+        try:
+            values[name] = codec.pull(reader)
+        except Sv2ProtocolError as exc:
+            raise Sv2ProtocolError(f"{cls.__name__}.{name}: {exc}") from exc
+    values.update(cls._decode_tail(reader))
+    reader.expect_end(cls.__name__)
+    return cls(**values)
+
 
 _REGISTRY: dict[tuple[int, int], type[Message]] = {}
 
@@ -128,3 +145,16 @@ def decode_message(header: Header, payload: bytes) -> Message | UnknownMessage:
             payload=bytes(payload),
         )
     return cls.decode(payload)
+
+
+def decode_frame(header: bytes, payload: bytes) -> Message | UnknownMessage:
+    """``decode_message`` for a frame held as its 6 header bytes and its payload.
+
+    What ``NoiseTransport.feed_parts`` returns: a known message is dispatched
+    straight from the header bytes, without a :class:`Header` object.
+    """
+    if len(header) == FRAME_HEADER_SIZE:
+        cls = _REGISTRY.get(((header[0] | header[1] << 8) & EXTENSION_MASK, header[2]))
+        if cls is not None and len(payload) == header[3] | header[4] << 8 | header[5] << 16:
+            return cls.decode(payload)
+    return decode_message(Header.decode(header), payload)

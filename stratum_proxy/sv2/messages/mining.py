@@ -10,15 +10,31 @@ Fields are in wire order.  Two messages have a tail beyond their fixed fields:
 * ``SubmitSharesExtended.extensions``: TLV fields of negotiated extensions
   (spec §3.4.3), kept in order and re-encoded byte for byte.  Type and length
   are little-endian as SRI sends them (notes §9.3; the spec's example prints BE).
+
+The three messages that cross a connection once per share (SubmitSharesExtended
+out, SubmitShares.Success / .Error back) have a struct-based codec of their own
+(the functions at the end): one ``pack``/``unpack`` instead of a codec call per
+field.  Their classes' ``encode``/``decode`` use it, and the SV2 client calls the
+functions directly, without building the message object.  Anything those
+functions do not expect (a value out of range, a TLV tail, a short payload)
+goes to the generic codec, which gives the same bytes or raises the error that
+names the field; the property tests check both against each other.
 """
 
 from __future__ import annotations
 
+import struct
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from stratum_proxy.sv2.errors import Sv2ProtocolError
-from stratum_proxy.sv2.messages.base import EXTENSION_WORKER_HASHRATE_TRACKING, Message, register
+from stratum_proxy.sv2.messages.base import (
+    EXTENSION_WORKER_HASHRATE_TRACKING,
+    Message,
+    generic_decode,
+    generic_encode,
+    register,
+)
 from stratum_proxy.sv2.messages.tlv import TLV_FIELD_USER_IDENTITY, Tlv
 from stratum_proxy.sv2.types import (
     B0_32,
@@ -26,6 +42,8 @@ from stratum_proxy.sv2.types import (
     B0_255,
     BOOL,
     F32,
+    MAX_B0_32,
+    MAX_STR0_255,
     OPTION_U32,
     SEQ0_64K_U32,
     SEQ0_255_U256,
@@ -191,6 +209,37 @@ class SubmitSharesExtended(Message):
     extranonce: B0_32  # length must equal the channel's extranonce_size
     extensions: tuple[Tlv, ...] = ()  # tail: see the module docstring
 
+    def encode(self) -> bytes:
+        if not self.extensions:
+            payload = encode_submit_shares_extended(
+                self.channel_id,
+                self.sequence_number,
+                self.job_id,
+                self.nonce,
+                self.ntime,
+                self.version,
+                self.extranonce,
+            )
+            if payload is not None:
+                return payload
+        return generic_encode(self)
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> Self:
+        fields = decode_submit_shares_extended(payload)
+        if fields is None:
+            return generic_decode(cls, payload)
+        channel_id, sequence_number, job_id, nonce, ntime, version, extranonce = fields
+        return cls(
+            channel_id=channel_id,
+            sequence_number=sequence_number,
+            job_id=job_id,
+            nonce=nonce,
+            ntime=ntime,
+            version=version,
+            extranonce=extranonce,
+        )
+
     def _encode_tail(self, writer: Writer) -> None:
         for tlv in self.extensions:
             tlv.push(writer)
@@ -230,6 +279,30 @@ class SubmitSharesSuccess(Message):
     new_submits_accepted_count: U32  # since the previous Success (batched acks)
     new_shares_sum: U64
 
+    def encode(self) -> bytes:
+        try:
+            return _SUCCESS.pack(
+                self.channel_id,
+                self.last_sequence_number,
+                self.new_submits_accepted_count,
+                self.new_shares_sum,
+            )
+        except struct.error:
+            return generic_encode(self)  # raises, naming the field out of range
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> Self:
+        fields = decode_submit_shares_success(payload)
+        if fields is None:
+            return generic_decode(cls, payload)
+        channel_id, last_sequence_number, new_submits_accepted_count, new_shares_sum = fields
+        return cls(
+            channel_id=channel_id,
+            last_sequence_number=last_sequence_number,
+            new_submits_accepted_count=new_submits_accepted_count,
+            new_shares_sum=new_shares_sum,
+        )
+
 
 @register
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -240,6 +313,23 @@ class SubmitSharesError(Message):
     channel_id: U32
     sequence_number: U32
     error_code: STR0_255
+
+    def encode(self) -> bytes:
+        try:
+            code = self.error_code.encode("utf-8")
+            if len(code) <= MAX_STR0_255 and type(self.error_code) is str:
+                return _ERROR_HEAD.pack(self.channel_id, self.sequence_number, len(code)) + code
+        except (struct.error, UnicodeEncodeError, AttributeError):
+            pass
+        return generic_encode(self)  # raises, naming the first field that does not fit
+
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> Self:
+        fields = decode_submit_shares_error(payload)
+        if fields is None:
+            return generic_decode(cls, payload)
+        channel_id, sequence_number, error_code = fields
+        return cls(channel_id=channel_id, sequence_number=sequence_number, error_code=error_code)
 
 
 @register
@@ -332,3 +422,81 @@ class SetGroupChannel(Message):
 
     group_channel_id: U32
     channel_ids: SEQ0_64K_U32
+
+
+# --- the per-share messages' struct codec (see the module docstring) ----------------------
+
+# channel_id, sequence_number, job_id, nonce, ntime, version, then extranonce's length byte.
+_SUBMIT_EXTENDED_HEAD = struct.Struct("<6IB")
+_SUBMIT_EXTENDED_HEAD_SIZE = _SUBMIT_EXTENDED_HEAD.size  # 25
+# channel_id, last_sequence_number, new_submits_accepted_count, new_shares_sum.
+_SUCCESS = struct.Struct("<3IQ")
+_SUCCESS_SIZE = _SUCCESS.size  # 20
+# channel_id, sequence_number, then error_code's length byte.
+_ERROR_HEAD = struct.Struct("<2IB")
+_ERROR_HEAD_SIZE = _ERROR_HEAD.size  # 9
+
+
+def encode_submit_shares_extended(
+    channel_id: int,
+    sequence_number: int,
+    job_id: int,
+    nonce: int,
+    ntime: int,
+    version: int,
+    extranonce: bytes,
+) -> bytes | None:
+    """A SubmitSharesExtended payload without TLVs; None if a value does not fit its type."""
+    if type(extranonce) is not bytes or len(extranonce) > MAX_B0_32:
+        return None
+    try:
+        head = _SUBMIT_EXTENDED_HEAD.pack(
+            channel_id, sequence_number, job_id, nonce, ntime, version, len(extranonce)
+        )
+    except struct.error:
+        return None
+    return head + extranonce
+
+
+def decode_submit_shares_extended(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[int, int, int, int, int, int, bytes] | None:
+    """(channel_id, sequence_number, job_id, nonce, ntime, version, extranonce) of a
+    SubmitSharesExtended without TLVs; None for anything else (TLVs, malformed)."""
+    if len(payload) < _SUBMIT_EXTENDED_HEAD_SIZE:
+        return None
+    channel_id, seq, job_id, nonce, ntime, version, size = _SUBMIT_EXTENDED_HEAD.unpack_from(
+        payload
+    )
+    if size > MAX_B0_32 or len(payload) != _SUBMIT_EXTENDED_HEAD_SIZE + size:
+        return None
+    extranonce = bytes(payload[_SUBMIT_EXTENDED_HEAD_SIZE:])
+    return channel_id, seq, job_id, nonce, ntime, version, extranonce
+
+
+def decode_submit_shares_success(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[int, int, int, int] | None:
+    """(channel_id, last_sequence_number, new_submits_accepted_count, new_shares_sum);
+    None when the payload is not exactly those 20 bytes."""
+    if len(payload) != _SUCCESS_SIZE:
+        return None
+    fields: tuple[int, int, int, int] = _SUCCESS.unpack(payload)
+    return fields
+
+
+def decode_submit_shares_error(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[int, int, str] | None:
+    """(channel_id, sequence_number, error_code); None when malformed (the generic
+    decoder then raises the error that says how)."""
+    if len(payload) < _ERROR_HEAD_SIZE:
+        return None
+    channel_id, seq, size = _ERROR_HEAD.unpack_from(payload)
+    if len(payload) != _ERROR_HEAD_SIZE + size:
+        return None
+    try:
+        code = bytes(payload[_ERROR_HEAD_SIZE:]).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    return channel_id, seq, code

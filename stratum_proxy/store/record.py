@@ -49,7 +49,7 @@ class ShareRecord(NamedTuple):
     garbage collector's view, and the tens of thousands of rows waiting in the
     queue cost no collector pauses (which would show up in miners' round
     trips).  The SV1 tracker fills a list draft in place and makes the record
-    once (``sv1.records.finish_row``); translate mode uses ``_replace``.
+    once (``sv1.records.finish_row``); translate mode fills a draft the same way.
 
     ``ts`` is the proxy's receive time of the submit, as Unix seconds (float;
     the store keeps whole milliseconds, see ``ts_millis``).  ``version`` is the

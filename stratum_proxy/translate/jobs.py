@@ -32,20 +32,10 @@ SV1_LOW_DIFFICULTY = codes.LOW_DIFFICULTY
 SV1_UNAUTHORIZED = codes.UNAUTHORIZED
 SV1_NOT_SUBSCRIBED = codes.NOT_SUBSCRIBED
 
-# SV2 SubmitShares.Error codes (SRI mining_sv2 constants) -> the SV1 code a
-# miner's firmware classifies the same way.  Unknown codes are "other" (spec
-# §3.5: error codes are free-form).
-_SV1_CODE = {
-    "stale-share": SV1_JOB_NOT_FOUND,
-    "invalid-job-id": SV1_JOB_NOT_FOUND,
-    "duplicate-share": SV1_DUPLICATE,
-    "difficulty-too-low": SV1_LOW_DIFFICULTY,
-    "invalid-channel-id": SV1_UNAUTHORIZED,
-}
-
 
 def sv1_error_code(sv2_error_code: str) -> int:
-    return _SV1_CODE.get(sv2_error_code, SV1_OTHER)
+    """The SV1 code a miner's firmware classifies like this SV2 error code."""
+    return codes.from_sv2(sv2_error_code)
 
 
 @dataclass(slots=True, eq=False)

@@ -28,6 +28,15 @@ Rules (README, aggregate mode):
   miner's difficulty is accepted by the proxy; the proxy rejects unknown
   jobs (21), stale jobs (21), duplicates (22) and low difficulty (23), with
   reasons starting ``proxy:``.
+* **Worker channels.**  An SV2 channel carries one user identity and SV2
+  has no per-share worker name.  So on the pools in ``worker_channel_pools``,
+  with ``identity_passthrough``, a miner whose worker name is known when it
+  arrives (an SV2 channel's user identity) mines on an upstream of its own
+  worker name (``OpenUpstream.identity``): a channel opened under that name,
+  shared by the worker's miners up to ``miners_per_upstream``.  A name the
+  pool refuses mines under ``pool_user`` instead, for ``failback_check_s``
+  (then a new miner of that name tries again); SV1 miners, whose name comes
+  after their subscribe is answered, mine under ``pool_user`` there.
 """
 
 from __future__ import annotations
@@ -141,6 +150,8 @@ class _Upstream:
     refused: set[str] = field(default_factory=set)
     asked: set[str] = field(default_factory=set)
     retiring: bool = False  # no new miners; closed once its verdicts are in
+    identity: str = ""  # a worker's own channel (SV2 pools); "": the farm's pool_user
+    identity_refused: bool = False  # the pool refused that identity: not a pool failure
     last_job_at: float = 0.0  # monotonic time of its last notify (or of becoming ready)
     keepalives: int = 0  # keepalive copies of the current job sent since
     keepalive_ntime: int = 0  # the ntime of the last keepalive copy of the current job
@@ -176,7 +187,16 @@ class _Forwarded:
 class Aggregator:
     """The aggregate core for one listener: its miners and its upstream connections."""
 
-    def __init__(self, *, settings: AggregateSettings, pools: list[str], proxy_id: str) -> None:
+    def __init__(
+        self,
+        *,
+        settings: AggregateSettings,
+        pools: list[str],
+        proxy_id: str,
+        worker_channel_pools: frozenset[int] = frozenset(),
+    ) -> None:
+        """``worker_channel_pools``: the pools (indices) whose connections carry one user
+        identity each (SV2 pools), where workers get upstreams of their own."""
         if not pools:
             raise ValueError("aggregate mode needs at least one pool")
         self.settings = settings
@@ -188,7 +208,12 @@ class Aggregator:
         self.upstreams: dict[int, _Upstream] = {}
         self.pool_down_until: dict[int, float] = {}
         self._next_upstream = 1
-        self._opening: dict[int, int] = {}  # upstream id -> pool, connecting or in setup
+        # upstream id -> (pool, identity), connecting or in setup
+        self._opening: dict[int, tuple[int, str]] = {}
+        self._worker_channel_pools = (
+            worker_channel_pools if settings.identity_passthrough else frozenset()
+        )
+        self._refused_identities: dict[tuple[int, str], float] = {}  # -> until (monotonic)
         self._reconnect_queue: list[int] = []
         self._next_reconnect_at = 0.0
         self._failback_at: float | None = None
@@ -208,12 +233,15 @@ class Aggregator:
         now: float,
         session: MinerSession | None = None,
         difficulty: float = 0.0,
+        worker: str = "",
     ) -> list[ev.AggregateEvent]:
         """A new miner connection; ``session`` speaks its protocol (default: SV1).
 
         Any object with ``Sv1Downstream``'s interface will do: ``sv2.downstream``
         serves SV2 firmware that way.  ``difficulty`` > 0: what the miner asked for
         before its first job (an SV2 channel's nominal hashrate), within the bounds.
+        ``worker``: its name when known before it is placed (an SV2 channel's user
+        identity), which places it on its worker's channel of an SV2 pool.
         """
         events: list[ev.AggregateEvent] = []
         prefix = self.prefixes.take()
@@ -235,6 +263,7 @@ class Aggregator:
             vardiff=Vardiff(self.settings.vardiff, now),
             jobs=MinerJobs(self.settings.jobs_per_miner),
             waiting_since=now,
+            worker=worker,
         )
         if difficulty > 0:
             self.miners[miner_id].vardiff.suggest(difficulty, now)
@@ -309,9 +338,10 @@ class Aggregator:
         self, upstream_id: int, now: float, client: up.PoolClient | None = None
     ) -> list[ev.AggregateEvent]:
         """The connection is open; ``client`` speaks the pool's protocol (None: SV1)."""
-        pool = self._opening.get(upstream_id)
-        if pool is None:
+        opening = self._opening.get(upstream_id)
+        if opening is None:
             return [ev.CloseUpstream(upstream_id=upstream_id, reason="not wanted any more")]
+        pool, identity = opening
         s = self.settings
         if client is None:
             client = up.Sv1Upstream(
@@ -321,7 +351,9 @@ class Aggregator:
                 setup_timeout_s=s.setup_timeout_s,
                 max_line_bytes=s.max_line_bytes,
             )
-        self.upstreams[upstream_id] = _Upstream(upstream_id=upstream_id, pool=pool, client=client)
+        self.upstreams[upstream_id] = _Upstream(
+            upstream_id=upstream_id, pool=pool, client=client, identity=identity
+        )
         events: list[ev.AggregateEvent] = []
         self._client_events(self.upstreams[upstream_id], client.start(now), now, now, events)
         return events
@@ -329,9 +361,9 @@ class Aggregator:
     def upstream_failed(self, upstream_id: int, reason: str, now: float) -> list[ev.AggregateEvent]:
         """The TCP connection could not be opened (or set up)."""
         events: list[ev.AggregateEvent] = []
-        pool = self._opening.pop(upstream_id, None)
-        if pool is not None:
-            self._mark_down(pool, reason, now, events)
+        opening = self._opening.pop(upstream_id, None)
+        if opening is not None:
+            self._mark_down(opening[0], reason, now, events)
         self._place_waiting(now, events)
         return events
 
@@ -375,7 +407,7 @@ class Aggregator:
                         ("miners", len(orphans))),
             )
         )  # fmt: skip
-        if not upstream.ready:
+        if not upstream.ready and not upstream.identity_refused:
             self._mark_down(upstream.pool, reason, now, events)
         self._place_waiting(now, events)
         return events
@@ -467,12 +499,13 @@ class Aggregator:
             return
         order = self._preferred_pools(now)
         for miner in waiting:
-            target = self._upstream_for(miner, order)
+            target = self._upstream_for(miner, order, now)
             if target is not None:
                 self._place(miner, target, now, events)
         self._report_moves(events)
-        if any(m.upstream is None and not m.reconnecting for m in self.miners.values()):
-            self._open_for_waiting(order, now, events)
+        waiting = [m for m in waiting if m.upstream is None and not m.reconnecting]
+        if waiting:
+            self._open_for_waiting(waiting, order, now, events)
 
     def _report_moves(self, events: list[ev.AggregateEvent]) -> None:
         """One line per (from, to) pool pair for the miners that got work after a move."""
@@ -489,16 +522,30 @@ class Aggregator:
             self._count("failbacks" if from_pool > to_pool else "failovers")
         self._moves.clear()
 
-    def _upstream_for(self, miner: _Miner, order: list[int]) -> _Upstream | None:
+    def _identity_for(self, miner: _Miner, pool: int, now: float) -> str:
+        """The channel identity the miner mines under on ``pool``: "" is ``pool_user``."""
+        worker = miner.worker
+        if pool not in self._worker_channel_pools or worker in ("", self.settings.pool_user):
+            return ""
+        until = self._refused_identities.get((pool, worker))
+        if until is not None:
+            if until > now:
+                return ""
+            del self._refused_identities[(pool, worker)]  # time to ask the pool again
+        return worker
+
+    def _upstream_for(self, miner: _Miner, order: list[int], now: float) -> _Upstream | None:
         """A ready upstream of the best pool with room: one its extranonce fits first."""
         cap = self.settings.miners_per_upstream
         size = miner.placement.miner_size if miner.placement else 0
+        identity = self._identity_for(miner, order[0], now)
         fallback = None
         for upstream in self.upstreams.values():
             if (
                 upstream.pool != order[0]  # the best pool only: others are for when it is down
                 or not upstream.ready
                 or upstream.retiring
+                or upstream.identity != identity
                 or len(upstream.miners) >= cap
             ):
                 continue
@@ -508,7 +555,7 @@ class Aggregator:
         return fallback
 
     def _open_for_waiting(
-        self, order: list[int], now: float, events: list[ev.AggregateEvent]
+        self, waiting: list[_Miner], order: list[int], now: float, events: list[ev.AggregateEvent]
     ) -> None:
         best = order[0]
         down_until = self.pool_down_until.get(best, 0.0)
@@ -519,12 +566,21 @@ class Aggregator:
                 down_until if self._retry_at is None else min(self._retry_at, down_until)
             )
             return
-        if any(pool == best for pool in self._opening.values()):
-            return  # one connection at a time per pool: it will take the waiting miners
+        for identity in {self._identity_for(miner, best, now) for miner in waiting}:
+            self._open_upstream(best, identity, events)
+
+    def _open_upstream(self, pool: int, identity: str, events: list[ev.AggregateEvent]) -> None:
+        """A new connection to ``pool`` for ``identity``'s miners, unless one is on its way.
+
+        One connection at a time per pool and identity: it takes the waiting miners
+        when it is ready, and another follows if some are left.
+        """
+        if (pool, identity) in self._opening.values():
+            return
         upstream_id = self._next_upstream
         self._next_upstream += 1
-        self._opening[upstream_id] = best
-        events.append(ev.OpenUpstream(upstream_id=upstream_id, pool=best))
+        self._opening[upstream_id] = (pool, identity)
+        events.append(ev.OpenUpstream(upstream_id=upstream_id, pool=pool, identity=identity))
 
     def _place(
         self, miner: _Miner, upstream: _Upstream, now: float, events: list[ev.AggregateEvent]
@@ -610,12 +666,9 @@ class Aggregator:
         for pool in range(len(self.pools)):
             if best_in_use is not None and pool >= best_in_use:
                 break
-            if pool not in self._opening.values():
+            if all(opening[0] != pool for opening in self._opening.values()):
                 self.pool_down_until.pop(pool, None)
-                upstream_id = self._next_upstream
-                self._next_upstream += 1
-                self._opening[upstream_id] = pool
-                events.append(ev.OpenUpstream(upstream_id=upstream_id, pool=pool))
+                self._open_upstream(pool, "", events)
             return
 
     def _move_to_better(
@@ -630,6 +683,12 @@ class Aggregator:
                 miner = self.miners.get(miner_id)
                 if miner is None or len(upstream.miners) >= self.settings.miners_per_upstream:
                     continue
+                identity = self._identity_for(miner, upstream.pool, now)
+                if identity != upstream.identity:
+                    # Its own worker's channel there first: it mines here until that is ready.
+                    if not self._has_upstream(upstream.pool, identity):
+                        self._open_upstream(upstream.pool, identity, events)
+                    continue
                 old.miners.discard(miner_id)
                 miner.upstream = None
                 miner.waiting_since, miner.moved_from = now, old.pool
@@ -640,6 +699,15 @@ class Aggregator:
             if not old.miners:
                 old.retiring = True
                 self._close_if_retired(old, events)
+
+    def _has_upstream(self, pool: int, identity: str) -> bool:
+        """A connection of ``pool`` for ``identity`` that is ready (not retiring) or opening."""
+        if (pool, identity) in self._opening.values():
+            return True
+        return any(
+            u.pool == pool and u.identity == identity and u.ready and not u.retiring
+            for u in self.upstreams.values()
+        )
 
     def _close_if_retired(self, upstream: _Upstream, events: list[ev.AggregateEvent]) -> None:
         """A connection no miner uses any more closes once the pool answered what it owes."""
@@ -678,7 +746,7 @@ class Aggregator:
                 self._mark_down(upstream.pool, event.reason, now, events)
                 events += self.upstream_lost(upstream.upstream_id, event.reason, now)
             elif isinstance(event, up.WorkerAuthorized):
-                self._on_worker_authorized(upstream, event, events)
+                self._on_worker_authorized(upstream, event, now, events)
             elif isinstance(event, up.LateVerdict):
                 self._count("late_verdicts")
                 events.append(
@@ -1026,10 +1094,17 @@ class Aggregator:
         self._client_events(upstream, sent, now, now, events)
 
     def _on_worker_authorized(
-        self, upstream: _Upstream, event: up.WorkerAuthorized, events: list[ev.AggregateEvent]
+        self,
+        upstream: _Upstream,
+        event: up.WorkerAuthorized,
+        now: float,
+        events: list[ev.AggregateEvent],
     ) -> None:
         if event.accepted:
             upstream.authorized.add(event.worker)
+            return
+        if upstream.identity and event.worker == upstream.identity:
+            self._on_identity_refused(upstream, event.reason, now, events)
             return
         upstream.refused.add(event.worker)
         events.append(
@@ -1040,6 +1115,44 @@ class Aggregator:
                         ("fallback", f"shares go under the pool user {self.settings.pool_user}")),
             )
         )  # fmt: skip
+
+    def _on_identity_refused(
+        self, upstream: _Upstream, reason: str, now: float, events: list[ev.AggregateEvent]
+    ) -> None:
+        """The pool refused (or closed) a worker's channel: its miners go under pool_user.
+
+        Not a pool failure: the pool is not marked down, and the worker's miners,
+        waiting or mining here, move to a shared connection of the same pool.
+        """
+        pool, identity = upstream.pool, upstream.identity
+        self._refused_identities[(pool, identity)] = now + self.settings.failback_check_s
+        self._count("worker_channels_refused")
+        events.append(
+            ev.Notice(
+                level="warning",
+                event="worker_refused_by_pool",
+                fields=(("worker", identity), ("pool", self.pools[pool]), ("reason", reason),
+                        ("fallback", f"shares go under the pool user {self.settings.pool_user}")),
+            )
+        )  # fmt: skip
+        upstream.identity_refused = True
+        events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason=reason))
+        events += self.upstream_lost(upstream.upstream_id, reason, now)
+        # Its miners still on a worse pool (a fail-back waiting for this channel)
+        # come back on the shared connection instead.
+        shared = [
+            u for u in self.upstreams.values()
+            if u.pool == pool and not u.identity and u.ready and not u.retiring and u.current
+        ]  # fmt: skip
+        if shared:
+            self._move_to_better(shared[0], now, events)
+        elif any(
+            u.pool > pool and any(
+                self.miners[i].worker == identity for i in u.miners if i in self.miners
+            )
+            for u in self.upstreams.values()
+        ):  # fmt: skip
+            self._open_upstream(pool, "", events)
 
     # -- helpers -----------------------------------------------------------------------
 

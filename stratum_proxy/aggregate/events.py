@@ -24,10 +24,13 @@ class OpenUpstream:
     """Open a TCP connection to pool ``pool`` (index in priority order) for ``upstream_id``.
 
     The shell answers with ``upstream_connected`` or ``upstream_failed``.
+    ``identity``: the user identity of the connection's channel on an SV2 pool
+    (a worker's own channel); empty: the farm's ``pool_user``.
     """
 
     upstream_id: int
     pool: int
+    identity: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -23,6 +23,10 @@ Mapping (notes §5, the translator's rules read the other way round):
 One channel carries one user identity (SV2 has no per-share worker name), so
 a miner's worker name is not authorized upstream (``worker_identities`` is
 False): the pool credits the channel's user, the rows keep each miner's name.
+A worker's own channel (``worker_channel``: the core opens one per worker
+name with identity pass-through) has that name as its user; the pool
+refusing or closing it is ``WorkerAuthorized(accepted=False)`` for that name,
+so the core moves its miners to a shared channel instead of leaving the pool.
 """
 
 from __future__ import annotations
@@ -55,9 +59,11 @@ class Sv2PoolUpstream:
         user: str,
         nominal_hash_rate: float,
         min_extranonce_size: int,
+        worker_channel: bool = False,
     ) -> None:
         self.client = client
         self.user = user
+        self._worker_channel = worker_channel
         self._nominal = nominal_hash_rate
         self._min_extranonce_size = min_extranonce_size
         self._channel_id: int | None = None
@@ -202,16 +208,13 @@ class Sv2PoolUpstream:
                     )
                 )
         elif isinstance(event, cev.ChannelOpenFailed):
-            reason = f"pool refused the channel: {event.error_code}"
-            events.append(up.UpstreamRefused(reason=reason))
+            self._refused(f"pool refused the channel: {event.error_code}", events)
         elif isinstance(event, cev.SetupFailed):
             reason = f"pool refused the setup: {event.error_code}"
             events.append(up.UpstreamRefused(reason=reason))
         elif isinstance(event, cev.ChannelClosed):
             if event.channel_id == self._channel_id:
-                events.append(
-                    up.UpstreamRefused(reason=f"pool closed the channel: {event.reason_code}")
-                )
+                self._refused(f"pool closed the channel: {event.reason_code}", events)
         elif isinstance(event, cev.ReconnectRequested):
             events.append(
                 up.PoolReconnect(host=event.host or None, port=event.port or None, wait_s=0.0)
@@ -222,6 +225,13 @@ class Sv2PoolUpstream:
         elif isinstance(event, cev.ProtocolNotice):
             events.append(up.PoolNotice(level="warning", text=event.text))
         # ConnectionReady: nothing to do, the queued channel open goes out with it.
+
+    def _refused(self, reason: str, events: list[up.UpstreamEvent]) -> None:
+        """The channel is refused or gone: a worker's name, or the pool for everyone."""
+        if self._worker_channel:
+            events.append(up.WorkerAuthorized(worker=self.user, accepted=False, reason=reason))
+        else:
+            events.append(up.UpstreamRefused(reason=reason))
 
     def _on_opened(self, event: cev.ChannelOpened, events: list[up.UpstreamEvent]) -> None:
         if self._channel_id is not None:

@@ -90,6 +90,10 @@ class AggregateHub:
             settings=core_settings(server),
             pools=[p.name for p in self.pools],
             proxy_id=server.settings.proxy_id,
+            # An SV2 channel carries one user identity: workers get channels of their own.
+            worker_channel_pools=frozenset(
+                i for i, pool in enumerate(self.pools) if pool.protocol == "sv2"
+            ),
         )
         self.relays: dict[int, AggregateRelay] = {}
         self.conns: dict[int, UpstreamConn] = {}
@@ -113,7 +117,7 @@ class AggregateHub:
                 if conn is not None:
                     conn.write(event.data)
             elif isinstance(event, ev.OpenUpstream):
-                self._spawn(self._open(event.upstream_id, self.pools[event.pool]))
+                self._spawn(self._open(event.upstream_id, self.pools[event.pool], event.identity))
             elif isinstance(event, ev.CloseUpstream):
                 conn = self.conns.pop(event.upstream_id, None)
                 if conn is not None:
@@ -151,7 +155,7 @@ class AggregateHub:
 
     # -- pool connections --------------------------------------------------------------
 
-    async def _open(self, upstream_id: int, pool: PoolEndpoint) -> None:
+    async def _open(self, upstream_id: int, pool: PoolEndpoint, identity: str = "") -> None:
         await self.server.pool_connect_slot()
         loop = asyncio.get_running_loop()
         conn = UpstreamConn(self, upstream_id, pool)
@@ -167,12 +171,17 @@ class AggregateHub:
             conn.close("proxy stopping")
             return
         self.conns[upstream_id] = conn
-        self.log.info("upstream_connected", pool=pool.name, upstream=upstream_id)
-        client = self._client(pool) if pool.protocol == "sv2" else None
+        self.log.info(
+            "upstream_connected", pool=pool.name, upstream=upstream_id, identity=identity or None
+        )
+        client = self._client(pool, identity) if pool.protocol == "sv2" else None
         self.act(self.core.upstream_connected(upstream_id, time.monotonic(), client))
 
-    def _client(self, pool: PoolEndpoint) -> PoolClient:
-        """One extended channel on an SV2 pool, as the core's pool connection."""
+    def _client(self, pool: PoolEndpoint, identity: str) -> PoolClient:
+        """One extended channel on an SV2 pool, as the core's pool connection.
+
+        ``identity``: a worker's own channel, under its name; "": the farm's pool_user.
+        """
         settings = self.server.settings
         return Sv2PoolUpstream(
             Sv2Client(
@@ -185,10 +194,11 @@ class AggregateHub:
                 leeway_s=settings.sv2.cert_leeway_s,
                 submit_timeout_s=settings.limits.submit_timeout_s,
             ),
-            user=settings.aggregate.pool_user,
+            user=identity or settings.aggregate.pool_user,
             nominal_hash_rate=settings.sv2.nominal_hashrate_hs,
             # The miners' prefixes plus a 4-byte extranonce2 each.
             min_extranonce_size=settings.aggregate.prefix_bytes + 4,
+            worker_channel=bool(identity),
         )
 
     def upstream_lost(self, conn: UpstreamConn, reason: str) -> None:
@@ -247,7 +257,7 @@ class AggregateHub:
         self.relays[channel.miner_id] = relay
         self.act(
             self.core.add_miner(
-                channel.miner_id, relay.miner_addr, now, channel, request.difficulty
+                channel.miner_id, relay.miner_addr, now, channel, request.difficulty, worker
             )
         )
         self.act(self.core.miner_events(channel.miner_id, [MinerAuthorized(worker=worker)],

@@ -45,6 +45,7 @@ class Sv2PoolConfig:
     record_judged: bool = True
     refuse_setup: str = ""  # answer SetupConnection.Error with this code
     refuse_open: str = ""  # answer OpenMiningChannel.Error with this code
+    refuse_users: tuple[str, ...] = ()  # channels opened under these: "unknown-user"
     # --- handshake / transport faults ---
     sign_with: bytes | None = None  # a different authority secret: "wrong key"
     cert_age_s: float = 0.0  # certificate issued this long ago (> validity: expired)

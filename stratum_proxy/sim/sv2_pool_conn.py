@@ -252,11 +252,16 @@ class Sv2PoolConnection:
         self.setup_done = True
         self.send(SetupConnectionSuccess(used_version=2, flags=0))
 
+    def _unknown(self, msg: OpenExtendedMiningChannel | OpenStandardMiningChannel) -> bool:
+        return msg.user_identity in self.config.refuse_users
+
     def _on_open(self, msg: OpenExtendedMiningChannel) -> None:
         cfg = self.config
         size = cfg.grant_extranonce_size or max(cfg.extranonce_size, msg.min_extranonce_size)
-        if cfg.refuse_open or cfg.extranonce_prefix_size + size > 32:
-            code = cfg.refuse_open or "min-extranonce-size-too-large"
+        if cfg.refuse_open or cfg.extranonce_prefix_size + size > 32 or self._unknown(msg):
+            code = cfg.refuse_open or (
+                "unknown-user" if self._unknown(msg) else "min-extranonce-size-too-large"
+            )
             self.send(OpenMiningChannelError(request_id=msg.request_id, error_code=code))
             return
         channel_id = self._next_channel
@@ -289,8 +294,9 @@ class Sv2PoolConnection:
 
     def _on_open_standard(self, msg: OpenStandardMiningChannel) -> None:
         cfg = self.config
-        if cfg.refuse_open:
-            self.send(OpenMiningChannelError(request_id=msg.request_id, error_code=cfg.refuse_open))
+        if cfg.refuse_open or self._unknown(msg):
+            code = cfg.refuse_open or "unknown-user"
+            self.send(OpenMiningChannelError(request_id=msg.request_id, error_code=code))
             return
         channel_id = self._next_channel
         self._next_channel += 1

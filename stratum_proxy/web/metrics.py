@@ -58,6 +58,7 @@ AGGREGATE_COUNTERS = {
     "reconnects_sent": "client.reconnect sent to miners whose extranonce did not fit",
     "keepalive_jobs": "Jobs resent with a later ntime because the pool was silent",
     "late_verdicts": "Pool answers that came after the share was recorded no_response",
+    "worker_channels_refused": "Worker channels an SV2 pool refused or closed (under pool_user)",
 }
 
 

@@ -1,10 +1,12 @@
 """Aggregated connections to an SV2 pool: SV2 miners and SV1 miners, over loopback.
 
 The proxy opens one extended channel per pool connection and carves its
-miners' extranonce prefixes out of it (``aggregate/sv2_pool.py``).  Every
-share the miners hash for real is judged by the SV2 test pool, whose verdict
-(and error code) reaches the miner and the row; the pool's own record of each
-share is the oracle for the row's hash.
+miners' extranonce prefixes out of it (``aggregate/sv2_pool.py``): under the
+farm's ``pool_user``, or, for SV2 miners with identity pass-through (the
+default), under each worker's own name.  Every share the miners hash for real
+is judged by the SV2 test pool, whose verdict (and error code) reaches the
+miner and the row; the pool's own record of each share is the oracle for the
+row's hash and for the identity it was credited to.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ FORWARD_ALL = {
 }
 
 
-def _check_rows_against_pool(rows: list[dict[str, Any]], pool: Sv2TestPool) -> None:
-    """Each forwarded row is a share the pool judged: same header hash, same verdict."""
+def _check_rows_against_pool(
+    rows: list[dict[str, Any]], pool: Sv2TestPool, *, worker_channels: bool = False
+) -> None:
+    """Each forwarded row is a share the pool judged: same header hash, same verdict,
+    credited to the row's worker (its own channel) or to the farm's account."""
     judged = {j.hash_hex: j for j in pool.judged}
     forwarded = [r for r in rows if r["forwarded"]]
     assert forwarded and len(forwarded) == len(pool.judged)
@@ -45,13 +50,15 @@ def _check_rows_against_pool(rows: list[dict[str, Any]], pool: Sv2TestPool) -> N
         assert row["upstream"] == "main"
         if not j.accepted:
             assert row["reject_reason"] == j.error_code
-    # One channel for all: the pool saw the farm's account, never a miner's name.
-    assert {j.user_identity for j in pool.judged} == {"farm1"}
+        assert j.user_identity == (row["worker"] if worker_channels else "farm1")
 
 
-@pytest.mark.parametrize("channel", ["standard", "extended"])
+@pytest.mark.parametrize(
+    ("channel", "worker_channels"),
+    [("standard", True), ("extended", True), ("standard", False), ("extended", False)],
+)
 async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
-    proxy_factory: Any, tmp_path: Path, channel: str
+    proxy_factory: Any, tmp_path: Path, channel: str, worker_channels: bool
 ) -> None:
     key_file, public = authority_key_file(tmp_path)
     pool = Sv2TestPool()
@@ -59,7 +66,11 @@ async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
     proxy = await proxy_factory(
         [pool.url("main")],
         listen=["sv2=127.0.0.1:0"],
-        **{"sv2.authority_key_file": key_file, **FORWARD_ALL},
+        **{
+            "sv2.authority_key_file": key_file,
+            **FORWARD_ALL,
+            "aggregate.identity_passthrough": worker_channels,
+        },
     )
     miners = [
         Sv2TestMiner(
@@ -76,7 +87,8 @@ async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
     try:
         async with asyncio.timeout(60):
             await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
-        assert len(pool.connections()) == 1  # two miners, one pool connection
+        # A channel (and connection) per worker, or one for both under the farm's name.
+        assert len(pool.connections()) == (2 if worker_channels else 1)
     finally:
         await proxy.shutdown()
         await pool.close()
@@ -90,7 +102,7 @@ async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
         assert mine == {s.hash_int.to_bytes(32, "big").hex() for s in miner.submits}
     # The bad shares are the proxy's to refuse (below the miner's target): the pool
     # judged exactly the good ones, each with the header the row has.
-    _check_rows_against_pool(rows, pool)
+    _check_rows_against_pool(rows, pool, worker_channels=worker_channels)
     assert all(j.accepted for j in pool.judged) and len(pool.judged) == 12
 
 
@@ -133,7 +145,7 @@ async def test_each_pool_rejection_reaches_the_sv2_miner_with_its_code(
         "",
         "",
     ]
-    _check_rows_against_pool(rows, pool)
+    _check_rows_against_pool(rows, pool, worker_channels=True)
 
 
 async def test_sv1_miners_aggregated_onto_an_sv2_pool(proxy_factory: Any) -> None:
@@ -207,6 +219,8 @@ async def test_an_sv2_pool_that_dies_fails_over_to_an_sv1_pool_and_back(
     # main, then the backup, then main again (fail-back by priority).
     changes = [u for i, u in enumerate(upstreams) if i == 0 or upstreams[i - 1] != u]
     assert changes == ["main", "backup", "main"]
+    # Back on main, the worker mines on its own channel again (opened for the fail-back).
+    assert {j.user_identity for j in revived.judged} == {"farm.a"}
 
 
 @pytest.mark.parametrize("fault", ["closes the channel", "grants too little extranonce"])
@@ -222,7 +236,13 @@ async def test_an_unusable_sv2_channel_sends_the_miners_to_the_backup(
     proxy = await proxy_factory(
         [main.url("main"), f"backup=stratum+tcp://127.0.0.1:{backup.port}"],
         listen=["sv2=127.0.0.1:0"],
-        **{"sv2.authority_key_file": key_file, **FORWARD_ALL, "aggregate.failback": "stay"},
+        **{
+            "sv2.authority_key_file": key_file,
+            **FORWARD_ALL,
+            "aggregate.failback": "stay",
+            # The farm's own channel: its loss is the pool's (a worker's is not, below).
+            "aggregate.identity_passthrough": False,
+        },
     )
     miner = Sv2TestMiner(Sv2MinerConfig(authority_key=public, max_submits=40))
     try:
@@ -243,3 +263,73 @@ async def test_an_unusable_sv2_channel_sends_the_miners_to_the_backup(
     assert rows[-1]["upstream"] == "backup"
     if small:
         assert main.judged == [] and {r["upstream"] for r in rows} == {"backup"}
+
+
+async def test_a_worker_name_the_sv2_pool_refuses_mines_under_the_farms_account(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """Not a pool failure: the refused worker moves to the shared channel, the pool stays."""
+    key_file, public = authority_key_file(tmp_path)
+    main = Sv2TestPool(Sv2PoolConfig(refuse_users=("farm.bad",)))
+    backup = TestPool(PoolConfig(seed=2))
+    await main.start()
+    await backup.start()
+    proxy = await proxy_factory(
+        [main.url("main"), f"backup=stratum+tcp://127.0.0.1:{backup.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **FORWARD_ALL},
+    )
+    miners = [
+        Sv2TestMiner(Sv2MinerConfig(authority_key=public, user_identity=name, max_submits=6))
+        for name in ("farm.good", "farm.bad")
+    ]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
+        (hub,) = proxy.server.hubs.values()
+        assert hub.statistics()["worker_channels_refused"] == 1
+        assert hub.core.pool_down_until == {}  # main was never marked down
+    finally:
+        await proxy.shutdown()
+        await main.close()
+        await backup.close()
+    for miner in miners:
+        assert miner.errors == [] and miner.open_error == ""
+        assert [s.verdict for s in miner.submits] == [ACCEPTED] * 6
+    assert backup.judged == []
+    credited = Counter(j.user_identity for j in main.judged)
+    assert credited == {"farm.good": 6, "farm1": 6}
+    rows = proxy.rows()
+    assert {r["worker"] for r in rows if r["upstream"] == "main"} == {"farm.good", "farm.bad"}
+
+
+async def test_a_worker_channel_the_pool_closes_moves_to_the_farms_channel(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    key_file, public = authority_key_file(tmp_path)
+    main = Sv2TestPool()
+    await main.start()
+    proxy = await proxy_factory(
+        [main.url("main")],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **FORWARD_ALL},
+    )
+    miner = Sv2TestMiner(
+        Sv2MinerConfig(authority_key=public, user_identity="farm.rig7", max_submits=40)
+    )
+    try:
+        task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+        await main.wait_for(lambda: len(main.judged) >= 3, timeout=20)
+        main.close_channels("pool-maintenance")
+        async with asyncio.timeout(60):
+            await task
+        (hub,) = proxy.server.hubs.values()
+        assert hub.statistics()["worker_channels_refused"] == 1
+    finally:
+        await proxy.shutdown()
+        await main.close()
+    assert miner.errors == [] and miner.closed_by_pool == ""
+    assert all(s.verdict is not None for s in miner.submits)
+    assert miner.submits[-1].verdict == ACCEPTED
+    identities = [j.user_identity for j in main.judged]
+    assert identities[0] == "farm.rig7" and identities[-1] == "farm1"

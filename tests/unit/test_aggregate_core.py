@@ -43,9 +43,13 @@ class Rig:
             "pool_user": "farm1",
             "vardiff": VardiffSettings(minimum=1e-8, start=1e-6, maximum=1e6),
         }
+        worker_channel_pools = frozenset(settings.pop("worker_channel_pools", ()))
         base.update(settings)
         self.core = Aggregator(
-            settings=AggregateSettings(**base), pools=["main", "backup"], proxy_id="p"
+            settings=AggregateSettings(**base),
+            pools=["main", "backup"],
+            proxy_id="p",
+            worker_channel_pools=worker_channel_pools,
         )
         self.now = 0.0
         self.rows: list[Any] = []
@@ -74,8 +78,10 @@ class Rig:
                 self.moves.append(e)
         return events
 
-    def miner(self, miner_id: int, *lines: dict[str, Any]) -> None:
-        self.take(self.core.add_miner(miner_id, f"10.0.0.{miner_id}:4028", self.now))
+    def miner(self, miner_id: int, *lines: dict[str, Any], worker: str = "") -> None:
+        """``worker``: known before placement (an SV2 channel's user identity)."""
+        addr = f"10.0.0.{miner_id}:4028"
+        self.take(self.core.add_miner(miner_id, addr, self.now, worker=worker))
         for obj in lines:
             self.take(self.core.miner_data(miner_id, _line(obj), self.now))
 
@@ -413,3 +419,103 @@ def test_a_pool_with_a_narrower_version_mask_narrows_the_miners_grant() -> None:
     )  # fmt: skip
     narrowed = _latest(rig, 1, "mining.set_version_mask")
     assert narrowed["params"] == ["00ffe000"]
+
+
+# -- worker channels (SV2 pools: one user identity per channel) ------------------------
+
+
+def _upstream_of(rig: Rig, miner_id: int) -> tuple[int, str]:
+    upstream = rig.core.upstreams[rig.core.miners[miner_id].upstream or 0]
+    return upstream.pool, upstream.identity
+
+
+def test_on_an_sv2_pool_each_worker_mines_on_a_channel_of_its_own() -> None:
+    rig = Rig(worker_channel_pools={0})
+    rig.miner(1, SUBSCRIBE, worker="farm1.a")
+    rig.miner(2, SUBSCRIBE, worker="farm1.b")
+    rig.miner(3, SUBSCRIBE, worker="farm1.a")
+    rig.miner(4, SUBSCRIBE)  # an SV1 miner: its name comes after it is placed
+    rig.miner(5, SUBSCRIBE, worker="farm1")  # the pool user itself: the shared channel
+    assert sorted((o.pool, o.identity) for o in rig.opened) == [
+        (0, ""), (0, "farm1.a"), (0, "farm1.b")
+    ]  # fmt: skip
+    for opened in rig.opened:
+        rig.pool_ready(opened.upstream_id, en1=f"{opened.upstream_id:08x}")
+    assert [_upstream_of(rig, i)[1] for i in range(1, 6)] == [
+        "farm1.a", "farm1.b", "farm1.a", "", ""
+    ]  # fmt: skip
+    assert rig.core.miners[1].upstream == rig.core.miners[3].upstream
+
+
+def test_without_identity_passthrough_every_miner_shares_the_farms_channel() -> None:
+    rig = Rig(worker_channel_pools={0}, identity_passthrough=False)
+    rig.miner(1, SUBSCRIBE, worker="farm1.a")
+    rig.miner(2, SUBSCRIBE, worker="farm1.b")
+    assert [(o.pool, o.identity) for o in rig.opened] == [(0, "")]
+
+
+def test_a_worker_channel_holds_miners_per_upstream_then_another_opens() -> None:
+    rig = Rig(worker_channel_pools={0}, miners_per_upstream=1)
+    rig.miner(1, SUBSCRIBE, worker="farm1.a")
+    rig.pool_ready(rig.opened[0].upstream_id)
+    rig.miner(2, SUBSCRIBE, worker="farm1.a")
+    assert [(o.pool, o.identity) for o in rig.opened] == [(0, "farm1.a"), (0, "farm1.a")]
+
+
+def test_a_refused_worker_channel_moves_its_miners_under_the_pool_user_for_a_while() -> None:
+    rig = Rig(worker_channel_pools={0}, failback_check_s=10.0)
+    rig.miner(1, SUBSCRIBE, worker="farm1.a")
+    own = rig.opened[0]
+    rig.pool_ready(own.upstream_id)
+    # The scripted SV1 pool stands in for the SV2 one: refusing the worker's name on
+    # its own connection is what Sv2PoolUpstream reports for a refused channel.
+    (auth,) = [
+        p for p in rig.to_pool[own.upstream_id]
+        if p.get("method") == "mining.authorize" and p["params"][0] == "farm1.a"
+    ]  # fmt: skip
+    rig.pool(own.upstream_id, {"id": auth["id"], "result": False, "error": [24, "no", None]})
+    assert any(isinstance(c, ev.CloseUpstream) and c.upstream_id == own.upstream_id
+               for c in rig.closed)  # fmt: skip
+    assert rig.core.pool_down_until == {}  # the pool is fine: only the name was refused
+    assert any(n.event == "worker_refused_by_pool" for n in rig.notices)
+    assert rig.core.counters["worker_channels_refused"] == 1
+    shared = rig.opened[-1]
+    assert (shared.pool, shared.identity) == (0, "")
+    rig.pool_ready(shared.upstream_id, en1="99999999")
+    assert _upstream_of(rig, 1) == (0, "")
+    rig.miner(2, SUBSCRIBE, worker="farm1.a")  # within failback_check_s: not asked again
+    assert _upstream_of(rig, 2) == (0, "")
+    rig.now = 11.0
+    rig.miner(3, SUBSCRIBE, worker="farm1.a")  # later: the pool is asked again
+    assert (rig.opened[-1].pool, rig.opened[-1].identity) == (0, "farm1.a")
+
+
+def test_fail_back_waits_for_each_workers_own_channel_on_the_better_pool() -> None:
+    rig = Rig(worker_channel_pools={0}, failback_check_s=10.0)
+    rig.miner(1, SUBSCRIBE, worker="farm1.a")
+    main = rig.opened[0]
+    rig.pool_ready(main.upstream_id)
+    rig.notify(main.upstream_id, "pj1")
+    rig.take(rig.core.upstream_lost(main.upstream_id, "gone", 1.0))
+    rig.take(rig.core.upstream_failed(rig.opened[-1].upstream_id, "refused", 1.0))
+    backup = rig.opened[-1]
+    assert (backup.pool, backup.identity) == (1, "")  # an SV1 pool: the farm's account
+    rig.pool_ready(backup.upstream_id)
+    rig.notify(backup.upstream_id, "bj1")
+    assert _upstream_of(rig, 1) == (1, "")
+    rig.now = 11.0
+    rig.take(rig.core.handle_timer(11.0))
+    probe = rig.opened[-1]
+    assert (probe.pool, probe.identity) == (0, "")
+    rig.pool_ready(probe.upstream_id)
+    rig.notify(probe.upstream_id, "pj2")
+    # Main is back, but the miner stays on the backup until its own channel is ready.
+    own = rig.opened[-1]
+    assert (own.pool, own.identity) == (0, "farm1.a")
+    assert _upstream_of(rig, 1) == (1, "")
+    rig.pool_ready(own.upstream_id, en1="77777777")
+    rig.notify(own.upstream_id, "pj3")
+    assert _upstream_of(rig, 1) == (0, "farm1.a")
+    assert any(
+        isinstance(c, ev.CloseUpstream) and c.upstream_id == backup.upstream_id for c in rig.closed
+    )

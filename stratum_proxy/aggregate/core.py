@@ -360,10 +360,16 @@ class Aggregator:
 
     def upstream_failed(self, upstream_id: int, reason: str, now: float) -> list[ev.AggregateEvent]:
         """The TCP connection could not be opened (or set up)."""
+        return self.upstreams_failed([upstream_id], reason, now)
+
+    def upstreams_failed(
+        self, upstream_ids: list[int], reason: str, now: float
+    ) -> list[ev.AggregateEvent]:
+        """Several at once: the channels that were to share one SV2 pool connection."""
         events: list[ev.AggregateEvent] = []
-        opening = self._opening.pop(upstream_id, None)
-        if opening is not None:
-            self._mark_down(opening[0], reason, now, events)
+        pools = {o[0] for i in upstream_ids if (o := self._opening.pop(i, None)) is not None}
+        for pool in sorted(pools):
+            self._mark_down(pool, reason, now, events)
         self._place_waiting(now, events)
         return events
 
@@ -381,13 +387,43 @@ class Aggregator:
         self._client_events(upstream, received, now, now if wall is None else wall, events)
         return events
 
+    def upstream_events(
+        self,
+        upstream_id: int,
+        received: list[up.UpstreamEvent],
+        now: float,
+        wall: float | None = None,
+    ) -> list[ev.AggregateEvent]:
+        """What the shell decoded for this upstream (an SV2 pool connection's bytes are
+        decoded once for all the channels on it: ``upstream_data`` is for one each)."""
+        events: list[ev.AggregateEvent] = []
+        upstream = self.upstreams.get(upstream_id)
+        if upstream is not None:
+            self._client_events(upstream, received, now, now if wall is None else wall, events)
+        return events
+
     def upstream_lost(self, upstream_id: int, reason: str, now: float) -> list[ev.AggregateEvent]:
         """The connection closed: shares in flight become no_response, miners move."""
+        return self.upstreams_lost([upstream_id], reason, now)
+
+    def upstreams_lost(
+        self, upstream_ids: list[int], reason: str, now: float
+    ) -> list[ev.AggregateEvent]:
+        """Several upstreams at once (the channels of one SV2 pool connection): all are
+        gone before their miners are placed again, so none lands on a sibling."""
         events: list[ev.AggregateEvent] = []
+        dropped = [self._drop_upstream(i, reason, now, events) for i in upstream_ids]
+        if any(dropped):
+            self._place_waiting(now, events)
+        return events
+
+    def _drop_upstream(
+        self, upstream_id: int, reason: str, now: float, events: list[ev.AggregateEvent]
+    ) -> bool:
         self._opening.pop(upstream_id, None)
         upstream = self.upstreams.get(upstream_id)
         if upstream is None:
-            return events
+            return False
         # Its shares in flight become no_response rows (while it is still known).
         self._client_events(
             upstream, upstream.client.connection_lost(now, reason), now, now, events
@@ -409,8 +445,7 @@ class Aggregator:
         )  # fmt: skip
         if not upstream.ready and not upstream.identity_refused:
             self._mark_down(upstream.pool, reason, now, events)
-        self._place_waiting(now, events)
-        return events
+        return True
 
     def _work_due(self, upstream: _Upstream) -> float:
         """When the pool's silence next matters: a keepalive, or giving up on it."""

@@ -1,9 +1,11 @@
-"""An SV2 pool as one aggregated upstream connection (aggregate and sv2 listeners).  Sans-I/O.
+"""An SV2 pool's channels as aggregated upstreams (aggregate and sv2 listeners).  Sans-I/O.
 
-``Sv2PoolUpstream`` has ``Sv1Upstream``'s interface and events, so the
-aggregate core places miners on an SV2 pool exactly as on an SV1 one: the
-proxy opens one extended channel (user identity: the farm's pool user) and
-carves its miners' extranonce prefixes out of the channel's extranonce space.
+``Sv2PoolUpstream`` is one extended channel with ``Sv1Upstream``'s interface
+and events, so the aggregate core places miners on an SV2 pool exactly as on
+an SV1 one: the proxy carves its miners' extranonce prefixes out of the
+channel's extranonce space.  ``Sv2PoolConnection`` is the pool connection
+the channels share (one Noise session, one SetupConnection): it decodes the
+pool's bytes once and hands each channel its events.
 
 Mapping (notes §5, the translator's rules read the other way round):
 
@@ -47,26 +49,135 @@ from stratum_proxy.sv2.settings import DEFAULT_VERSION_MASK
 _WORKER_NOTE = "an SV2 channel carries one user identity: shares are credited to it"
 
 
+Routed = list[tuple["Sv2PoolUpstream", list[up.UpstreamEvent]]]
+
+
+class Sv2PoolConnection:
+    """One SV2 pool connection and the channels on it, each one of the core's upstreams.
+
+    Events of one channel (its open, jobs, targets, verdicts, close) go to that
+    channel; the connection's own (a refused setup, Reconnect) to all of them.
+    ``receive_data`` returns each channel's events; what the timers or the
+    connection's loss produce is kept in each channel's inbox until the core
+    asks that channel (its ``get_timer`` is then due at once).
+    """
+
+    def __init__(self, client: Sv2Client) -> None:
+        self.client = client
+        self.members: list[Sv2PoolUpstream] = []
+        self.lost = False
+        self._requests: dict[int, Sv2PoolUpstream] = {}  # open request id -> its channel
+        self._channels: dict[int, Sv2PoolUpstream] = {}  # channel id -> its channel
+
+    def channel(
+        self,
+        *,
+        user: str,
+        nominal_hash_rate: float,
+        min_extranonce_size: int,
+        worker_channel: bool = False,
+    ) -> Sv2PoolUpstream:
+        """A new channel on this connection (opened when the core starts it)."""
+        channel = Sv2PoolUpstream(
+            self,
+            user=user,
+            nominal_hash_rate=nominal_hash_rate,
+            min_extranonce_size=min_extranonce_size,
+            worker_channel=worker_channel,
+        )
+        self.members.append(channel)
+        return channel
+
+    def leave(self, channel: Sv2PoolUpstream, now: float, reason: str) -> list[up.UpstreamEvent]:
+        """The core is done with ``channel``: close it upstream (CloseChannel, queued in the
+        client); its submits still in flight come back as ``no_response`` verdicts."""
+        if channel not in self.members:
+            return []
+        self.members.remove(channel)
+        self._requests = {r: c for r, c in self._requests.items() if c is not channel}
+        events: list[up.UpstreamEvent] = []
+        if channel.channel_id is not None and not self.lost:
+            self._channels.pop(channel.channel_id, None)
+            for event in self.client.close_channel(channel.channel_id, reason, now):
+                channel.on_event(event, events)
+        return events
+
+    def receive_data(self, data: bytes, now: float, wall: float | None = None) -> Routed:
+        """The pool's bytes, decoded once; raises Sv2ProtocolError (fatal) on any breach."""
+        return self._route(self.client.receive_data(data, now, wall=wall))
+
+    def get_timer(self) -> float | None:
+        return self.client.get_timer()
+
+    def handle_timer(self, now: float) -> None:
+        for channel, events in self._route(self.client.handle_timer(now)):
+            channel.inbox.extend(events)
+
+    def connection_lost(self, now: float, reason: str) -> None:
+        """Once per connection, whichever channel the core asks first."""
+        if self.lost:
+            return
+        self.lost = True
+        for channel, events in self._route(self.client.connection_lost(now, reason)):
+            channel.inbox.extend(events)
+
+    def _route(self, received: list[cev.ClientEvent]) -> Routed:
+        routed: dict[int, tuple[Sv2PoolUpstream, list[up.UpstreamEvent]]] = {}
+
+        def deliver(channel: Sv2PoolUpstream | None, event: cev.ClientEvent) -> None:
+            if channel is not None:
+                channel.on_event(event, routed.setdefault(id(channel), (channel, []))[1])
+
+        for event in received:
+            if isinstance(event, cev.ChannelOpened):
+                channel = self._requests.pop(event.request_id, None)
+                if channel is None:  # it left while its open was on the way
+                    self.client.close_channel(event.channel_id, "not needed any more", 0.0)
+                    continue
+                self._channels[event.channel_id] = channel
+                deliver(channel, event)
+            elif isinstance(event, cev.ChannelOpenFailed):
+                deliver(self._requests.pop(event.request_id, None), event)
+            elif isinstance(
+                event,
+                cev.ShareVerdict
+                | cev.JobActivated
+                | cev.TargetChanged
+                | cev.ExtranoncePrefixChanged
+                | cev.ChannelClosed
+                | cev.EndpointChanged,
+            ):
+                deliver(self._channels.get(event.channel_id), event)
+            elif isinstance(event, cev.ProtocolNotice):
+                deliver(self.members[0] if self.members else None, event)  # one log line
+            else:  # the connection's: SetupFailed, ReconnectRequested, ConnectionReady
+                for channel in self.members:
+                    deliver(channel, event)
+        return list(routed.values())
+
+
 class Sv2PoolUpstream:
-    """The client side of one aggregated SV2 pool connection (one extended channel)."""
+    """One extended channel on an SV2 pool connection, as the core's pool connection."""
 
     worker_identities = False
 
     def __init__(
         self,
-        client: Sv2Client,
+        conn: Sv2PoolConnection,
         *,
         user: str,
         nominal_hash_rate: float,
         min_extranonce_size: int,
         worker_channel: bool = False,
     ) -> None:
-        self.client = client
+        self.conn = conn
+        self.client = conn.client
         self.user = user
         self._worker_channel = worker_channel
         self._nominal = nominal_hash_rate
         self._min_extranonce_size = min_extranonce_size
-        self._channel_id: int | None = None
+        self.channel_id: int | None = None
+        self.inbox: list[up.UpstreamEvent] = []  # routed by the connection, not yet taken
         self._extranonce2_size = 0
         self._difficulty = 1.0
         self._ready = False
@@ -86,17 +197,19 @@ class Sv2PoolUpstream:
         return self._difficulty
 
     def pending(self) -> int:
-        return self.client.pending_count()
+        channel = self.client.channels.get(self.channel_id) if self.channel_id is not None else None
+        return len(channel.pending) if channel is not None else 0
 
     # -- requests ----------------------------------------------------------------------
 
     def start(self, now: float) -> list[up.UpstreamEvent]:
-        """The TCP connection is up: Noise act 1; the channel's open waits for the setup."""
-        self.client.open_extended_channel(
+        """The connection is up: the channel's open (queued until the setup is done)."""
+        request = self.client.open_extended_channel(
             user_identity=self.user,
             nominal_hash_rate=self._nominal,
             min_extranonce_size=self._min_extranonce_size,
         )
+        self.conn._requests[request] = self
         return self._flush([])
 
     def authorize(self, worker: str, password: str, now: float) -> list[up.UpstreamEvent]:
@@ -119,10 +232,10 @@ class Sv2PoolUpstream:
         """SubmitSharesExtended for a share the core checked; ``version`` is the header's."""
         events: list[up.UpstreamEvent] = []
         try:
-            if self._channel_id is None:
+            if self.channel_id is None:
                 raise LocalProtocolError("the channel is not open")
             self.client.submit_share(
-                channel_id=self._channel_id,
+                channel_id=self.channel_id,
                 job_id=int(job_id),
                 nonce=int(nonce, 16),
                 ntime=int(ntime, 16),
@@ -150,25 +263,35 @@ class Sv2PoolUpstream:
     def receive_data(
         self, data: bytes, now: float, wall: float | None = None
     ) -> list[up.UpstreamEvent]:
-        """Bytes from the pool; raises Sv2ProtocolError (fatal) on any breach."""
-        events: list[up.UpstreamEvent] = []
-        for event in self.client.receive_data(data, now, wall=wall):
-            self._on_event(event, events)
+        """The connection's bytes (the shell routes them with ``Sv2PoolConnection`` instead);
+        the other channels' events wait in their inboxes.  Raises Sv2ProtocolError."""
+        events = self._take_inbox()
+        for channel, routed in self.conn.receive_data(data, now, wall):
+            if channel is self:
+                events += routed
+            else:
+                channel.inbox += routed
         return self._flush(events)
 
     def get_timer(self) -> float | None:
-        return self.client.get_timer()
+        return 0.0 if self.inbox else self.conn.get_timer()
 
     def handle_timer(self, now: float) -> list[up.UpstreamEvent]:
-        events: list[up.UpstreamEvent] = []
-        for event in self.client.handle_timer(now):
-            self._on_event(event, events)
-        return self._flush(events)
+        deadline = self.conn.get_timer()
+        if deadline is not None and deadline <= now:
+            self.conn.handle_timer(now)
+        return self._flush(self._take_inbox())
 
     def connection_lost(self, now: float, reason: str) -> list[up.UpstreamEvent]:
-        events: list[up.UpstreamEvent] = []
-        for event in self.client.connection_lost(now, reason):
-            self._on_event(event, events)
+        """The core drops this channel: the connection is gone, or only the channel is
+        (its CloseChannel then waits in the client for the shell to send)."""
+        if self.conn.lost:
+            self.conn.connection_lost(now, reason)
+            return self._take_inbox()
+        return self._take_inbox() + self.conn.leave(self, now, reason)
+
+    def _take_inbox(self) -> list[up.UpstreamEvent]:
+        events, self.inbox = self.inbox, []
         return events
 
     # -- the client's events -------------------------------------------------------------
@@ -179,7 +302,7 @@ class Sv2PoolUpstream:
             events.append(up.SendToPool(data))
         return events
 
-    def _on_event(self, event: cev.ClientEvent, events: list[up.UpstreamEvent]) -> None:
+    def on_event(self, event: cev.ClientEvent, events: list[up.UpstreamEvent]) -> None:
         if isinstance(event, cev.ShareVerdict):
             events.append(
                 up.ShareVerdict(
@@ -191,16 +314,16 @@ class Sv2PoolUpstream:
                 )
             )
         elif isinstance(event, cev.JobActivated):
-            if event.channel_id == self._channel_id:
+            if event.channel_id == self.channel_id:
                 self._on_job(event, events)
         elif isinstance(event, cev.TargetChanged):
-            if event.channel_id == self._channel_id:
+            if event.channel_id == self.channel_id:
                 self._difficulty = target_to_difficulty(event.target)
                 events.append(up.PoolDifficulty(difficulty=self._difficulty))
         elif isinstance(event, cev.ChannelOpened):
             self._on_opened(event, events)
         elif isinstance(event, cev.ExtranoncePrefixChanged):
-            if event.channel_id == self._channel_id:
+            if event.channel_id == self.channel_id:
                 events.append(
                     up.ExtranonceChanged(
                         extranonce1=event.extranonce_prefix,
@@ -213,7 +336,7 @@ class Sv2PoolUpstream:
             reason = f"pool refused the setup: {event.error_code}"
             events.append(up.UpstreamRefused(reason=reason))
         elif isinstance(event, cev.ChannelClosed):
-            if event.channel_id == self._channel_id:
+            if event.channel_id == self.channel_id:
                 self._refused(f"pool closed the channel: {event.reason_code}", events)
         elif isinstance(event, cev.ReconnectRequested):
             events.append(
@@ -234,7 +357,7 @@ class Sv2PoolUpstream:
             events.append(up.UpstreamRefused(reason=reason))
 
     def _on_opened(self, event: cev.ChannelOpened, events: list[up.UpstreamEvent]) -> None:
-        if self._channel_id is not None:
+        if self.channel_id is not None:
             return
         if event.extranonce_size < self._min_extranonce_size:
             events.append(
@@ -244,7 +367,7 @@ class Sv2PoolUpstream:
                 )
             )
             return
-        self._channel_id = event.channel_id
+        self.channel_id = event.channel_id
         self._extranonce2_size = event.extranonce_size
         self._difficulty = target_to_difficulty(event.target)
         self._ready = True

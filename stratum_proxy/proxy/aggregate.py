@@ -5,7 +5,9 @@ connections it asks for and one timer armed from the core's ``get_timer()``.
 Every call into the core returns events; ``act`` carries them out (bytes to
 miners and pools, connections to open or close, rows to record, log lines).
 Miners keep their TCP connection through a failover: only the core decides
-to close one (it never does for a pool that dies).
+to close one (it never does for a pool that dies).  On an SV2 pool the core's
+upstreams are channels: they share one connection per pool (``Sv2PoolConn``),
+which decodes the pool's bytes once and hands each channel its events.
 """
 
 from __future__ import annotations
@@ -18,8 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from stratum_proxy.aggregate import events as ev
 from stratum_proxy.aggregate.core import AggregateSettings as CoreSettings
 from stratum_proxy.aggregate.core import Aggregator, summary
-from stratum_proxy.aggregate.sv2_pool import Sv2PoolUpstream
-from stratum_proxy.aggregate.upstream import PoolClient
+from stratum_proxy.aggregate.sv2_pool import Sv2PoolConnection, Sv2PoolUpstream
 from stratum_proxy.aggregate.vardiff import VardiffSettings
 from stratum_proxy.errors import RemoteProtocolError
 from stratum_proxy.proxy.endpoints import PoolEndpoint
@@ -96,7 +97,8 @@ class AggregateHub:
             ),
         )
         self.relays: dict[int, AggregateRelay] = {}
-        self.conns: dict[int, UpstreamConn] = {}
+        self.conns: dict[int, UpstreamConn] = {}  # by upstream id (SV2: several ids, one conn)
+        self.sv2_conns: dict[str, Sv2PoolConn] = {}  # by pool name: connecting or open
         self.timer = DeadlineTimer(self._on_timer)
         self._tasks: set[asyncio.Task[None]] = set()
         self.closing = False
@@ -117,10 +119,16 @@ class AggregateHub:
                 if conn is not None:
                     conn.write(event.data)
             elif isinstance(event, ev.OpenUpstream):
-                self._spawn(self._open(event.upstream_id, self.pools[event.pool], event.identity))
+                pool = self.pools[event.pool]
+                if pool.protocol == "sv2":
+                    self._open_channel(event.upstream_id, pool, event.identity)
+                else:
+                    self._spawn(self._open(event.upstream_id, pool))
             elif isinstance(event, ev.CloseUpstream):
                 conn = self.conns.pop(event.upstream_id, None)
-                if conn is not None:
+                if isinstance(conn, Sv2PoolConn):
+                    conn.leave(event.upstream_id, event.reason)
+                elif conn is not None:
                     conn.close(event.reason)
             elif isinstance(event, ev.CloseMiner):
                 relay = self.relays.get(event.miner_id)
@@ -155,35 +163,58 @@ class AggregateHub:
 
     # -- pool connections --------------------------------------------------------------
 
-    async def _open(self, upstream_id: int, pool: PoolEndpoint, identity: str = "") -> None:
+    async def _connect(self, conn: UpstreamConn) -> bool:
+        """The TCP connection, paced; False (logged) when it could not be opened."""
         await self.server.pool_connect_slot()
         loop = asyncio.get_running_loop()
-        conn = UpstreamConn(self, upstream_id, pool)
+        pool = conn.pool
         try:
             async with asyncio.timeout(self.server.settings.limits.connect_timeout_s):
                 await loop.create_connection(lambda: conn, pool.host, pool.port)
         except (OSError, TimeoutError) as exc:
-            reason = str(exc) or "connect timed out"
-            self.log.warning("pool_unreachable", pool=pool.name, error=reason)
-            self.act(self.core.upstream_failed(upstream_id, reason, time.monotonic()))
-            return
+            conn.failure = str(exc) or "connect timed out"
+            self.log.warning("pool_unreachable", pool=pool.name, error=conn.failure)
+            return False
         if self.closing:
             conn.close("proxy stopping")
+            return False
+        return True
+
+    async def _open(self, upstream_id: int, pool: PoolEndpoint) -> None:
+        """An SV1 pool connection: one upstream of the core."""
+        conn = UpstreamConn(self, upstream_id, pool)
+        if not await self._connect(conn):
+            if conn.failure:
+                self.act(self.core.upstream_failed(upstream_id, conn.failure, time.monotonic()))
             return
         self.conns[upstream_id] = conn
-        self.log.info(
-            "upstream_connected", pool=pool.name, upstream=upstream_id, identity=identity or None
-        )
-        client = self._client(pool, identity) if pool.protocol == "sv2" else None
-        self.act(self.core.upstream_connected(upstream_id, time.monotonic(), client))
+        self.log.info("upstream_connected", pool=pool.name, upstream=upstream_id)
+        self.act(self.core.upstream_connected(upstream_id, time.monotonic()))
 
-    def _client(self, pool: PoolEndpoint, identity: str) -> PoolClient:
-        """One extended channel on an SV2 pool, as the core's pool connection.
+    def _open_channel(self, upstream_id: int, pool: PoolEndpoint, identity: str) -> None:
+        """A channel on the SV2 pool's connection, opening that connection if need be."""
+        conn = self.sv2_conns.get(pool.name)
+        if conn is None or conn.closed:
+            conn = Sv2PoolConn(self, pool)
+            self.sv2_conns[pool.name] = conn
+            self._spawn(self._open_sv2(conn))
+        conn.join(upstream_id, identity)
 
-        ``identity``: a worker's own channel, under its name; "": the farm's pool_user.
-        """
+    async def _open_sv2(self, conn: Sv2PoolConn) -> None:
+        if not await self._connect(conn):
+            if self.sv2_conns.get(conn.pool.name) is conn:
+                del self.sv2_conns[conn.pool.name]
+            waiting, conn.waiting = [uid for uid, _ in conn.waiting], []
+            if conn.failure and waiting:
+                self.act(self.core.upstreams_failed(waiting, conn.failure, time.monotonic()))
+            return
+        self.log.info("upstream_connected", pool=conn.pool.name, protocol="sv2")
+        conn.connected(self._sv2_session(conn.pool))
+
+    def _sv2_session(self, pool: PoolEndpoint) -> Sv2PoolConnection:
+        """The SV2 pool connection's protocol: Noise, setup, the channels on it."""
         settings = self.server.settings
-        return Sv2PoolUpstream(
+        return Sv2PoolConnection(
             Sv2Client(
                 authority_pubkey=decode_public_key(pool.authority_key),
                 now=time.time(),  # the pool certificate's validity is about the time of day
@@ -193,7 +224,13 @@ class AggregateHub:
                 vendor=settings.sv2.vendor,
                 leeway_s=settings.sv2.cert_leeway_s,
                 submit_timeout_s=settings.limits.submit_timeout_s,
-            ),
+            )
+        )
+
+    def sv2_channel(self, session: Sv2PoolConnection, identity: str) -> Sv2PoolUpstream:
+        """One extended channel: a worker's own, under its name; "": the farm's pool_user."""
+        settings = self.server.settings
+        return session.channel(
             user=identity or settings.aggregate.pool_user,
             nominal_hash_rate=settings.sv2.nominal_hashrate_hs,
             # The miners' prefixes plus a 4-byte extranonce2 each.
@@ -202,6 +239,9 @@ class AggregateHub:
         )
 
     def upstream_lost(self, conn: UpstreamConn, reason: str) -> None:
+        if isinstance(conn, Sv2PoolConn):
+            conn.lost(reason)
+            return
         if self.conns.get(conn.upstream_id) is conn:
             del self.conns[conn.upstream_id]
             self.act(self.core.upstream_lost(conn.upstream_id, reason, time.monotonic()))
@@ -284,7 +324,7 @@ class AggregateHub:
             task.cancel()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
-        for conn in list(self.conns.values()):
+        for conn in {id(c): c for c in self.conns.values()}.values():
             self.upstream_lost(conn, "proxy stopping")
             conn.close("proxy stopping")
 
@@ -298,6 +338,7 @@ class UpstreamConn(asyncio.Protocol):
         self.pool = pool
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.failure = ""  # why the connection could not be opened
         # Many miners' shares go out on this one connection: what they send within
         # one turn of the event loop leaves in one write (one system call) at its end.
         self._outgoing: list[bytes] = []
@@ -345,6 +386,96 @@ class UpstreamConn(asyncio.Protocol):
             if self.transport is not None:
                 self._flush()  # what the core sent before closing still goes out
                 self.transport.close()
+
+
+class Sv2PoolConn(UpstreamConn):
+    """One TCP connection to an SV2 pool, carrying several channels (the core's upstreams).
+
+    It opens with its first channel, takes later ones (``join``) while it lives,
+    and closes when the core has left it no channel.
+    """
+
+    def __init__(self, hub: AggregateHub, pool: PoolEndpoint) -> None:
+        super().__init__(hub, 0, pool)
+        self.session: Sv2PoolConnection | None = None  # once connected
+        self.waiting: list[tuple[int, str]] = []  # (upstream id, identity) until then
+        self.channels: dict[int, Sv2PoolUpstream] = {}  # by upstream id
+
+    def join(self, upstream_id: int, identity: str) -> None:
+        if self.session is None:
+            self.waiting.append((upstream_id, identity))
+            return
+        channel = self.hub.sv2_channel(self.session, identity)
+        self.channels[upstream_id] = channel
+        self.hub.conns[upstream_id] = self
+        self.hub.act(self.hub.core.upstream_connected(upstream_id, time.monotonic(), channel))
+
+    def connected(self, session: Sv2PoolConnection) -> None:
+        self.session = session
+        waiting, self.waiting = self.waiting, []
+        for upstream_id, identity in waiting:
+            self.join(upstream_id, identity)
+
+    def leave(self, upstream_id: int, reason: str) -> None:
+        """The core closed this channel; the connection closes with its last one."""
+        channel = self.channels.pop(upstream_id, None)
+        if channel is not None and self.session is not None:
+            # The core took the channel's verdicts when it let go of it (connection_lost);
+            # a retired channel has none left.  What remains is its CloseChannel.
+            self.session.leave(channel, time.monotonic(), reason)
+            self._send_queued()
+        if not self.channels and not self.waiting:
+            if self.hub.sv2_conns.get(self.pool.name) is self:
+                del self.hub.sv2_conns[self.pool.name]
+            self.close(reason)
+
+    def lost(self, reason: str) -> None:
+        """The connection is gone: every channel on it at once."""
+        if self.hub.sv2_conns.get(self.pool.name) is self:
+            del self.hub.sv2_conns[self.pool.name]
+        now = time.monotonic()
+        if self.session is not None:
+            self.session.connection_lost(now, reason)
+        ids = list(self.channels)
+        self.channels.clear()
+        for upstream_id in ids:
+            if self.hub.conns.get(upstream_id) is self:
+                del self.hub.conns[upstream_id]
+        if ids:
+            self.hub.act(self.hub.core.upstreams_lost(ids, reason, now))
+
+    def data_received(self, data: bytes) -> None:
+        if self.session is None or self.closed:
+            return
+        now, wall = time.monotonic(), time.time()
+        try:
+            routed = self.session.receive_data(data, now, wall)
+        except RemoteProtocolError as exc:
+            reason = f"pool broke the protocol: {exc}"
+            self.close(reason)
+            self.lost(reason)
+            return
+        except Exception:
+            self.hub.log.exception("upstream_failed_internally", pool=self.pool.name)
+            self.close("internal error")
+            self.lost("internal error")
+            return
+        self._send_queued()  # the setup after the handshake, a CloseChannel
+        ids = {id(channel): upstream_id for upstream_id, channel in self.channels.items()}
+        for channel, events in routed:
+            upstream_id = ids.get(id(channel))
+            if upstream_id is not None:
+                self.hub.act(self.hub.core.upstream_events(upstream_id, events, now, wall))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.lost(f"pool closed the connection{f': {exc}' if exc else ''}")
+
+    def _send_queued(self) -> None:
+        if self.session is not None:
+            data = self.session.client.data_to_send()
+            if data:
+                self.write(data)
 
 
 class AggregateRelay(RelayBase):

@@ -166,7 +166,7 @@ class StatsCollector:
         }
         upstreams = GaugeMetricFamily(
             "stratum_proxy_aggregate_upstream_connections",
-            "Ready pool connections",
+            "Ready pool connections (on an SV2 pool: channels, sharing one connection)",
             labels=["listener", "pool"],
         )
         difficulty = GaugeMetricFamily(

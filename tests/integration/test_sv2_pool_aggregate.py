@@ -1,9 +1,9 @@
 """Aggregated connections to an SV2 pool: SV2 miners and SV1 miners, over loopback.
 
-The proxy opens one extended channel per pool connection and carves its
-miners' extranonce prefixes out of it (``aggregate/sv2_pool.py``): under the
-farm's ``pool_user``, or, for SV2 miners with identity pass-through (the
-default), under each worker's own name.  Every share the miners hash for real
+The proxy opens extended channels on one connection per pool and carves its
+miners' extranonce prefixes out of them (``aggregate/sv2_pool.py``): under
+the farm's ``pool_user``, or, for SV2 miners with identity pass-through (the
+default), one under each worker's own name.  Every share the miners hash for real
 is judged by the SV2 test pool, whose verdict (and error code) reaches the
 miner and the row; the pool's own record of each share is the oracle for the
 row's hash and for the identity it was credited to.
@@ -87,8 +87,10 @@ async def test_sv2_miners_on_an_sv2_pool_get_its_verdicts(
     try:
         async with asyncio.timeout(60):
             await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
-        # A channel (and connection) per worker, or one for both under the farm's name.
-        assert len(pool.connections()) == (2 if worker_channels else 1)
+        # One pool connection; on it a channel per worker, or one for both under the
+        # farm's name.
+        (conn,) = pool.connections()
+        assert len(conn.channels) == (2 if worker_channels else 1)
     finally:
         await proxy.shutdown()
         await pool.close()
@@ -333,3 +335,36 @@ async def test_a_worker_channel_the_pool_closes_moves_to_the_farms_channel(
     assert miner.submits[-1].verdict == ACCEPTED
     identities = [j.user_identity for j in main.judged]
     assert identities[0] == "farm.rig7" and identities[-1] == "farm1"
+
+
+async def test_a_pool_that_stops_answering_times_out_each_workers_shares(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """Two worker channels on one connection: each share gets its own no_response."""
+    key_file, public = authority_key_file(tmp_path)
+    pool = Sv2TestPool(Sv2PoolConfig(answer_shares=False))
+    await pool.start()
+    proxy = await proxy_factory(
+        [pool.url("main")],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **FORWARD_ALL, "limits.submit_timeout_s": 0.5},
+    )
+    miners = [
+        Sv2TestMiner(Sv2MinerConfig(authority_key=public, user_identity=name, max_submits=3))
+        for name in ("farm.a", "farm.b")
+    ]
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    for miner in miners:
+        assert len(miner.submits) == 3
+        assert all(s.verdict not in (None, ACCEPTED) for s in miner.submits)
+    rows = proxy.rows()
+    assert Counter((r["worker"], r["status"]) for r in rows) == {
+        ("farm.a", "no_response"): 3,
+        ("farm.b", "no_response"): 3,
+    }
+    assert Counter(j.user_identity for j in pool.judged) == {"farm.a": 3, "farm.b": 3}

@@ -519,3 +519,17 @@ def test_fail_back_waits_for_each_workers_own_channel_on_the_better_pool() -> No
     assert any(
         isinstance(c, ev.CloseUpstream) and c.upstream_id == backup.upstream_id for c in rig.closed
     )
+
+
+def test_channels_of_one_lost_connection_are_all_gone_before_miners_are_placed_again() -> None:
+    rig = Rig(worker_channel_pools={0})
+    rig.miner(1, SUBSCRIBE, worker="farm1.a")
+    rig.miner(2, SUBSCRIBE, worker="farm1.b")
+    for opened in rig.opened:
+        rig.pool_ready(opened.upstream_id, en1=f"{opened.upstream_id:08x}")
+    lost = [o.upstream_id for o in rig.opened]
+    rig.take(rig.core.upstreams_lost(lost, "pool closed the connection", 1.0))
+    # Neither miner landed on the other's (dead) channel: both wait for new ones.
+    assert all(rig.core.miners[i].upstream is None for i in (1, 2))
+    reopened = sorted((o.pool, o.identity) for o in rig.opened[len(lost) :])
+    assert reopened == [(0, "farm1.a"), (0, "farm1.b")]

@@ -175,7 +175,10 @@ async def test_sv1_miners_aggregated_onto_an_sv2_pool(proxy_factory: Any) -> Non
 async def test_an_sv2_pool_that_dies_fails_over_to_an_sv1_pool_and_back(
     proxy_factory: Any, tmp_path: Path
 ) -> None:
-    """The SV2 miners keep their connection through both moves; every share has a verdict."""
+    """The SV2 miners keep their connection through both moves; every share has a verdict.
+
+    Two workers' channels share the SV2 pool's connection: its loss moves both.
+    """
     key_file, public = authority_key_file(tmp_path)
     main = Sv2TestPool(Sv2PoolConfig(seed=3))
     backup = TestPool(PoolConfig(seed=2))
@@ -192,14 +195,15 @@ async def test_an_sv2_pool_that_dies_fails_over_to_an_sv1_pool_and_back(
             "aggregate.failback_check_s": 0.5,
         },
     )
-    miner = Sv2TestMiner(
-        Sv2MinerConfig(
-            authority_key=public, channel="standard", user_identity="farm.a", duration=12
+    miners = [
+        Sv2TestMiner(
+            Sv2MinerConfig(authority_key=public, channel=channel, user_identity=name, duration=12)
         )
-    )
+        for name, channel in (("farm.a", "standard"), ("farm.b", "extended"))
+    ]
     revived: Sv2TestPool | None = None
     try:
-        task = asyncio.create_task(miner.run("127.0.0.1", proxy.port))
+        task = asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
         await main.wait_for(lambda: len(main.judged) >= 5, timeout=20)
         await main.close()
         await backup.wait_until(lambda: len(backup.judged) >= 5, timeout=20)
@@ -213,16 +217,20 @@ async def test_an_sv2_pool_that_dies_fails_over_to_an_sv1_pool_and_back(
         await backup.close()
         if revived is not None:
             await revived.close()
-    assert miner.errors == [] and miner.closed_by_pool == ""
-    assert all(s.verdict is not None for s in miner.submits)
-    assert miner.submits[-1].verdict == ACCEPTED
-    upstreams = [r["upstream"] for r in sorted(proxy.rows(), key=lambda r: r["ts"])
-                 if r["forwarded"]]  # fmt: skip
-    # main, then the backup, then main again (fail-back by priority).
-    changes = [u for i, u in enumerate(upstreams) if i == 0 or upstreams[i - 1] != u]
-    assert changes == ["main", "backup", "main"]
-    # Back on main, the worker mines on its own channel again (opened for the fail-back).
-    assert {j.user_identity for j in revived.judged} == {"farm.a"}
+    for miner in miners:
+        assert miner.errors == [] and miner.closed_by_pool == ""
+        assert all(s.verdict is not None for s in miner.submits)
+        assert miner.submits[-1].verdict == ACCEPTED
+    for worker in ("farm.a", "farm.b"):
+        upstreams = [r["upstream"] for r in sorted(proxy.rows(), key=lambda r: r["ts"])
+                     if r["forwarded"] and r["worker"] == worker]  # fmt: skip
+        # main, then the backup, then main again (fail-back by priority).
+        changes = [u for i, u in enumerate(upstreams) if i == 0 or upstreams[i - 1] != u]
+        assert changes == ["main", "backup", "main"]
+    # Back on main, each worker mines on its own channel again (opened for the
+    # fail-back), all on one connection.
+    assert {j.user_identity for j in revived.judged} == {"farm.a", "farm.b"}
+    assert len({j.connection for j in revived.judged}) == 1
 
 
 @pytest.mark.parametrize("fault", ["closes the channel", "grants too little extranonce"])

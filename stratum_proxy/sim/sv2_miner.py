@@ -85,6 +85,7 @@ class Sv2MinerConfig:
     interval: float = 0.0
     idle: bool = False  # open the channel, then hold the connection without mining
     clock_offset_s: float = 0.0  # the miner's clock runs this far ahead (certificate checks)
+    corrupt_frame: int = 0  # flip a bit in the MAC of the Nth encrypted frame sent (1-based)
     chunk: int = 2048  # nonces hashed between yields to the event loop
 
 
@@ -133,6 +134,7 @@ class Sv2TestMiner:
         self.setup_error = ""
         self.open_error = ""
         self.closed_by_pool = ""  # CloseChannel reason
+        self._frames_sent = 0
         self.updates_sent = 0
         self.set_targets: list[int] = []  # every SetTarget, in order
         self.prefix_changes = 0  # SetExtranoncePrefix received
@@ -201,7 +203,11 @@ class Sv2TestMiner:
 
     def _send(self, msg: Message) -> None:
         assert self._transport is not None and self._writer is not None
-        self._writer.write(self._transport.encrypt_frame(encode_message(msg)))
+        wire = self._transport.encrypt_frame(encode_message(msg))
+        self._frames_sent += 1
+        if self._frames_sent == self.config.corrupt_frame:
+            wire = wire[:-1] + bytes([wire[-1] ^ 0x01])  # the frame's MAC no longer holds
+        self._writer.write(wire)
 
     async def _receive(self, reader: asyncio.StreamReader) -> None:
         assert self._transport is not None

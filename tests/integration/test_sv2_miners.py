@@ -305,6 +305,41 @@ async def test_a_tampered_handshake_is_refused(proxy_factory: Any, tmp_path: Pat
     assert proxy.rows() == []
 
 
+async def test_a_corrupted_frame_closes_that_miner_only(proxy_factory: Any, tmp_path: Path) -> None:
+    """Frames 1-3: setup, open, first share; the 4th (the second share) fails its MAC."""
+    key_file, public = authority_key_file(tmp_path)
+    pool = TestPool(PoolConfig())
+    await pool.start()
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{pool.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **SV2_LISTENER},
+    )
+    broken = Sv2TestMiner(
+        Sv2MinerConfig(
+            authority_key=public, user_identity="farm.broken", max_submits=3, corrupt_frame=4
+        )
+    )
+    sound = Sv2TestMiner(
+        Sv2MinerConfig(authority_key=public, user_identity="farm.sound", max_submits=3)
+    )
+    try:
+        async with asyncio.timeout(60):
+            await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in (broken, sound)))
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert broken.errors and "closed the connection" in broken.errors[0]
+    assert broken.submits[0].verdict == ACCEPTED
+    assert all(s.verdict is None for s in broken.submits[1:])
+    assert sound.errors == [] and [s.verdict for s in sound.submits] == [ACCEPTED] * 3
+    rows = proxy.rows()
+    # The share before the corrupted frame has its row; the corrupted one could not be read.
+    broken_hash = broken.submits[0].hash_int.to_bytes(32, "big").hex()
+    assert [r["share_hash"] for r in rows if r["worker"] == "farm.broken"] == [broken_hash]
+    assert sum(r["worker"] == "farm.sound" for r in rows) == 3
+
+
 async def test_update_channel_through_the_proxy_sets_a_new_target_at_once(
     proxy_factory: Any, tmp_path: Path
 ) -> None:

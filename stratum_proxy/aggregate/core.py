@@ -412,18 +412,33 @@ class Aggregator:
         """Several upstreams at once (the channels of one SV2 pool connection): all are
         gone before their miners are placed again, so none lands on a sibling."""
         events: list[ev.AggregateEvent] = []
-        dropped = [self._drop_upstream(i, reason, now, events) for i in upstream_ids]
-        if any(dropped):
+        dropped = [u for i in upstream_ids if (u := self._drop_upstream(i, reason, now, events))]
+        # One line and one verdict per pool, however many channels it carried.
+        for pool in sorted({u.pool for u in dropped}):
+            gone = [u for u in dropped if u.pool == pool]
+            fields: tuple[tuple[str, object], ...] = (
+                ("pool", self.pools[pool]),
+                ("reason", reason),
+                ("miners", sum(len(u.miners) for u in gone)),
+            )
+            if len(gone) > 1:
+                fields += (("channels", len(gone)),)
+            events.append(ev.Notice(level="warning", event="upstream_lost", fields=fields))
+            if any(not u.ready and not u.identity_refused for u in gone):
+                self._mark_down(pool, reason, now, events)
+        if dropped:
             self._place_waiting(now, events)
         return events
 
     def _drop_upstream(
         self, upstream_id: int, reason: str, now: float, events: list[ev.AggregateEvent]
-    ) -> bool:
+    ) -> _Upstream | None:
+        """Forget the upstream: its shares in flight answered, its jobs stale, its miners
+        waiting for another (their placement kept: the extranonce they mine with)."""
         self._opening.pop(upstream_id, None)
         upstream = self.upstreams.get(upstream_id)
         if upstream is None:
-            return False
+            return None
         # Its shares in flight become no_response rows (while it is still known).
         self._client_events(
             upstream, upstream.client.connection_lost(now, reason), now, now, events
@@ -431,21 +446,12 @@ class Aggregator:
         del self.upstreams[upstream_id]
         for job in upstream.jobs:
             job.stale = True
-        orphans = [self.miners[i] for i in upstream.miners if i in self.miners]
-        for miner in orphans:
-            miner.upstream = None  # its placement is kept: the extranonce it mines with
-            miner.waiting_since, miner.moved_from = now, upstream.pool
-        events.append(
-            ev.Notice(
-                level="warning",
-                event="upstream_lost",
-                fields=(("pool", self.pools[upstream.pool]), ("reason", reason),
-                        ("miners", len(orphans))),
-            )
-        )  # fmt: skip
-        if not upstream.ready and not upstream.identity_refused:
-            self._mark_down(upstream.pool, reason, now, events)
-        return True
+        for miner_id in upstream.miners:
+            miner = self.miners.get(miner_id)
+            if miner is not None:
+                miner.upstream = None
+                miner.waiting_since, miner.moved_from = now, upstream.pool
+        return upstream
 
     def _work_due(self, upstream: _Upstream) -> float:
         """When the pool's silence next matters: a keepalive, or giving up on it."""

@@ -201,3 +201,24 @@ def test_a_refused_worker_channel_is_a_refused_name_not_a_refused_pool() -> None
     assert isinstance(refused, up.WorkerAuthorized)
     assert refused.worker == "farm1.bad" and not refused.accepted
     assert "unknown-user" in refused.reason and not wire.of("bad", up.UpstreamRefused)
+
+
+def test_bytes_fed_through_one_channel_leave_the_siblings_events_in_their_inboxes() -> None:
+    """``receive_data`` on a channel (the core's ``upstream_data``) also serves the others."""
+    wire = Wire(Sv2PoolConfig())
+    farm = wire.channel("", "farm1")
+    rig = wire.channel("rig", "farm1.rig")
+    while True:  # the same exchange as pump(), all of it fed through ``farm``
+        out = wire.session.client.data_to_send()
+        if out:
+            wire.pool_conn.receive_data(out, NOW)
+        back = wire.pool_conn.data_to_send()
+        if back:
+            wire.take("", farm.receive_data(back, NOW))
+        if not out and not back:
+            break
+    assert wire.of("", up.UpstreamReady) and not wire.of("rig", up.UpstreamReady)
+    assert rig.get_timer() == 0.0
+    wire.take("rig", rig.handle_timer(NOW))
+    assert wire.of("rig", up.UpstreamReady) and wire.of("rig", up.PoolJob)
+    assert rig.inbox == [] and rig.get_timer() is None

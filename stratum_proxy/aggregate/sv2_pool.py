@@ -76,6 +76,7 @@ class Sv2PoolConnection:
         nominal_hash_rate: float,
         min_extranonce_size: int,
         worker_channel: bool = False,
+        setup_timeout_s: float = 10.0,
     ) -> Sv2PoolUpstream:
         """A new channel on this connection (opened when the core starts it)."""
         channel = Sv2PoolUpstream(
@@ -84,6 +85,7 @@ class Sv2PoolConnection:
             nominal_hash_rate=nominal_hash_rate,
             min_extranonce_size=min_extranonce_size,
             worker_channel=worker_channel,
+            setup_timeout_s=setup_timeout_s,
         )
         self.members.append(channel)
         return channel
@@ -169,6 +171,7 @@ class Sv2PoolUpstream:
         nominal_hash_rate: float,
         min_extranonce_size: int,
         worker_channel: bool = False,
+        setup_timeout_s: float = 10.0,
     ) -> None:
         self.conn = conn
         self.client = conn.client
@@ -178,6 +181,10 @@ class Sv2PoolUpstream:
         self._min_extranonce_size = min_extranonce_size
         self.channel_id: int | None = None
         self.inbox: list[up.UpstreamEvent] = []  # routed by the connection, not yet taken
+        # A pool that takes the connection but never opens the channel (a stalled
+        # handshake or setup) is left for the next one, as a dead pool.
+        self._setup_timeout = setup_timeout_s
+        self._setup_deadline: float | None = None
         self._extranonce2_size = 0
         self._difficulty = 1.0
         self._ready = False
@@ -204,6 +211,7 @@ class Sv2PoolUpstream:
 
     def start(self, now: float) -> list[up.UpstreamEvent]:
         """The connection is up: the channel's open (queued until the setup is done)."""
+        self._setup_deadline = now + self._setup_timeout
         request = self.client.open_extended_channel(
             user_identity=self.user,
             nominal_hash_rate=self._nominal,
@@ -274,13 +282,25 @@ class Sv2PoolUpstream:
         return self._flush(events)
 
     def get_timer(self) -> float | None:
-        return 0.0 if self.inbox else self.conn.get_timer()
+        if self.inbox:
+            return 0.0
+        deadline = self.conn.get_timer()
+        setup = self._setup_deadline
+        if setup is None:
+            return deadline
+        return setup if deadline is None else min(deadline, setup)
 
     def handle_timer(self, now: float) -> list[up.UpstreamEvent]:
         deadline = self.conn.get_timer()
         if deadline is not None and deadline <= now:
             self.conn.handle_timer(now)
-        return self._flush(self._take_inbox())
+        events = self._take_inbox()
+        if self._setup_deadline is not None and self._setup_deadline <= now:
+            self._setup_deadline = None
+            if not self._ready:
+                reason = f"no open channel from the pool within {self._setup_timeout:g} s"
+                events.append(up.UpstreamRefused(reason=reason))
+        return self._flush(events)
 
     def connection_lost(self, now: float, reason: str) -> list[up.UpstreamEvent]:
         """The core drops this channel: the connection is gone, or only the channel is
@@ -368,6 +388,7 @@ class Sv2PoolUpstream:
             )
             return
         self.channel_id = event.channel_id
+        self._setup_deadline = None
         self._extranonce2_size = event.extranonce_size
         self._difficulty = target_to_difficulty(event.target)
         self._ready = True

@@ -201,7 +201,10 @@ class AggregateHub:
         conn.join(upstream_id, identity)
 
     async def _open_sv2(self, conn: Sv2PoolConn) -> None:
-        if not await self._connect(conn):
+        opened = await self._connect(conn)
+        if opened and conn.closed:  # lost between connecting and this task resuming
+            opened, conn.failure = False, "pool closed the connection at once"
+        if not opened:
             if self.sv2_conns.get(conn.pool.name) is conn:
                 del self.sv2_conns[conn.pool.name]
             waiting, conn.waiting = [uid for uid, _ in conn.waiting], []
@@ -236,6 +239,7 @@ class AggregateHub:
             # The miners' prefixes plus a 4-byte extranonce2 each.
             min_extranonce_size=settings.aggregate.prefix_bytes + 4,
             worker_channel=bool(identity),
+            setup_timeout_s=settings.limits.connect_timeout_s,
         )
 
     def upstream_lost(self, conn: UpstreamConn, reason: str) -> None:
@@ -434,6 +438,8 @@ class Sv2PoolConn(UpstreamConn):
         if self.hub.sv2_conns.get(self.pool.name) is self:
             del self.hub.sv2_conns[self.pool.name]
         now = time.monotonic()
+        if self.session is None:
+            return  # still connecting: _open_sv2 reports its waiting channels failed
         if self.session is not None:
             self.session.connection_lost(now, reason)
         ids = list(self.channels)

@@ -376,3 +376,42 @@ async def test_a_pool_that_stops_answering_times_out_each_workers_shares(
         ("farm.b", "no_response"): 3,
     }
     assert Counter(j.user_identity for j in pool.judged) == {"farm.a": 3, "farm.b": 3}
+
+
+async def test_an_sv2_pool_that_takes_the_connection_but_never_answers_is_left(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """A stalled handshake: no channel within the connect timeout, so the backup serves."""
+    key_file, public = authority_key_file(tmp_path)
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # reads nothing, answers nothing
+
+    stalled = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = stalled.sockets[0].getsockname()[1]
+    key = Sv2TestPool().authority_key
+    backup = TestPool(PoolConfig(seed=2))
+    await backup.start()
+    proxy = await proxy_factory(
+        [f"main=stratum2+tcp://127.0.0.1:{port}/{key}",
+         f"backup=stratum+tcp://127.0.0.1:{backup.port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **FORWARD_ALL, "limits.connect_timeout_s": 1.0,
+           "aggregate.failback": "stay"},
+    )  # fmt: skip
+    miner = Sv2TestMiner(
+        Sv2MinerConfig(authority_key=public, user_identity="farm.a", max_submits=3)
+    )
+    try:
+        async with asyncio.timeout(30):
+            await miner.run("127.0.0.1", proxy.port)
+    finally:
+        await proxy.shutdown()
+        stalled.close()
+        for writer in accepted:
+            writer.close()
+        await backup.close()
+    assert accepted  # the proxy did connect to the stalled pool first
+    assert miner.errors == [] and [s.verdict for s in miner.submits] == [ACCEPTED] * 3
+    assert {r["upstream"] for r in proxy.rows()} == {"backup"}

@@ -208,8 +208,16 @@ class Aggregator:
         self.upstreams: dict[int, _Upstream] = {}
         self.pool_down_until: dict[int, float] = {}
         self._next_upstream = 1
-        # upstream id -> (pool, identity), connecting or in setup
+        # upstream id -> (pool, identity), connecting or in setup; and the other way
+        # round (one at a time per key).  With a channel per worker there are as many
+        # keys as workers: placement looks them up instead of scanning every upstream.
         self._opening: dict[int, tuple[int, str]] = {}
+        self._opening_keys: dict[tuple[int, str], int] = {}
+        self._keyed: dict[tuple[int, str], dict[int, _Upstream]] = {}  # live upstreams
+        # Miners without an upstream (not reconnecting), and those by worker name: a
+        # worker's channel becoming ready looks only at its own miners.
+        self._waiting: dict[int, _Miner] = {}
+        self._waiting_by_worker: dict[str, dict[int, _Miner]] = {}
         self._worker_channel_pools = (
             worker_channel_pools if settings.identity_passthrough else frozenset()
         )
@@ -267,7 +275,9 @@ class Aggregator:
         )
         if difficulty > 0:
             self.miners[miner_id].vardiff.suggest(difficulty, now)
-        self._place_waiting(now, events)
+        self._set_waiting(self.miners[miner_id])
+        # Only the newcomer: a miner arriving changes nothing for those already waiting.
+        self._place_waiting(now, events, only=[self.miners[miner_id]])
         return events
 
     def session_of(self, miner_id: int) -> MinerSession | None:
@@ -278,6 +288,7 @@ class Aggregator:
         """The miner's connection is gone; shares it has in flight still get their rows."""
         miner = self.miners.pop(miner_id, None)
         if miner is not None:
+            self._unset_waiting(miner)
             self.prefixes.release(miner.prefix)
             if miner.upstream is not None and miner.upstream in self.upstreams:
                 self.upstreams[miner.upstream].miners.discard(miner_id)
@@ -354,6 +365,7 @@ class Aggregator:
         self.upstreams[upstream_id] = _Upstream(
             upstream_id=upstream_id, pool=pool, client=client, identity=identity
         )
+        self._keyed.setdefault(opening, {})[upstream_id] = self.upstreams[upstream_id]
         events: list[ev.AggregateEvent] = []
         self._client_events(self.upstreams[upstream_id], client.start(now), now, now, events)
         return events
@@ -367,7 +379,7 @@ class Aggregator:
     ) -> list[ev.AggregateEvent]:
         """Several at once: the channels that were to share one SV2 pool connection."""
         events: list[ev.AggregateEvent] = []
-        pools = {o[0] for i in upstream_ids if (o := self._opening.pop(i, None)) is not None}
+        pools = {o[0] for i in upstream_ids if (o := self._forget_opening(i)) is not None}
         for pool in sorted(pools):
             self._mark_down(pool, reason, now, events)
         self._place_waiting(now, events)
@@ -435,7 +447,7 @@ class Aggregator:
     ) -> _Upstream | None:
         """Forget the upstream: its shares in flight answered, its jobs stale, its miners
         waiting for another (their placement kept: the extranonce they mine with)."""
-        self._opening.pop(upstream_id, None)
+        self._forget_opening(upstream_id)
         upstream = self.upstreams.get(upstream_id)
         if upstream is None:
             return None
@@ -443,7 +455,7 @@ class Aggregator:
         self._client_events(
             upstream, upstream.client.connection_lost(now, reason), now, now, events
         )
-        del self.upstreams[upstream_id]
+        self._forget_upstream(upstream)
         for job in upstream.jobs:
             job.stale = True
         for miner_id in upstream.miners:
@@ -451,6 +463,7 @@ class Aggregator:
             if miner is not None:
                 miner.upstream = None
                 miner.waiting_since, miner.moved_from = now, upstream.pool
+                self._set_waiting(miner)
         return upstream
 
     def _work_due(self, upstream: _Upstream) -> float:
@@ -534,8 +547,30 @@ class Aggregator:
         down = [p for p in range(len(self.pools)) if p not in up_]
         return up_ + down
 
-    def _place_waiting(self, now: float, events: list[ev.AggregateEvent]) -> None:
-        waiting = [m for m in self.miners.values() if m.upstream is None and not m.reconnecting]
+    def _set_waiting(self, miner: _Miner) -> None:
+        if not miner.reconnecting:
+            self._waiting[miner.miner_id] = miner
+            self._waiting_by_worker.setdefault(miner.worker, {})[miner.miner_id] = miner
+
+    def _unset_waiting(self, miner: _Miner) -> None:
+        if self._waiting.pop(miner.miner_id, None) is not None:
+            same = self._waiting_by_worker.get(miner.worker)
+            if same is not None:
+                same.pop(miner.miner_id, None)
+                if not same:
+                    del self._waiting_by_worker[miner.worker]
+
+    def _place_waiting(
+        self, now: float, events: list[ev.AggregateEvent], only: list[_Miner] | None = None
+    ) -> None:
+        """Place the miners waiting for an upstream, or open upstreams for them.
+
+        ``only``: just these (a newcomer; a worker's miners when its channel became
+        ready), where nothing changed for the others: with a channel per worker, a
+        burst of thousands of miners would otherwise cost a pass over all of them
+        each time one arrives.
+        """
+        waiting = list(self._waiting.values()) if only is None else only
         if not waiting:
             return
         order = self._preferred_pools(now)
@@ -579,16 +614,11 @@ class Aggregator:
         """A ready upstream of the best pool with room: one its extranonce fits first."""
         cap = self.settings.miners_per_upstream
         size = miner.placement.miner_size if miner.placement else 0
-        identity = self._identity_for(miner, order[0], now)
+        # The best pool only (others are for when it is down), the miner's identity there.
+        key = (order[0], self._identity_for(miner, order[0], now))
         fallback = None
-        for upstream in self.upstreams.values():
-            if (
-                upstream.pool != order[0]  # the best pool only: others are for when it is down
-                or not upstream.ready
-                or upstream.retiring
-                or upstream.identity != identity
-                or len(upstream.miners) >= cap
-            ):
+        for upstream in self._keyed.get(key, {}).values():
+            if not upstream.ready or upstream.retiring or len(upstream.miners) >= cap:
                 continue
             if not size or fits(upstream.extranonce2_size, miner.prefix, size) is not None:
                 return upstream
@@ -616,11 +646,12 @@ class Aggregator:
         One connection at a time per pool and identity: it takes the waiting miners
         when it is ready, and another follows if some are left.
         """
-        if (pool, identity) in self._opening.values():
+        if (pool, identity) in self._opening_keys:
             return
         upstream_id = self._next_upstream
         self._next_upstream += 1
         self._opening[upstream_id] = (pool, identity)
+        self._opening_keys[(pool, identity)] = upstream_id
         events.append(ev.OpenUpstream(upstream_id=upstream_id, pool=pool, identity=identity))
 
     def _place(
@@ -655,6 +686,7 @@ class Aggregator:
             else:
                 session.assign(miner.prefix, new_size)  # answers its held subscribe
         miner.upstream, miner.placement = upstream.upstream_id, placement
+        self._unset_waiting(miner)
         upstream.miners.add(miner.miner_id)
         granted = session.version_mask
         if granted and granted & upstream.version_mask != granted:
@@ -669,6 +701,7 @@ class Aggregator:
         return True
 
     def _queue_reconnect(self, miner: _Miner, now: float) -> None:
+        self._unset_waiting(miner)
         miner.reconnecting = True
         if miner.miner_id not in self._reconnect_queue:
             self._reconnect_queue.append(miner.miner_id)
@@ -733,6 +766,7 @@ class Aggregator:
                 old.miners.discard(miner_id)
                 miner.upstream = None
                 miner.waiting_since, miner.moved_from = now, old.pool
+                self._set_waiting(miner)
                 if not self._place(miner, upstream, now, events):
                     self._place_waiting(now, events)
         self._report_moves(events)
@@ -743,12 +777,25 @@ class Aggregator:
 
     def _has_upstream(self, pool: int, identity: str) -> bool:
         """A connection of ``pool`` for ``identity`` that is ready (not retiring) or opening."""
-        if (pool, identity) in self._opening.values():
+        if (pool, identity) in self._opening_keys:
             return True
-        return any(
-            u.pool == pool and u.identity == identity and u.ready and not u.retiring
-            for u in self.upstreams.values()
-        )
+        live = self._keyed.get((pool, identity), {}).values()
+        return any(u.ready and not u.retiring for u in live)
+
+    def _forget_opening(self, upstream_id: int) -> tuple[int, str] | None:
+        key = self._opening.pop(upstream_id, None)
+        if key is not None and self._opening_keys.get(key) == upstream_id:
+            del self._opening_keys[key]
+        return key
+
+    def _forget_upstream(self, upstream: _Upstream) -> None:
+        self.upstreams.pop(upstream.upstream_id, None)
+        key = (upstream.pool, upstream.identity)
+        keyed = self._keyed.get(key)
+        if keyed is not None:
+            keyed.pop(upstream.upstream_id, None)
+            if not keyed:
+                del self._keyed[key]
 
     def _close_if_retired(self, upstream: _Upstream, events: list[ev.AggregateEvent]) -> None:
         """A connection no miner uses any more closes once the pool answered what it owes."""
@@ -756,7 +803,7 @@ class Aggregator:
             return
         for job in upstream.jobs:
             job.stale = True
-        self.upstreams.pop(upstream.upstream_id, None)
+        self._forget_upstream(upstream)
         events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason="failed back"))
 
     # -- upstream events ---------------------------------------------------------------
@@ -828,7 +875,7 @@ class Aggregator:
         now: float,
         events: list[ev.AggregateEvent],
     ) -> None:
-        self._opening.pop(upstream.upstream_id, None)
+        self._forget_opening(upstream.upstream_id)
         upstream.ready = True
         upstream.extranonce1 = event.extranonce1
         upstream.extranonce2_size = event.extranonce2_size
@@ -848,9 +895,15 @@ class Aggregator:
                         ("version_mask", f"{event.version_mask:08x}")),
             )
         )  # fmt: skip
-        self.pool_down_until.pop(upstream.pool, None)
+        was_down = self.pool_down_until.pop(upstream.pool, None) is not None
         upstream.last_job_at = now
-        self._place_waiting(now, events)
+        # A worker's channel takes only that worker's miners; anything else (a shared
+        # channel, a pool back up: the order of pools changed) looks at every waiting one.
+        if upstream.identity and not was_down:
+            own = self._waiting_by_worker.get(upstream.identity, {})
+            self._place_waiting(now, events, only=list(own.values()))
+        else:
+            self._place_waiting(now, events)
 
     def _on_job(
         self,
@@ -1114,7 +1167,12 @@ class Aggregator:
     def _on_authorized(
         self, miner: _Miner, worker: str, now: float, events: list[ev.AggregateEvent]
     ) -> None:
+        waiting = miner.miner_id in self._waiting
+        if waiting:
+            self._unset_waiting(miner)  # indexed by its name: the old one
         miner.worker = worker
+        if waiting:
+            self._set_waiting(miner)
         if miner.upstream is not None:
             self._authorize_upstream(self.upstreams[miner.upstream], worker, now, events)
 

@@ -30,13 +30,13 @@ Rules (README, aggregate mode):
   reasons starting ``proxy:``.
 * **Worker channels.**  An SV2 channel carries one user identity and SV2
   has no per-share worker name.  So on the pools in ``worker_channel_pools``,
-  with ``identity_passthrough``, a miner whose worker name is known when it
-  arrives (an SV2 channel's user identity) mines on an upstream of its own
+  with ``identity_passthrough``, a miner mines on an upstream of its own
   worker name (``OpenUpstream.identity``): a channel opened under that name,
-  shared by the worker's miners up to ``miners_per_upstream``.  A name the
-  pool refuses mines under ``pool_user`` instead, for ``failback_check_s``
-  (then a new miner of that name tries again); SV1 miners, whose name comes
-  after their subscribe is answered, mine under ``pool_user`` there.
+  shared by the worker's miners up to ``miners_per_upstream``.  An SV1
+  miner names itself after its subscribe is answered: it starts on a shared
+  channel and moves to its worker's once that has work.  A name the pool
+  refuses mines under ``pool_user`` instead, for ``failback_check_s`` (then
+  a new miner of that name tries again).
 """
 
 from __future__ import annotations
@@ -175,6 +175,7 @@ class _Miner:
     waiting_since: float | None = None  # without current work since (monotonic)
     moved_from: int | None = None  # the pool it mined on before a failover / fail-back
     reconnecting: bool = False  # told (or queued) to reconnect: not placed again
+    wants: str | None = None  # mining under another identity until its worker's channel is up
 
 
 @dataclass(slots=True)
@@ -218,6 +219,10 @@ class Aggregator:
         # worker's channel becoming ready looks only at its own miners.
         self._waiting: dict[int, _Miner] = {}
         self._waiting_by_worker: dict[str, dict[int, _Miner]] = {}
+        # Placed miners whose own worker's channel is not up yet (an SV1 miner names
+        # itself after its subscribe was answered), by that identity: they move over
+        # when it has work.
+        self._misplaced: dict[str, dict[int, _Miner]] = {}
         self._worker_channel_pools = (
             worker_channel_pools if settings.identity_passthrough else frozenset()
         )
@@ -289,6 +294,7 @@ class Aggregator:
         miner = self.miners.pop(miner_id, None)
         if miner is not None:
             self._unset_waiting(miner)
+            self._set_wants(miner, None)
             self.prefixes.release(miner.prefix)
             if miner.upstream is not None and miner.upstream in self.upstreams:
                 self.upstreams[miner.upstream].miners.discard(miner_id)
@@ -463,6 +469,7 @@ class Aggregator:
             if miner is not None:
                 miner.upstream = None
                 miner.waiting_since, miner.moved_from = now, upstream.pool
+                self._set_wants(miner, None)  # placed afresh, by its identity
                 self._set_waiting(miner)
         return upstream
 
@@ -698,7 +705,52 @@ class Aggregator:
         if job is not None:
             self._send_job(miner, job, clean=True, now=now)
         self._flush_miner(miner, events)
+        self._check_identity(miner, upstream, now, events)  # last: it may move the miner
         return True
+
+    def _check_identity(
+        self, miner: _Miner, upstream: _Upstream, now: float, events: list[ev.AggregateEvent]
+    ) -> None:
+        """A miner mining under another identity than its own on this pool (its name
+        came later, or its channel was not up): have its channel opened, move it then."""
+        wanted = self._identity_for(miner, upstream.pool, now)
+        if wanted == upstream.identity:
+            self._set_wants(miner, None)
+            return
+        self._set_wants(miner, wanted)
+        own = self._keyed.get((upstream.pool, wanted), {}).values()
+        ready = [u for u in own if u.ready and not u.retiring and u.current is not None]
+        if ready:
+            self._adopt(ready[0], now, events)
+        elif not self._has_upstream(upstream.pool, wanted):
+            self._open_upstream(upstream.pool, wanted, events)
+
+    def _set_wants(self, miner: _Miner, identity: str | None) -> None:
+        if miner.wants is not None:
+            same = self._misplaced.get(miner.wants)
+            if same is not None:
+                same.pop(miner.miner_id, None)
+                if not same:
+                    del self._misplaced[miner.wants]
+        miner.wants = identity
+        if identity is not None:
+            self._misplaced.setdefault(identity, {})[miner.miner_id] = miner
+
+    def _adopt(self, upstream: _Upstream, now: float, events: list[ev.AggregateEvent]) -> None:
+        """A worker's channel has work: that worker's miners mining elsewhere on the same
+        pool move over (connections kept, extranonce1 unchanged where it fits)."""
+        movers = self._misplaced.get(upstream.identity) if upstream.identity else None
+        for miner in list(movers.values()) if movers else []:
+            if len(upstream.miners) >= self.settings.miners_per_upstream:
+                break
+            old = self.upstreams.get(miner.upstream) if miner.upstream is not None else None
+            if old is None or old.pool != upstream.pool:
+                continue  # a fail-back brings it to this pool (_move_to_better)
+            old.miners.discard(miner.miner_id)
+            miner.upstream = None
+            self._set_waiting(miner)
+            if not self._place(miner, upstream, now, events):
+                self._place_waiting(now, events, only=[miner])
 
     def _queue_reconnect(self, miner: _Miner, now: float) -> None:
         self._unset_waiting(miner)
@@ -936,8 +988,10 @@ class Aggregator:
                 self._flush_miner(miner, events)
         self._report_moves(events)
         if first_job:
-            # Work is flowing: miners on a worse pool come back here (fail back).
+            # Work is flowing: miners on a worse pool come back here (fail back), and
+            # a worker's miners mining under another identity on this pool come over.
             self._move_to_better(upstream, now, events)
+            self._adopt(upstream, now, events)
 
     def _send_job(
         self, miner: _Miner, job: UpstreamJob, *, clean: bool, now: float, ntime: int | None = None
@@ -1174,7 +1228,9 @@ class Aggregator:
         if waiting:
             self._set_waiting(miner)
         if miner.upstream is not None:
-            self._authorize_upstream(self.upstreams[miner.upstream], worker, now, events)
+            upstream = self.upstreams[miner.upstream]
+            self._authorize_upstream(upstream, worker, now, events)
+            self._check_identity(miner, upstream, now, events)
 
     def _authorize_upstream(
         self, upstream: _Upstream, worker: str, now: float, events: list[ev.AggregateEvent]
@@ -1235,6 +1291,8 @@ class Aggregator:
             )
         )  # fmt: skip
         upstream.identity_refused = True
+        for miner in list(self._misplaced.get(identity, {}).values()):
+            self._set_wants(miner, None)  # they stay where they are
         events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason=reason))
         events += self.upstream_lost(upstream.upstream_id, reason, now)
         # Its miners still on a worse pool (a fail-back waiting for this channel)

@@ -36,10 +36,15 @@ FORWARD_ALL = {
 
 
 def _check_rows_against_pool(
-    rows: list[dict[str, Any]], pool: Sv2TestPool, *, worker_channels: bool = False
+    rows: list[dict[str, Any]],
+    pool: Sv2TestPool,
+    *,
+    worker_channels: bool = False,
+    farm_first: bool = False,
 ) -> None:
     """Each forwarded row is a share the pool judged: same header hash, same verdict,
-    credited to the row's worker (its own channel) or to the farm's account."""
+    credited to the row's worker (its own channel) or to the farm's account
+    (``farm_first``: either, an SV1 miner's shares before its own channel was up)."""
     judged = {j.hash_hex: j for j in pool.judged}
     forwarded = [r for r in rows if r["forwarded"]]
     assert forwarded and len(forwarded) == len(pool.judged)
@@ -50,7 +55,10 @@ def _check_rows_against_pool(
         assert row["upstream"] == "main"
         if not j.accepted:
             assert row["reject_reason"] == j.error_code
-        assert j.user_identity == (row["worker"] if worker_channels else "farm1")
+        if farm_first:
+            assert j.user_identity in (row["worker"], "farm1")
+        else:
+            assert j.user_identity == (row["worker"] if worker_channels else "farm1")
 
 
 @pytest.mark.parametrize(
@@ -150,10 +158,19 @@ async def test_each_pool_rejection_reaches_the_sv2_miner_with_its_code(
     _check_rows_against_pool(rows, pool, worker_channels=True)
 
 
-async def test_sv1_miners_aggregated_onto_an_sv2_pool(proxy_factory: Any) -> None:
+@pytest.mark.parametrize("worker_channels", [True, False])
+async def test_sv1_miners_aggregated_onto_an_sv2_pool(
+    proxy_factory: Any, worker_channels: bool
+) -> None:
+    """SV1 miners name themselves after their subscribe is answered: they start on the
+    farm's channel and, with identity pass-through, move to their own when it has work."""
     pool = Sv2TestPool()
     await pool.start()
-    proxy = await proxy_factory([pool.url("main")], mode="aggregate", **FORWARD_ALL)
+    proxy = await proxy_factory(
+        [pool.url("main")],
+        mode="aggregate",
+        **{**FORWARD_ALL, "aggregate.identity_passthrough": worker_channels},
+    )
     miners = [
         TestMiner(MinerConfig(workers=(f"farm1.rig{i}",), max_submits=6, bad_share_every=3))
         for i in range(3)
@@ -161,13 +178,16 @@ async def test_sv1_miners_aggregated_onto_an_sv2_pool(proxy_factory: Any) -> Non
     try:
         async with asyncio.timeout(60):
             await asyncio.gather(*(m.run("127.0.0.1", proxy.port) for m in miners))
-        assert len(pool.connections()) == 1
+        (conn,) = pool.connections()  # one connection either way
+        assert len(conn.channels) == (4 if worker_channels else 1)
     finally:
         await proxy.shutdown()
         await pool.close()
     rows = proxy.rows()
     assert len(rows) == 18 and {r["protocol"] for r in rows} == {"sv1"}
-    _check_rows_against_pool(rows, pool)
+    _check_rows_against_pool(rows, pool, farm_first=worker_channels)
+    if worker_channels:  # the last shares, at least, under each miner's own name
+        assert {j.user_identity for j in pool.judged[-3:]} <= {f"farm1.rig{i}" for i in range(3)}
     answered = Counter(s.accepted for m in miners for s in m.submits)
     assert answered[True] == sum(r["status"] == "accepted" for r in rows) == 12
 

@@ -533,3 +533,28 @@ def test_channels_of_one_lost_connection_are_all_gone_before_miners_are_placed_a
     assert all(rig.core.miners[i].upstream is None for i in (1, 2))
     reopened = sorted((o.pool, o.identity) for o in rig.opened[len(lost) :])
     assert reopened == [(0, "farm1.a"), (0, "farm1.b")]
+
+
+def test_an_sv1_miner_named_after_its_subscribe_moves_to_its_workers_channel() -> None:
+    rig = Rig(worker_channel_pools={0})
+    rig.miner(1, SUBSCRIBE)
+    shared = rig.opened[0]
+    assert shared.identity == ""
+    rig.pool_ready(shared.upstream_id)
+    rig.notify(shared.upstream_id, "pj1")
+    en1 = next(m for m in rig.to_miner[1] if m.get("id") == 1)["result"][1]
+    rig.send(1, AUTHORIZE)  # farm1.rig1: now the core knows whose miner it is
+    own = rig.opened[-1]
+    assert (own.pool, own.identity) == (0, "farm1.rig1")
+    assert _upstream_of(rig, 1) == (0, "")  # it mines on the shared channel meanwhile
+    rig.pool_ready(own.upstream_id, en1="77777777")
+    assert _upstream_of(rig, 1) == (0, "")  # until its own channel has work
+    rig.notify(own.upstream_id, "oj1")
+    assert _upstream_of(rig, 1) == (0, "farm1.rig1")
+    assert rig.core.miners[1].upstream not in (None, shared.upstream_id)
+    assert rig.core.upstreams[shared.upstream_id].miners == set()
+    notify = _latest(rig, 1, "mining.notify")["params"]
+    assert notify[8] is True and bytes.fromhex(notify[2]).endswith(bytes.fromhex("77777777"))
+    # Same extranonce1 for the miner: no reconnect, no set_extranonce.
+    assert not [m for m in rig.to_miner[1] if m.get("method") == "mining.set_extranonce"]
+    assert next(m for m in rig.to_miner[1] if m.get("id") == 1)["result"][1] == en1

@@ -64,7 +64,7 @@ class Sv2PoolConnection:
 
     def __init__(self, client: Sv2Client) -> None:
         self.client = client
-        self.members: list[Sv2PoolUpstream] = []
+        self.members: dict[int, Sv2PoolUpstream] = {}  # by id(): thousands come and go
         self.lost = False
         self._requests: dict[int, Sv2PoolUpstream] = {}  # open request id -> its channel
         self._channels: dict[int, Sv2PoolUpstream] = {}  # channel id -> its channel
@@ -87,16 +87,28 @@ class Sv2PoolConnection:
             worker_channel=worker_channel,
             setup_timeout_s=setup_timeout_s,
         )
-        self.members.append(channel)
+        self.members[id(channel)] = channel
         return channel
+
+    def open_channel(
+        self, channel: Sv2PoolUpstream, *, nominal_hash_rate: float, min_extranonce_size: int
+    ) -> int:
+        """OpenExtendedMiningChannel under the channel's user; returns the request id."""
+        request_id = self.client.open_extended_channel(
+            user_identity=channel.user,
+            nominal_hash_rate=nominal_hash_rate,
+            min_extranonce_size=min_extranonce_size,
+        )
+        self._requests[request_id] = channel
+        return request_id
 
     def leave(self, channel: Sv2PoolUpstream, now: float, reason: str) -> list[up.UpstreamEvent]:
         """The core is done with ``channel``: close it upstream (CloseChannel, queued in the
         client); its submits still in flight come back as ``no_response`` verdicts."""
-        if channel not in self.members:
+        if self.members.pop(id(channel), None) is None:
             return []
-        self.members.remove(channel)
-        self._requests = {r: c for r, c in self._requests.items() if c is not channel}
+        if channel.request_id is not None:
+            self._requests.pop(channel.request_id, None)
         events: list[up.UpstreamEvent] = []
         if channel.channel_id is not None and not self.lost:
             self._channels.pop(channel.channel_id, None)
@@ -151,9 +163,9 @@ class Sv2PoolConnection:
             ):
                 deliver(self._channels.get(event.channel_id), event)
             elif isinstance(event, cev.ProtocolNotice):
-                deliver(self.members[0] if self.members else None, event)  # one log line
+                deliver(next(iter(self.members.values()), None), event)  # one log line
             else:  # the connection's: SetupFailed, ReconnectRequested, ConnectionReady
-                for channel in self.members:
+                for channel in self.members.values():
                     deliver(channel, event)
         return list(routed.values())
 
@@ -180,6 +192,7 @@ class Sv2PoolUpstream:
         self._nominal = nominal_hash_rate
         self._min_extranonce_size = min_extranonce_size
         self.channel_id: int | None = None
+        self.request_id: int | None = None  # its open's, until answered
         self.inbox: list[up.UpstreamEvent] = []  # routed by the connection, not yet taken
         # A pool that takes the connection but never opens the channel (a stalled
         # handshake or setup) is left for the next one, as a dead pool.
@@ -212,12 +225,9 @@ class Sv2PoolUpstream:
     def start(self, now: float) -> list[up.UpstreamEvent]:
         """The connection is up: the channel's open (queued until the setup is done)."""
         self._setup_deadline = now + self._setup_timeout
-        request = self.client.open_extended_channel(
-            user_identity=self.user,
-            nominal_hash_rate=self._nominal,
-            min_extranonce_size=self._min_extranonce_size,
+        self.request_id = self.conn.open_channel(
+            self, nominal_hash_rate=self._nominal, min_extranonce_size=self._min_extranonce_size
         )
-        self.conn._requests[request] = self
         return self._flush([])
 
     def authorize(self, worker: str, password: str, now: float) -> list[up.UpstreamEvent]:

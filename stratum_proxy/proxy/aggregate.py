@@ -404,6 +404,7 @@ class Sv2PoolConn(UpstreamConn):
         self.session: Sv2PoolConnection | None = None  # once connected
         self.waiting: list[tuple[int, str]] = []  # (upstream id, identity) until then
         self.channels: dict[int, Sv2PoolUpstream] = {}  # by upstream id
+        self._upstream_of: dict[int, int] = {}  # id(channel) -> upstream id
 
     def join(self, upstream_id: int, identity: str) -> None:
         if self.session is None:
@@ -411,6 +412,7 @@ class Sv2PoolConn(UpstreamConn):
             return
         channel = self.hub.sv2_channel(self.session, identity)
         self.channels[upstream_id] = channel
+        self._upstream_of[id(channel)] = upstream_id
         self.hub.conns[upstream_id] = self
         self.hub.act(self.hub.core.upstream_connected(upstream_id, time.monotonic(), channel))
 
@@ -423,6 +425,8 @@ class Sv2PoolConn(UpstreamConn):
     def leave(self, upstream_id: int, reason: str) -> None:
         """The core closed this channel; the connection closes with its last one."""
         channel = self.channels.pop(upstream_id, None)
+        if channel is not None:
+            self._upstream_of.pop(id(channel), None)
         if channel is not None and self.session is not None:
             # The core took the channel's verdicts when it let go of it (connection_lost);
             # a retired channel has none left.  What remains is its CloseChannel.
@@ -444,6 +448,7 @@ class Sv2PoolConn(UpstreamConn):
             self.session.connection_lost(now, reason)
         ids = list(self.channels)
         self.channels.clear()
+        self._upstream_of.clear()
         for upstream_id in ids:
             if self.hub.conns.get(upstream_id) is self:
                 del self.hub.conns[upstream_id]
@@ -467,9 +472,8 @@ class Sv2PoolConn(UpstreamConn):
             self.lost("internal error")
             return
         self._send_queued()  # the setup after the handshake, a CloseChannel
-        ids = {id(channel): upstream_id for upstream_id, channel in self.channels.items()}
         for channel, events in routed:
-            upstream_id = ids.get(id(channel))
+            upstream_id = self._upstream_of.get(id(channel))
             if upstream_id is not None:
                 self.hub.act(self.hub.core.upstream_events(upstream_id, events, now, wall))
 

@@ -52,7 +52,7 @@ HOST = sv1.HOST
 
 
 def start_proxy(
-    pool_port: int, workdir: Path
+    pool_port: int, workdir: Path, profile: str = ""
 ) -> tuple[subprocess.Popen[bytes], dict[str, int], bytes]:
     secret, public = generate_keypair(os.urandom)
     key = workdir / "authority.key"
@@ -61,6 +61,8 @@ def start_proxy(
     ports = {mode: sv1.free_port() for mode in ("passthrough", "aggregate", "sv2")}
     exe = shutil.which("stratum-proxy")
     command = [exe] if exe else [sys.executable, "-m", "stratum_proxy.cli"]
+    if profile:  # the proxy under cProfile (slower: for where the time goes, not figures)
+        command = [sys.executable, "-m", "cProfile", "-o", profile, "-m", "stratum_proxy.cli"]
     command += [
         "run", "--mode", "aggregate",
         "--listen", f"passthrough={HOST}:{ports['passthrough']}",
@@ -178,7 +180,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="bench-sv2-"))
     pool = TestPool(PoolConfig(accept_any=True, record_judged=False, difficulty=1e-12))
     await pool.start()
-    proc, ports, key = start_proxy(pool.port, workdir)
+    proc, ports, key = start_proxy(pool.port, workdir, args.profile)
     try:
         for port in ports.values():
             await sv1.wait_listening(port, proc)
@@ -220,6 +222,7 @@ def main() -> None:
         "--modes", nargs="+", default=["passthrough", "aggregate", "sv2"],
         choices=["passthrough", "aggregate", "sv2"], help="load phases to run",
     )  # fmt: skip
+    parser.add_argument("--profile", default="", help="write the proxy's cProfile stats here")
     result = asyncio.run(main_async(parser.parse_args()))
     for mode in [m for m in ("passthrough", "aggregate", "sv2") if m in result]:
         r = result[mode]

@@ -54,7 +54,7 @@ from stratum_proxy.sv1.downstream import (
 )
 from stratum_proxy.sv2.crypto import Rng
 from stratum_proxy.sv2.errors import Sv2ProtocolError
-from stratum_proxy.sv2.framing import FRAME_HEADER_SIZE, Header
+from stratum_proxy.sv2.framing import encode_header
 from stratum_proxy.sv2.jobs import target_from_difficulty, target_to_difficulty
 from stratum_proxy.sv2.messages import (
     PROTOCOL_MINING,
@@ -81,8 +81,13 @@ from stratum_proxy.sv2.messages import (
     SubmitSharesSuccess,
     UpdateChannel,
     UpdateChannelError,
-    decode_message,
     encode_message,
+)
+from stratum_proxy.sv2.messages.base import decode_frame
+from stratum_proxy.sv2.messages.mining import (
+    decode_submit_shares_extended,
+    decode_submit_shares_standard,
+    encode_submit_shares_success,
 )
 from stratum_proxy.sv2.noise import NoiseResponder
 from stratum_proxy.sv2.serving import answer_unserved, check_order
@@ -101,6 +106,11 @@ _ERROR_CODES = {
     codes.DUPLICATE: "duplicate-share",
     codes.LOW_DIFFICULTY: "difficulty-too-low",
 }
+# The per-share messages go straight between struct and fields, without message
+# objects (messages/mining.py's fast codec, byte-identical to the generic one).
+_STANDARD_TYPE = SubmitSharesStandard.MSG_TYPE
+_EXTENDED_TYPE = SubmitSharesExtended.MSG_TYPE
+_SUCCESS_HEAD = encode_header(0, SubmitSharesSuccess.MSG_TYPE, 20, True)
 
 
 # -- what the connection hands the shell ---------------------------------------------
@@ -166,6 +176,10 @@ class Sv2Downstream:
         self.channels: dict[int, Sv2Channel] = {}
         self._next_channel = GROUP_ID + 1
         self.opened = 0  # channels ever opened on this connection
+        # Channels with an acceptance batched, and with an open to answer: looked at
+        # on every read and write, so only those are, not every channel.
+        self.batched: dict[int, Sv2Channel] = {}
+        self.answers_due: dict[int, Sv2Channel] = {}
 
     @property
     def ready(self) -> bool:
@@ -175,10 +189,14 @@ class Sv2Downstream:
     # --- bytes -----------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        for channel in self.channels.values():
-            if channel.answer_due and channel.difficulty:  # else with its first difficulty
-                channel.answer_open()
-        self.flush_batches()
+        if self.answers_due:
+            for channel in list(self.answers_due.values()):
+                if channel.difficulty:  # else with its first difficulty
+                    channel.answer_open()
+        if self.batched:
+            self.flush_batches()
+        if not self._out:
+            return b""
         out = bytes(self._out)
         self._out.clear()
         return out
@@ -192,6 +210,21 @@ class Sv2Downstream:
         if self._transport is not None:
             self._out += self._transport.encrypt_frame(encode_message(msg))
 
+    def send_success(self, channel_id: int, last: int, count: int, shares: int) -> None:
+        """SubmitShares.Success from its fields (once per batch of shares)."""
+        payload = encode_submit_shares_success(channel_id, last, count, shares)
+        if payload is None:  # a value out of range: the generic codec says which
+            self.send_now(
+                SubmitSharesSuccess(
+                    channel_id=channel_id,
+                    last_sequence_number=last,
+                    new_submits_accepted_count=count,
+                    new_shares_sum=shares,
+                )
+            )
+        elif self._transport is not None:
+            self._out += self._transport.encrypt_parts(_SUCCESS_HEAD, payload)
+
     def receive_data(self, data: bytes) -> list[ConnectionEvent]:
         """Events for the shell; raises Sv2ProtocolError when the connection must close."""
         events: list[ConnectionEvent] = []
@@ -202,27 +235,58 @@ class Sv2Downstream:
             act2, self._transport = answer
             self._out += act2
             data = b""
-        for frame in self._transport.feed(data):
-            msg = decode_message(Header.decode(frame), frame[FRAME_HEADER_SIZE:])
-            self._dispatch(msg, events)
+        for header, payload in self._transport.feed_parts(data):
+            # A share (the core extension, bytes 0-1 of the header beside the
+            # channel_msg bit) goes to its channel straight from the payload; anything
+            # else, a malformed share included, is decoded as a message.
+            if header[0] == 0 and header[1] & 0x7F == 0 and self.setup_done:
+                kind = header[2]
+                if kind == _EXTENDED_TYPE:
+                    extended = decode_submit_shares_extended(payload)
+                    if extended is not None:
+                        self._on_submit(*extended, events)
+                        continue
+                elif kind == _STANDARD_TYPE:
+                    standard = decode_submit_shares_standard(payload)
+                    if standard is not None:
+                        self._on_submit(*standard, None, events)
+                        continue
+            self._dispatch(decode_frame(header, payload), events)
         return events
+
+    def _on_submit(
+        self,
+        channel_id: int,
+        sequence: int,
+        job_id: int,
+        nonce: int,
+        ntime: int,
+        version: int,
+        extranonce: bytes | None,
+        events: list[ConnectionEvent],
+    ) -> None:
+        """A share; ``extranonce`` None: a standard channel's (its extranonce is fixed)."""
+        channel = self.channels.get(channel_id)
+        if channel is None or not channel.open:
+            self.send(
+                SubmitSharesError(
+                    channel_id=channel_id,
+                    sequence_number=sequence,
+                    error_code="invalid-channel-id",
+                )
+            )
+            return
+        submit = channel.on_submit(sequence, job_id, nonce, ntime, version, extranonce)
+        events.append(ChannelEvent(channel, submit))
 
     # --- what the miner says -------------------------------------------------------
 
     def _dispatch(self, msg: AnyMessage, events: list[ConnectionEvent]) -> None:
         check_order(msg, self.setup_done)
-        if isinstance(msg, SubmitSharesStandard | SubmitSharesExtended):
-            channel = self.channels.get(msg.channel_id)
-            if channel is None or not channel.open:
-                self.send(
-                    SubmitSharesError(
-                        channel_id=msg.channel_id,
-                        sequence_number=msg.sequence_number,
-                        error_code="invalid-channel-id",
-                    )
-                )
-                return
-            events.append(ChannelEvent(channel, channel.on_submit(msg)))
+        if isinstance(msg, SubmitSharesStandard | SubmitSharesExtended):  # with TLVs
+            extranonce = msg.extranonce if isinstance(msg, SubmitSharesExtended) else None
+            self._on_submit(msg.channel_id, msg.sequence_number, msg.job_id, msg.nonce,
+                            msg.ntime, msg.version, extranonce, events)  # fmt: skip
         elif isinstance(msg, SetupConnection):
             self._on_setup(msg)
         elif isinstance(msg, OpenStandardMiningChannel | OpenExtendedMiningChannel):
@@ -236,14 +300,14 @@ class Sv2Downstream:
                 raise Sv2ProtocolError(f"CloseChannel for unknown channel {msg.channel_id}")
             channel.flush_success()
             channel.open = False
+            self.answers_due.pop(channel.channel_id, None)
             events.append(ChannelClosed(channel, msg.reason_code))
         else:
             self.send(answer_unserved(msg, "a miner sends"))
 
     def flush_batches(self) -> None:
-        for channel in self.channels.values():
-            if channel.batched:
-                channel.flush_success()
+        for channel in list(self.batched.values()):
+            channel.flush_success()
 
     def _on_setup(self, msg: SetupConnection) -> None:
         if msg.protocol != PROTOCOL_MINING:
@@ -391,34 +455,40 @@ class Sv2Channel:
     def flush_success(self) -> None:
         batch, self._success = self._success, None
         if batch is not None:
-            last, count, shares = batch
-            self.connection.send_now(
-                SubmitSharesSuccess(
-                    channel_id=self.channel_id,
-                    last_sequence_number=last,
-                    new_submits_accepted_count=count,
-                    new_shares_sum=shares,
-                )
-            )
+            self.connection.batched.pop(self.channel_id, None)
+            self.connection.send_success(self.channel_id, *batch)
 
     # --- what the miner says -------------------------------------------------------
 
-    def on_submit(self, msg: SubmitSharesStandard | SubmitSharesExtended) -> SubmitReceived:
+    def on_submit(
+        self,
+        sequence: int,
+        job_id: int,
+        nonce: int,
+        ntime: int,
+        version: int,
+        extranonce: bytes | None,
+    ) -> SubmitReceived:
+        """The share as the core reads an SV1 submit; ``extranonce`` None: a standard
+        channel's, whose extranonce is fixed (the proxy's prefix and zeros)."""
         assert self._assigned is not None
-        size = self._assigned[1]
-        # A standard channel's extranonce is fixed: the proxy's prefix and zeros.
-        extranonce2 = msg.extranonce if isinstance(msg, SubmitSharesExtended) else bytes(size)
+        mask = self.version_mask
         submit = m.Submit(
-            id=msg.sequence_number,
+            id=sequence,
             worker=self.user_identity,
-            job_id=self._job_names.get(msg.job_id, ""),  # unknown: the core says "job not found"
-            extranonce2=extranonce2.hex(),
-            ntime=f"{msg.ntime:08x}",
-            nonce=f"{msg.nonce:08x}",
+            job_id=self._job_names.get(job_id, ""),  # unknown: the core says "job not found"
+            extranonce2=self._zeros if extranonce is None else extranonce.hex(),
+            ntime=f"{ntime:08x}",
+            nonce=f"{nonce:08x}",
             # BIP310: only the rolled bits go to the pool; the rest is the job's.
-            version_bits=f"{msg.version & self.version_mask:08x}" if self.version_mask else None,
+            version_bits=f"{version & mask:08x}" if mask else None,
         )
         return SubmitReceived(submit=submit)
+
+    @property
+    def _zeros(self) -> str:
+        assert self._assigned is not None
+        return "00" * self._assigned[1]
 
     # --- what the core says ------------------------------------------------------------
 
@@ -438,11 +508,13 @@ class Sv2Channel:
             self.connection.channels.pop(self.channel_id, None)
             return None
         self.answer_due = True
+        self.connection.answers_due[self.channel_id] = self
         return MinerSubscribed(extranonce1=extranonce1, extranonce2_size=extranonce2_size)
 
     def answer_open(self) -> None:
         """OpenMiningChannel.Success, then the job the core sent before it (if any)."""
         self.answer_due = False
+        self.connection.answers_due.pop(self.channel_id, None)
         assert self._assigned is not None
         extranonce1, extranonce2_size = self._assigned
         if self.kind == "extended":
@@ -553,6 +625,7 @@ class Sv2Channel:
                 return
             self.connection.flush_batches()  # every answer leaves in the order given
             self._success = (sequence, 1, shares)
+            self.connection.batched[self.channel_id] = self
         else:
             self._send(
                 SubmitSharesError(

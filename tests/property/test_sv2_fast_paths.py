@@ -1,10 +1,11 @@
 """The per-share fast paths of the SV2 stack against the generic code they stand in for.
 
-SubmitSharesExtended, SubmitShares.Success and SubmitShares.Error have a
-struct-based codec (messages/mining.py); frames are decoded from their header
-bytes (``decode_frame``), encrypted as header and payload apart
-(``encrypt_parts``) and received as (header, payload) pairs (``feed_parts``);
-a channel finds the submits a Success accepts by a prefix scan.  Each must give
+SubmitSharesStandard, SubmitSharesExtended, SubmitShares.Success and
+SubmitShares.Error have a struct-based codec (messages/mining.py); frames
+are decoded from their header bytes (``decode_frame``), encrypted as header
+and payload apart (``encrypt_parts``) and received as (header, payload)
+pairs (``feed_parts``); a channel finds the submits a Success accepts by a
+prefix scan.  Each must give
 exactly what the generic path gives: the same bytes, the same message, or the
 same error with the same text, and only the project's protocol errors on any
 input.
@@ -29,6 +30,7 @@ from stratum_proxy.sv2.messages import (
     Message,
     SubmitSharesError,
     SubmitSharesExtended,
+    SubmitSharesStandard,
     SubmitSharesSuccess,
     decode_message,
 )
@@ -36,13 +38,15 @@ from stratum_proxy.sv2.messages.base import decode_frame, generic_decode, generi
 from stratum_proxy.sv2.messages.mining import (
     decode_submit_shares_error,
     decode_submit_shares_extended,
+    decode_submit_shares_standard,
     decode_submit_shares_success,
     encode_submit_shares_extended,
+    encode_submit_shares_success,
 )
 from stratum_proxy.sv2.transport import NoiseTransport
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-HOT = [SubmitSharesExtended, SubmitSharesSuccess, SubmitSharesError]
+HOT = [SubmitSharesStandard, SubmitSharesExtended, SubmitSharesSuccess, SubmitSharesError]
 K1, K2 = bytes(range(32)), bytes(range(32, 64))
 
 # Values around and beyond each integer type's range, to reach the fallbacks.
@@ -130,7 +134,12 @@ def test_success_encode_fits_or_fails_as_the_generic_codec(fields: tuple[int, ..
         new_submits_accepted_count=count,
         new_shares_sum=total,
     )
-    assert _outcome(msg.encode) == _outcome(generic_encode, msg)
+    expected = _outcome(generic_encode, msg)
+    assert _outcome(msg.encode) == expected
+    # The function an SV2 miner's connection calls: the payload, or None where the
+    # generic codec refuses a value.
+    direct = encode_submit_shares_success(channel_id, last, count, total)
+    assert direct == (expected[1] if expected[0] == "ok" else None)
 
 
 @FAST
@@ -199,6 +208,19 @@ def test_direct_decoders_agree_with_the_messages(data: st.DataObject) -> None:
                 value.last_sequence_number,
                 value.new_submits_accepted_count,
                 value.new_shares_sum,
+            )
+        else:
+            assert fields is None
+    elif cls is SubmitSharesStandard:
+        fields = decode_submit_shares_standard(payload)
+        if kind == "ok":
+            assert fields == (
+                value.channel_id,
+                value.sequence_number,
+                value.job_id,
+                value.nonce,
+                value.ntime,
+                value.version,
             )
         else:
             assert fields is None

@@ -394,3 +394,31 @@ def test_channels_of_one_connection_are_miners_of_their_own() -> None:
     assert list(firmware.connection.channels) == [extended.channel_id]
     with pytest.raises(Sv2ProtocolError, match="unknown channel"):
         firmware.send(CloseChannel(channel_id=standard.channel_id, reason_code="again"))
+
+
+def test_a_share_with_extensions_takes_the_generic_path_to_the_same_submit() -> None:
+    """Shares go to their channel straight from the payload; one with TLVs (a worker
+    name, extension 0x0002) is decoded as a message: the core gets the same submit."""
+    from stratum_proxy.sv2.messages.base import EXTENSION_WORKER_HASHRATE_TRACKING
+    from stratum_proxy.sv2.messages.tlv import TLV_FIELD_USER_IDENTITY, Tlv
+
+    firmware = Firmware()
+    success, job, prev = _open(firmware, EXTENDED)
+    fields: dict[str, Any] = {
+        "channel_id": success.channel_id, "job_id": job.job_id, "nonce": 7,
+        "ntime": prev.min_ntime, "version": job.version, "extranonce": b"\x01\x02\x03\x04",
+    }  # fmt: skip
+    tlv = Tlv(
+        extension_type=EXTENSION_WORKER_HASHRATE_TRACKING,
+        field_type=TLV_FIELD_USER_IDENTITY,
+        value=b"rig9.a",
+    )
+    (plain,) = firmware.send(SubmitSharesExtended(sequence_number=1, **fields))
+    (tagged,) = firmware.send(SubmitSharesExtended(sequence_number=1, extensions=(tlv,), **fields))
+    assert plain == tagged and plain.submit.extranonce2 == "01020304"
+    # A share on a channel that is not open is answered, by either path.
+    firmware.send(SubmitSharesStandard(channel_id=99, sequence_number=3, job_id=1, nonce=0,
+                                       ntime=0, version=0))  # fmt: skip
+    (error,) = firmware.received()
+    assert isinstance(error, SubmitSharesError) and error.error_code == "invalid-channel-id"
+    assert error.sequence_number == 3

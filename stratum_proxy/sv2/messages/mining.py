@@ -193,6 +193,21 @@ class SubmitSharesStandard(Message):
     ntime: U32
     version: U32  # the full header nVersion
 
+    @classmethod
+    def decode(cls, payload: bytes | bytearray | memoryview) -> Self:
+        fields = decode_submit_shares_standard(payload)
+        if fields is None:
+            return generic_decode(cls, payload)  # raises, saying what is wrong
+        channel_id, sequence_number, job_id, nonce, ntime, version = fields
+        return cls(
+            channel_id=channel_id,
+            sequence_number=sequence_number,
+            job_id=job_id,
+            nonce=nonce,
+            ntime=ntime,
+            version=version,
+        )
+
 
 @register
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,15 +295,13 @@ class SubmitSharesSuccess(Message):
     new_shares_sum: U64
 
     def encode(self) -> bytes:
-        try:
-            return _SUCCESS.pack(
-                self.channel_id,
-                self.last_sequence_number,
-                self.new_submits_accepted_count,
-                self.new_shares_sum,
-            )
-        except struct.error:
-            return generic_encode(self)  # raises, naming the field out of range
+        payload = encode_submit_shares_success(
+            self.channel_id,
+            self.last_sequence_number,
+            self.new_submits_accepted_count,
+            self.new_shares_sum,
+        )
+        return generic_encode(self) if payload is None else payload  # raises: which field
 
     @classmethod
     def decode(cls, payload: bytes | bytearray | memoryview) -> Self:
@@ -426,6 +439,9 @@ class SetGroupChannel(Message):
 
 # --- the per-share messages' struct codec (see the module docstring) ----------------------
 
+# channel_id, sequence_number, job_id, nonce, ntime, version: SubmitSharesStandard.
+_SUBMIT_STANDARD = struct.Struct("<6I")
+_SUBMIT_STANDARD_SIZE = _SUBMIT_STANDARD.size  # 24
 # channel_id, sequence_number, job_id, nonce, ntime, version, then extranonce's length byte.
 _SUBMIT_EXTENDED_HEAD = struct.Struct("<6IB")
 _SUBMIT_EXTENDED_HEAD_SIZE = _SUBMIT_EXTENDED_HEAD.size  # 25
@@ -472,6 +488,27 @@ def decode_submit_shares_extended(
         return None
     extranonce = bytes(payload[_SUBMIT_EXTENDED_HEAD_SIZE:])
     return channel_id, seq, job_id, nonce, ntime, version, extranonce
+
+
+def decode_submit_shares_standard(
+    payload: bytes | bytearray | memoryview,
+) -> tuple[int, int, int, int, int, int] | None:
+    """(channel_id, sequence_number, job_id, nonce, ntime, version) of a
+    SubmitSharesStandard; None unless the payload is exactly those 24 bytes."""
+    if len(payload) != _SUBMIT_STANDARD_SIZE:
+        return None
+    fields: tuple[int, int, int, int, int, int] = _SUBMIT_STANDARD.unpack(payload)
+    return fields
+
+
+def encode_submit_shares_success(
+    channel_id: int, last_sequence_number: int, accepted_count: int, shares_sum: int
+) -> bytes | None:
+    """A SubmitShares.Success payload; None if a value does not fit its type."""
+    try:
+        return _SUCCESS.pack(channel_id, last_sequence_number, accepted_count, shares_sum)
+    except struct.error:
+        return None
 
 
 def decode_submit_shares_success(

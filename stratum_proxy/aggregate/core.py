@@ -56,7 +56,7 @@ from stratum_proxy.aggregate.extranonce import (
 from stratum_proxy.aggregate.jobs import JobIds, MinerJobs, SentJob, UpstreamJob, miner_view
 from stratum_proxy.aggregate.vardiff import Vardiff, VardiffSettings
 from stratum_proxy.errors import RemoteProtocolError
-from stratum_proxy.shares import submitted_share
+from stratum_proxy.shares import ShareResult, submitted_share
 from stratum_proxy.store.record import (
     STATUS_ACCEPTED,
     STATUS_NO_RESPONSE,
@@ -1047,17 +1047,16 @@ class Aggregator:
         malformed: str,
         events: list[ev.AggregateEvent],
     ) -> None:
+        # Each row is built once, when its fate is known (a share's only copy is the
+        # pool's verdict): the per-share path makes no intermediate records.
         sent = miner.jobs.get(submit.job_id)
-        record = self._new_record(miner, submit, sent, wall)
         if malformed:
-            self._reject(
-                miner, submit, record, _OTHER, malformed, "proxy: malformed submit", events
-            )
+            self._reject(miner, submit, sent, wall, None, _OTHER, malformed,
+                         "proxy: malformed submit", events)  # fmt: skip
             return
         if sent is None:
-            self._reject(
-                miner, submit, record, _STALE, "job not found", "proxy: unknown job", events
-            )
+            self._reject(miner, submit, sent, wall, None, _STALE, "job not found",
+                         "proxy: unknown job", events)  # fmt: skip
             return
         pool_job = sent.view.upstream
         upstream = self.upstreams.get(pool_job.upstream_id)
@@ -1074,22 +1073,17 @@ class Aggregator:
                 sent.job, extranonce2, submit.ntime, submit.nonce, submit.version_bits, mask
             )
         except ValueError as exc:
-            self._reject(miner, submit, record, _OTHER, f"malformed share: {exc}",
+            self._reject(miner, submit, sent, wall, None, _OTHER, f"malformed share: {exc}",
                          "proxy: malformed submit", events)  # fmt: skip
             return
-        record = record._replace(
-            version=share.version,
-            share_hash=share.hash_hex,
-            share_difficulty=share.difficulty,
-            is_block=share.is_block,
-        )
         if not sent.first_time(submit.extranonce2, submit.ntime, submit.nonce, submit.version_bits):
-            self._reject(miner, submit, record, _DUPLICATE, "duplicate share",
+            self._reject(miner, submit, sent, wall, share, _DUPLICATE, "duplicate share",
                          "proxy: duplicate share", events)  # fmt: skip
             return
         if not share.meets(sent.miner_target):
-            self._reject(miner, submit, record, _LOW_DIFFICULTY, "low difficulty share",
-                         "proxy: below the miner's difficulty", events)  # fmt: skip
+            self._reject(miner, submit, sent, wall, share, _LOW_DIFFICULTY,
+                         "low difficulty share", "proxy: below the miner's difficulty",
+                         events)  # fmt: skip
             return
         miner.vardiff.on_share(now)
         if share.meets(pool_job.pool_target) and upstream is not None and not pool_job.stale:
@@ -1104,7 +1098,11 @@ class Aggregator:
                 nonce=submit.nonce,
                 version_bits=submit.version_bits,
                 version=share.version,
-                token=_Forwarded(miner.miner_id, submit.id, record._replace(forwarded=True)),
+                token=_Forwarded(
+                    miner.miner_id,
+                    submit.id,
+                    self._new_record(miner, submit, sent, wall, share, forwarded=True),
+                ),
                 now=now,
             )
             self._count("shares_forwarded")
@@ -1112,22 +1110,28 @@ class Aggregator:
             self._client_events(upstream, sent_events, now, wall, events)
             return
         if pool_job.stale:
-            self._reject(miner, submit, record, _STALE, "stale share",
+            self._reject(miner, submit, sent, wall, share, _STALE, "stale share",
                          "proxy: stale job", events)  # fmt: skip
             return
         # Real work at the difficulty the proxy asked for; the pool would not count it.
         self._count("shares_judged_locally")
         miner.session.answer_submit(submit.id, None)
-        events.append(
-            ev.ShareRecorded(
-                miner_id=miner.miner_id,
-                record=record._replace(status=STATUS_ACCEPTED, verdict_by="proxy"),
-            )
-        )
+        record = self._new_record(miner, submit, sent, wall, share, status=STATUS_ACCEPTED)
+        events.append(ev.ShareRecorded(miner_id=miner.miner_id, record=record))
 
     def _new_record(
-        self, miner: _Miner, submit: m.Submit, sent: SentJob | None, wall: float
+        self,
+        miner: _Miner,
+        submit: m.Submit,
+        sent: SentJob | None,
+        wall: float,
+        share: ShareResult | None,
+        *,
+        status: str = STATUS_NO_RESPONSE,
+        reject_reason: str = "",
+        forwarded: bool = False,
     ) -> ShareRecord:
+        """The share's row (``share``: its header, once rebuilt; None: never built)."""
         pool_job = sent.view.upstream if sent is not None else None
         if pool_job is not None:
             pool_name = pool_job.pool_name  # the pool whose job it is, even if gone since
@@ -1148,14 +1152,14 @@ class Aggregator:
             extranonce2=submit.extranonce2,
             ntime=submit.ntime,
             nonce=submit.nonce,
-            version=0,
-            share_hash="",
-            share_difficulty=0.0,
+            version=share.version if share is not None else 0,
+            share_hash=share.hash_hex if share is not None else "",
+            share_difficulty=share.difficulty if share is not None else 0.0,
             pool_difficulty=pool_job.pool_difficulty if pool_job is not None else 0.0,
             network_difficulty=sent.job.network_difficulty if sent is not None else 0.0,
-            status=STATUS_NO_RESPONSE,
-            reject_reason="",
-            is_block=False,
+            status=status,
+            reject_reason=reject_reason,
+            is_block=share.is_block if share is not None else False,
             response_ms=0.0,
             version_bits=submit.version_bits or "",
             extranonce1=miner.prefix.hex(),
@@ -1163,7 +1167,7 @@ class Aggregator:
             miner_difficulty=sent.miner_difficulty
             if sent is not None
             else miner.vardiff.difficulty,
-            forwarded=False,
+            forwarded=forwarded,
             verdict_by="proxy",
         )
 
@@ -1171,7 +1175,9 @@ class Aggregator:
         self,
         miner: _Miner,
         submit: m.Submit,
-        record: ShareRecord,
+        sent: SentJob | None,
+        wall: float,
+        share: ShareResult | None,
         code: int,
         message: str,
         reason: str,
@@ -1179,12 +1185,10 @@ class Aggregator:
     ) -> None:
         self._count("shares_rejected_locally")
         miner.session.answer_submit(submit.id, code, message)
-        events.append(
-            ev.ShareRecorded(
-                miner_id=miner.miner_id,
-                record=record._replace(status=STATUS_REJECTED, reject_reason=reason),
-            )
+        record = self._new_record(
+            miner, submit, sent, wall, share, status=STATUS_REJECTED, reject_reason=reason
         )
+        events.append(ev.ShareRecorded(miner_id=miner.miner_id, record=record))
 
     def _on_verdict(self, verdict: up.ShareVerdict, events: list[ev.AggregateEvent]) -> None:
         token = verdict.token
@@ -1194,15 +1198,15 @@ class Aggregator:
             self._pending_by_miner[token.miner_id] = left
         else:
             self._pending_by_miner.pop(token.miner_id, None)
+        answered = verdict.status != STATUS_NO_RESPONSE
         record = token.record._replace(
             status=verdict.status,
             reject_reason=verdict.reason,
-            verdict_by="pool" if verdict.status != STATUS_NO_RESPONSE else "",
+            verdict_by="pool" if answered else "",
+            response_ms=max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
+            if answered
+            else 0.0,
         )
-        if verdict.status != STATUS_NO_RESPONSE:
-            record = record._replace(
-                response_ms=max(0.0, (verdict.resolved_at - verdict.submitted_at) * 1000.0)
-            )
         miner = self.miners.get(token.miner_id)
         if miner is not None:
             if verdict.status == STATUS_ACCEPTED:

@@ -150,6 +150,7 @@ class _Upstream:
     refused: set[str] = field(default_factory=set)
     asked: set[str] = field(default_factory=set)
     retiring: bool = False  # no new miners; closed once its verdicts are in
+    retire_reason: str = ""
     identity: str = ""  # a worker's own channel (SV2 pools); "": the farm's pool_user
     identity_refused: bool = False  # the pool refused that identity: not a pool failure
     last_job_at: float = 0.0  # monotonic time of its last notify (or of becoming ready)
@@ -296,8 +297,12 @@ class Aggregator:
             self._unset_waiting(miner)
             self._set_wants(miner, None)
             self.prefixes.release(miner.prefix)
-            if miner.upstream is not None and miner.upstream in self.upstreams:
-                self.upstreams[miner.upstream].miners.discard(miner_id)
+            upstream = self.upstreams.get(miner.upstream) if miner.upstream is not None else None
+            if upstream is not None:
+                upstream.miners.discard(miner_id)
+                events: list[ev.AggregateEvent] = []
+                self._retire_if_unused(upstream, events)
+                return events
         return []
 
     def miner_data(
@@ -751,6 +756,7 @@ class Aggregator:
             self._set_waiting(miner)
             if not self._place(miner, upstream, now, events):
                 self._place_waiting(now, events, only=[miner])
+            self._retire_if_unused(old, events)
 
     def _queue_reconnect(self, miner: _Miner, now: float) -> None:
         self._unset_waiting(miner)
@@ -824,8 +830,7 @@ class Aggregator:
         self._report_moves(events)
         for old in worse:
             if not old.miners:
-                old.retiring = True
-                self._close_if_retired(old, events)
+                self._retire(old, "failed back", events)
 
     def _has_upstream(self, pool: int, identity: str) -> bool:
         """A connection of ``pool`` for ``identity`` that is ready (not retiring) or opening."""
@@ -849,6 +854,22 @@ class Aggregator:
             if not keyed:
                 del self._keyed[key]
 
+    def _retire_if_unused(self, upstream: _Upstream, events: list[ev.AggregateEvent]) -> None:
+        """An upstream its last miner left: a worker's channel closes (its worker may come
+        back: a channel opens again), and so does a shared one unless it is the pool's
+        last (kept for newcomers).  Idle pool connections do not pile up after a burst."""
+        if upstream.miners or upstream.retiring or not upstream.ready:
+            return
+        if not upstream.identity:
+            shared = self._keyed.get((upstream.pool, ""), {}).values()
+            if not any(u is not upstream and u.ready and not u.retiring for u in shared):
+                return
+        self._retire(upstream, "no miners left", events)
+
+    def _retire(self, upstream: _Upstream, reason: str, events: list[ev.AggregateEvent]) -> None:
+        upstream.retiring, upstream.retire_reason = True, reason
+        self._close_if_retired(upstream, events)
+
     def _close_if_retired(self, upstream: _Upstream, events: list[ev.AggregateEvent]) -> None:
         """A connection no miner uses any more closes once the pool answered what it owes."""
         if not upstream.retiring or upstream.miners or upstream.client.pending():
@@ -856,7 +877,8 @@ class Aggregator:
         for job in upstream.jobs:
             job.stale = True
         self._forget_upstream(upstream)
-        events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason="failed back"))
+        reason = upstream.retire_reason
+        events.append(ev.CloseUpstream(upstream_id=upstream.upstream_id, reason=reason))
 
     # -- upstream events ---------------------------------------------------------------
 

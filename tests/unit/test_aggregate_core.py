@@ -558,3 +558,27 @@ def test_an_sv1_miner_named_after_its_subscribe_moves_to_its_workers_channel() -
     # Same extranonce1 for the miner: no reconnect, no set_extranonce.
     assert not [m for m in rig.to_miner[1] if m.get("method") == "mining.set_extranonce"]
     assert next(m for m in rig.to_miner[1] if m.get("id") == 1)["result"][1] == en1
+
+
+def test_an_upstream_its_last_miner_left_closes_but_the_pools_last_shared_one_stays() -> None:
+    rig = Rig(worker_channel_pools={0}, miners_per_upstream=1)
+    rig.miner(1, SUBSCRIBE, worker="farm1.a")
+    rig.miner(2, SUBSCRIBE)
+    rig.miner(3, SUBSCRIBE)
+    for opened in list(rig.opened):
+        rig.pool_ready(opened.upstream_id, en1=f"{opened.upstream_id:08x}")
+    rig.pool_ready(rig.opened[-1].upstream_id, en1="99999999")  # the third miner's
+    own, shared = rig.core.miners[1].upstream, rig.core.miners[2].upstream
+    spare = rig.core.miners[3].upstream
+    assert len({own, shared, spare}) == 3
+
+    def closed() -> set[int]:
+        return {c.upstream_id for c in rig.closed if isinstance(c, ev.CloseUpstream)}
+
+    rig.take(rig.core.remove_miner(1, rig.now))
+    assert own in closed()  # the worker's channel: its worker is gone
+    rig.take(rig.core.remove_miner(3, rig.now))
+    assert spare in closed()  # a second shared connection, now empty
+    rig.take(rig.core.remove_miner(2, rig.now))
+    assert shared not in closed()  # the pool's last shared one stays for newcomers
+    assert set(rig.core.upstreams) == {shared}

@@ -10,8 +10,9 @@ are served by the same test pool (``accept_any``: answered without hashing) at
 a difficulty every hash meets, so the miners need not hash and every share is
 forwarded and answered.  The phases run one after the other in the same run,
 each with ``--miners`` miners sending one share per ``--share-interval``
-seconds (an open loop: the same offered load).  Before them, ``--idle`` idle
-connections of each kind are held (SV2: handshake, setup and an open channel).
+seconds (an open loop: the same offered load).  ``--idle`` idle connections
+of each kind are held first, against a proxy process of their own (SV2:
+handshake, setup and an open channel).
 
 The store grows with every phase and its background work with it, which
 would charge a later phase more: ``--rounds N`` runs the phases N times,
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import shutil
@@ -38,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -181,6 +184,26 @@ async def idle_phase(
 
 
 async def main_async(args: argparse.Namespace) -> dict[str, Any]:
+    result: dict[str, Any] = {"miners": args.miners, "share_interval": args.share_interval}
+    if args.idle:
+        # A proxy of its own: RSS grows from a fresh process (freed pages would blur
+        # it later), and thousands of connections come and gone do not colour the
+        # load phases' figures.
+        async with proxy_for_bench(args) as (proc, ports, key):
+            result["idle"] = await idle_phase(
+                ports["aggregate"], ports["sv2"], proc.pid, key, args.idle
+            )
+    if args.modes:
+        async with proxy_for_bench(args) as (proc, ports, key):
+            await load_phases(args, proc, ports, key, result)
+    return result
+
+
+@contextlib.asynccontextmanager
+async def proxy_for_bench(
+    args: argparse.Namespace,
+) -> AsyncIterator[tuple[subprocess.Popen[bytes], dict[str, int], bytes]]:
+    """A fresh proxy process and its test pool, listening, its store open."""
     workdir = Path(tempfile.mkdtemp(prefix="bench-sv2-"))
     pool = TestPool(PoolConfig(accept_any=True, record_judged=False, difficulty=1e-12))
     await pool.start()
@@ -189,37 +212,40 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         for port in ports.values():
             await sv1.wait_listening(port, proc)
         await asyncio.sleep(2.0)  # the store opens
-        result: dict[str, Any] = {"miners": args.miners, "share_interval": args.share_interval}
-        if args.idle:  # first: RSS grows from a fresh process (freed pages blur it later)
-            result["idle"] = await idle_phase(
-                ports["aggregate"], ports["sv2"], proc.pid, key, args.idle
-            )
-        runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
-        for round_ in range(args.rounds):
-            for mode in args.modes if round_ % 2 == 0 else args.modes[::-1]:
-                if mode == "sv2":
-                    runs[mode].append(await sv2_phase(ports[mode], proc.pid, key, args))
-                else:
-                    runs[mode].append(await sv1_phase(ports[mode], proc.pid, args))
-        for mode, phases in runs.items():
-            # The phase with the median CPU per share stands for the mode.
-            ranked = sorted(phases, key=lambda r: r["cpu_us_per_share"])
-            cpu_runs = [r["cpu_us_per_share"] for r in phases]
-            result[mode] = {**ranked[len(ranked) // 2], "cpu_us_per_share_runs": cpu_runs}
-        base = result.get("passthrough", {}).get("cpu_us_per_share")
-        for mode in ("aggregate", "sv2"):
-            if base is None or mode not in result:
-                continue
-            # Throughput at saturation relative to passthrough (one core: 1 / CPU per share).
-            result[mode]["vs_passthrough"] = round(
-                base / max(0.1, result[mode]["cpu_us_per_share"]), 2
-            )
-        return result
+        yield proc, ports, key
     finally:
         proc.terminate()
         proc.wait(60)
         await pool.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+async def load_phases(
+    args: argparse.Namespace,
+    proc: subprocess.Popen[bytes],
+    ports: dict[str, int],
+    key: bytes,
+    result: dict[str, Any],
+) -> None:
+    """The load phases, ``--rounds`` times (every other round reversed): medians."""
+    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
+    for round_ in range(args.rounds):
+        for mode in args.modes if round_ % 2 == 0 else args.modes[::-1]:
+            if mode == "sv2":
+                runs[mode].append(await sv2_phase(ports[mode], proc.pid, key, args))
+            else:
+                runs[mode].append(await sv1_phase(ports[mode], proc.pid, args))
+    for mode, phases in runs.items():
+        # The phase with the median CPU per share stands for the mode.
+        ranked = sorted(phases, key=lambda r: r["cpu_us_per_share"])
+        cpu_runs = [r["cpu_us_per_share"] for r in phases]
+        result[mode] = {**ranked[len(ranked) // 2], "cpu_us_per_share_runs": cpu_runs}
+    base = result.get("passthrough", {}).get("cpu_us_per_share")
+    for mode in ("aggregate", "sv2"):
+        if base is None or mode not in result:
+            continue
+        # Throughput at saturation relative to passthrough (one core: 1 / CPU per share).
+        result[mode]["vs_passthrough"] = round(base / max(0.1, result[mode]["cpu_us_per_share"]), 2)
 
 
 def main() -> None:

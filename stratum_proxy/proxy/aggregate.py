@@ -106,11 +106,15 @@ class AggregateHub:
     # -- events ------------------------------------------------------------------------
 
     def act(self, events: list[ev.AggregateEvent]) -> None:
+        refusing: list[AggregateRelay] = []
         for event in events:
             if isinstance(event, ev.SendToMiner):
                 relay = self.relays.get(event.miner_id)
                 if relay is not None:
                     relay.link.write(event.data)
+                    sv2 = relay.sv2
+                    if sv2 is not None and len(relay.channels) > len(sv2.channels):
+                        refusing.append(relay)  # it refused a channel's open: see below
             elif isinstance(event, ev.ShareRecorded):
                 relay = self.relays.get(event.miner_id)
                 self.server.record_share(event.record, relay.log if relay else self.log)
@@ -150,6 +154,8 @@ class AggregateHub:
                 log = relay.log if relay is not None else self.log
                 level = event.level if event.level in _LEVELS else "warning"
                 self.server.log_limited(log, event.event, level=level, **dict(event.fields))
+        for relay in refusing:
+            self._drop_refused(relay)
         if not self.closing:
             self.timer.arm(self.core.get_timer())
 
@@ -283,9 +289,15 @@ class AggregateHub:
                 relay.log.info("sv2_channel_closed", channel=item.channel.channel_id,
                                reason=item.reason)  # fmt: skip
                 self._drop_channel(relay, item.channel.miner_id)
-        if relay.sv2 is not None:
-            # Channels whose open could not be granted (an extranonce too small).
-            for channel in [c for c in relay.channels if c.channel_id not in relay.sv2.channels]:
+        self._drop_refused(relay)
+
+    def _drop_refused(self, relay: AggregateRelay) -> None:
+        """Channels whose open the connection refused when the core gave them too small
+        an extranonce (OpenMiningChannel.Error sent): out of the core too, whenever the
+        core placed them (a miner's message, or a pool becoming ready later)."""
+        sv2 = relay.sv2
+        if sv2 is not None and len(relay.channels) > len(sv2.channels):
+            for channel in [c for c in relay.channels if c.channel_id not in sv2.channels]:
                 self._drop_channel(relay, channel.miner_id)
 
     def _add_channel(

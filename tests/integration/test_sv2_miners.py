@@ -27,6 +27,8 @@ from stratum_proxy.sv2.jobs import block_header, target_to_int
 from stratum_proxy.sv2.messages import (
     CloseChannel,
     NewMiningJob,
+    OpenExtendedMiningChannel,
+    OpenMiningChannelError,
     OpenStandardMiningChannel,
     OpenStandardMiningChannelSuccess,
     SetNewPrevHash,
@@ -527,3 +529,48 @@ async def test_a_backup_with_less_extranonce_room(proxy_factory: Any, tmp_path: 
     assert standard.submits[-1].verdict == ACCEPTED
     assert any(j.worker for j in backup.judged)  # the standard channel mined on the backup
     assert extended.reconnect_requested and extended.errors == []
+
+
+async def test_a_channel_refused_when_a_late_pool_is_too_small_leaves_the_core(
+    proxy_factory: Any, tmp_path: Path
+) -> None:
+    """The pool comes up after the miner asked for its channel, with less extranonce
+    room than the miner's minimum: the open is refused then, and the channel is gone
+    from the proxy too, while the miner's connection stays open (no miner left held
+    in the core with an extranonce prefix)."""
+    import socket
+
+    key_file, public = authority_key_file(tmp_path)
+    with socket.socket() as probe:  # a port with nothing listening yet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    proxy = await proxy_factory(
+        [f"main=stratum+tcp://127.0.0.1:{port}"],
+        listen=["sv2=127.0.0.1:0"],
+        **{"sv2.authority_key_file": key_file, **SV2_LISTENER,
+           "aggregate.failback_check_s": 0.3},
+    )  # fmt: skip
+    # 4 bytes of extranonce2 at the pool: 2 for the proxy's prefix, 2 for the miner.
+    pool = TestPool(PoolConfig(extranonce2_size=4))
+    (hub,) = proxy.server.hubs.values()
+    try:
+        async with asyncio.timeout(20):
+            client = await RawSv2Client.connect("127.0.0.1", proxy.port, public)
+            client.send(SETUP)
+            await client.expect(SetupConnectionSuccess)
+            client.send(
+                OpenExtendedMiningChannel(request_id=3, user_identity="farm.big",
+                                          nominal_hash_rate=1e6, max_target=b"\xff" * 32,
+                                          min_extranonce_size=4)
+            )  # fmt: skip
+            while not hub.core.miners:  # the channel waits in the core for a pool
+                await asyncio.sleep(0.02)
+            await pool.start(port=port)
+            refused = await client.expect(OpenMiningChannelError)
+            await asyncio.sleep(0.1)
+            assert hub.core.miners == {}  # while the connection is still open
+            client.close()
+    finally:
+        await proxy.shutdown()
+        await pool.close()
+    assert (refused.request_id, refused.error_code) == (3, "min-extranonce-size-too-large")

@@ -212,7 +212,7 @@ class CipherState:
     was, and the caller must drop the connection anyway (SV2 §4.6).
 
     One ChaCha20Poly1305 object serves the whole direction (its key schedule is
-    set up once), and both methods take any bytes-like object, so the transport
+    set up once), and its methods take any bytes-like object, so the transport
     passes slices of what it received as memoryviews, without copying them.
     """
 
@@ -227,9 +227,37 @@ class CipherState:
         n = self.nonce
         if not 0 <= n < MAX_NONCE:
             raise CryptoError(f"nonce {n} out of range (2^64-1 is reserved)")
-        ciphertext = self._aead.encrypt(_pack_nonce(n), plaintext, ad)
+        # No associated data and empty associated data give the same tag; None
+        # skips the library's check of an empty buffer (the transport's every call).
+        ciphertext = self._aead.encrypt(_pack_nonce(n), plaintext, ad or None)
         self.nonce = n + 1
         return ciphertext
+
+    def encrypt_two(
+        self, first: bytes | bytearray | memoryview, second: bytes | bytearray | memoryview
+    ) -> bytes:
+        """``encrypt(b"", first) + encrypt(b"", second)`` in one call: a frame's header
+        and its one payload chunk, the transport's every frame."""
+        n = self.nonce
+        if not 0 <= n < MAX_NONCE - 1:
+            raise CryptoError(f"nonces {n}, {n + 1} out of range (2^64-1 is reserved)")
+        seal = self._aead.encrypt
+        ciphertext = seal(_pack_nonce(n), first, None) + seal(_pack_nonce(n + 1), second, None)
+        self.nonce = n + 2
+        return ciphertext
+
+    def decrypt_no_ad(self, ciphertext: bytes | bytearray | memoryview) -> bytes:
+        """``decrypt(b"", ciphertext)`` for a ciphertext the caller sized to hold its MAC:
+        the transport's every frame header and payload chunk."""
+        n = self.nonce
+        if not 0 <= n < MAX_NONCE:
+            raise CryptoError(f"nonce {n} out of range (2^64-1 is reserved)")
+        try:
+            plaintext = self._aead.decrypt(_pack_nonce(n), ciphertext, None)
+        except InvalidTag:
+            raise CryptoError("MAC check failed (ciphertext altered or wrong key)") from None
+        self.nonce = n + 1
+        return plaintext
 
     def decrypt(self, ad: bytes, ciphertext: bytes | bytearray | memoryview) -> bytes:
         if len(ciphertext) < MAC_SIZE:
@@ -238,7 +266,7 @@ class CipherState:
         if not 0 <= n < MAX_NONCE:
             raise CryptoError(f"nonce {n} out of range (2^64-1 is reserved)")
         try:
-            plaintext = self._aead.decrypt(_pack_nonce(n), ciphertext, ad)
+            plaintext = self._aead.decrypt(_pack_nonce(n), ciphertext, ad or None)
         except InvalidTag:
             raise CryptoError("MAC check failed (ciphertext altered or wrong key)") from None
         self.nonce = n + 1

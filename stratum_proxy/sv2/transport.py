@@ -110,9 +110,10 @@ class NoiseTransport:
         # Nonces n .. n+chunks are used; 2^64-1 itself is reserved (Noise §5.1).
         if send.nonce + chunks >= MAX_NONCE:
             raise LocalProtocolError("send nonce exhausted; the connection must be reopened")
-        if chunks <= 1:  # every message but very large jobs: the header and one chunk
-            wire = send.encrypt(b"", header)
-            return wire + send.encrypt(b"", payload) if chunks else wire
+        if chunks == 1:  # every message but very large jobs: the header and one chunk
+            return send.encrypt_two(header, payload)
+        if not chunks:
+            return send.encrypt(b"", header)
         view = memoryview(payload)
         out = [send.encrypt(b"", header)]
         for start in range(0, length, CHUNK_PLAINTEXT_SIZE):
@@ -153,7 +154,7 @@ class NoiseTransport:
 
     def _decrypt_frames(self, view: memoryview, frames: list[tuple[bytes, bytes]]) -> int:
         """Append every complete frame in ``view``; returns the bytes used."""
-        decrypt = self._recv.decrypt
+        decrypt = self._recv.decrypt_no_ad  # every slice holds its MAC
         end = len(view)
         pos = 0
         header = self._header
@@ -165,7 +166,7 @@ class NoiseTransport:
                         self._need = ENCRYPTED_HEADER_SIZE
                         break
                     what = "frame header"
-                    header = decrypt(b"", view[pos : pos + ENCRYPTED_HEADER_SIZE])
+                    header = decrypt(view[pos : pos + ENCRYPTED_HEADER_SIZE])
                     pos += ENCRYPTED_HEADER_SIZE
                     length = header[3] | header[4] << 8 | header[5] << 16
                     if length > self._max_payload:
@@ -181,7 +182,7 @@ class NoiseTransport:
                     if end - pos < size:
                         self._need = size
                         break
-                    payload = decrypt(b"", view[pos : pos + size]) if size else b""
+                    payload = decrypt(view[pos : pos + size]) if size else b""
                 else:
                     size = encrypted_payload_size(length)
                     if end - pos < size:
@@ -189,7 +190,7 @@ class NoiseTransport:
                         break
                     stop = pos + size
                     payload = b"".join(
-                        decrypt(b"", view[start : min(start + CHUNK_SIZE, stop)])
+                        decrypt(view[start : min(start + CHUNK_SIZE, stop)])
                         for start in range(pos, stop, CHUNK_SIZE)
                     )
                 pos += size

@@ -5,7 +5,9 @@ SubmitShares.Error have a struct-based codec (messages/mining.py); frames
 are decoded from their header bytes (``decode_frame``), encrypted as header
 and payload apart (``encrypt_parts``) and received as (header, payload)
 pairs (``feed_parts``); a channel finds the submits a Success accepts by a
-prefix scan.  Each must give
+prefix scan; the cipher state encrypts two messages in one call and decrypts
+without associated data; a channel writes a share's fields as hex without
+format strings.  Each must give
 exactly what the generic path gives: the same bytes, the same message, or the
 same error with the same text, and only the project's protocol errors on any
 input.
@@ -14,6 +16,7 @@ input.
 from __future__ import annotations
 
 import itertools
+import os
 from typing import Any
 
 import pytest
@@ -22,8 +25,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from stratum_proxy.errors import LocalProtocolError
+from stratum_proxy.sv1 import messages as m
 from stratum_proxy.sv2.channel import ClientChannel, seq_at_or_before
-from stratum_proxy.sv2.crypto import CipherState
+from stratum_proxy.sv2.crypto import MAX_NONCE, CipherState, CryptoError
+from stratum_proxy.sv2.downstream import Sv2Channel, Sv2Downstream
 from stratum_proxy.sv2.errors import Sv2ProtocolError
 from stratum_proxy.sv2.framing import Header, encode_header
 from stratum_proxy.sv2.messages import (
@@ -299,6 +304,50 @@ def test_encrypt_parts_and_feed_parts_equal_the_whole_frame_forms(
 
 
 @FAST
+@given(
+    first=st.binary(max_size=40),
+    second=st.binary(max_size=300),
+    nonce=st.integers(0, 50) | st.integers(MAX_NONCE - 3, MAX_NONCE + 1),
+    flip=st.integers(0, 400),
+)
+def test_cipher_state_shortcuts_equal_encrypt_and_decrypt_with_empty_ad(
+    first: bytes, second: bytes, nonce: int, flip: int
+) -> None:
+    """``encrypt_two`` and ``decrypt_no_ad`` (what the transport calls) give the bytes,
+    the nonces and the errors of ``encrypt``/``decrypt`` with empty associated data."""
+    fast, slow = CipherState(K1, nonce), CipherState(K1, nonce)
+    try:
+        expected: Any = slow.encrypt(b"", first) + slow.encrypt(b"", second)
+    except CryptoError:
+        expected = CryptoError
+    try:
+        got: Any = fast.encrypt_two(first, second)
+    except CryptoError:
+        got = CryptoError
+    assert got == expected
+    if expected is CryptoError:
+        return
+    assert fast.nonce == slow.nonce == nonce + 2
+    tampered = bytearray(expected)
+    if flip < len(tampered):
+        tampered[flip] ^= 1
+    for ciphertext in (expected, bytes(tampered)):
+        by_ad, no_ad = CipherState(K1, nonce), CipherState(K1, nonce)
+        head = memoryview(ciphertext)[: len(first) + 16]
+        assert _outcome_crypto(by_ad.decrypt, b"", head) == _outcome_crypto(
+            no_ad.decrypt_no_ad, head
+        )
+        assert by_ad.nonce == no_ad.nonce
+
+
+def _outcome_crypto(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(*args)
+    except CryptoError as exc:
+        return "CryptoError", str(exc)
+
+
+@FAST
 @given(st.binary(max_size=300), st.lists(st.integers(0, 300), max_size=5))
 def test_feed_parts_on_random_bytes_raises_only_protocol_errors(
     data: bytes, cuts: list[int]
@@ -345,3 +394,42 @@ def test_success_accepts_exactly_the_submits_at_or_before_last(
     assert all(v.status == "accepted" and v.resolved_at == 9.0 for v in verdicts)
     assert not set(expected) & set(channel.pending)
     assert (notice == "") == (reported == len(expected))
+
+
+# --- an SV2 share as the SV1 submit the core reads ------------------------------------------
+
+u32 = st.integers(0, 0xFFFFFFFF)
+
+
+@FAST
+@given(
+    fields=st.tuples(u32, u32, u32, u32, u32),
+    mask=st.sampled_from([0, 0x1FFFE000]) | u32,
+    extranonce=st.none() | st.binary(max_size=32),
+    size=st.integers(0, 16),
+)
+def test_a_share_becomes_the_submit_the_format_strings_give(
+    fields: tuple[int, int, int, int, int], mask: int, extranonce: bytes | None, size: int
+) -> None:
+    """The hex a channel writes for a share's U32 fields (``to_bytes(4).hex()``) is
+    ``f"{value:08x}"``; a standard channel's extranonce2 is its size in zero bytes."""
+    connection = Sv2Downstream(
+        authority_secret=bytes(range(1, 33)), cert_validity_s=60, now=0.0, rng=os.urandom,
+        version_mask=mask, shares_per_minute=12,
+    )  # fmt: skip
+    channel = Sv2Channel(
+        connection, channel_id=2, kind="extended", request_id=1, user_identity="farm.w",
+        min_extranonce_size=0,
+    )  # fmt: skip
+    channel.assign(b"\x00\x01", size)
+    sequence, job_id, nonce, ntime, version = fields
+    received = channel.on_submit(sequence, job_id, nonce, ntime, version, extranonce)
+    assert received.submit == m.Submit(
+        id=sequence,
+        worker="farm.w",
+        job_id="",  # a job the channel never sent
+        extranonce2=(bytes(size) if extranonce is None else extranonce).hex(),
+        ntime=f"{ntime:08x}",
+        nonce=f"{nonce:08x}",
+        version_bits=f"{version & mask:08x}" if mask else None,
+    )

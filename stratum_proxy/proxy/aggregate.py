@@ -35,6 +35,7 @@ from stratum_proxy.sv2.downstream import (
     ConnectionEvent,
     Sv2Channel,
     Sv2Downstream,
+    Sv2FrameError,
 )
 from stratum_proxy.sv2.keyfile import AuthorityKey
 from stratum_proxy.sv2.keys import decode_public_key
@@ -553,6 +554,12 @@ class AggregateRelay(RelayBase):
         try:
             received = sv2.receive_data(data)
         except RemoteProtocolError as exc:
+            if isinstance(exc, Sv2FrameError) and exc.events:
+                # Whole frames came before the bad one: their shares still count.
+                try:
+                    self.hub.sv2_events(self, exc.events)
+                except Exception:
+                    self.log.exception("miner_failed_internally")
             self.log.warning("connection_closed_bad_input", side="miner", error=str(exc))
             self._write_pending(sv2)  # an error answer it earned still goes out
             self.close()

@@ -147,6 +147,15 @@ class ChannelClosed:
 ConnectionEvent = ChannelRequested | ChannelEvent | ChannelClosed
 
 
+class Sv2FrameError(Sv2ProtocolError):
+    """A corrupted frame after whole ones in the same read: ``events`` is what the whole
+    ones gave (shares among them), for the shell to hand the core before it closes."""
+
+    def __init__(self, message: str, events: list[ConnectionEvent]) -> None:
+        super().__init__(message)
+        self.events = events
+
+
 class Sv2Downstream:
     """One SV2 miner connection: handshake, setup, frames and its channels."""
 
@@ -238,7 +247,8 @@ class Sv2Downstream:
             act2, self._transport = answer
             self._out.append(act2)
             data = b""
-        for header, payload in self._transport.feed_parts(data):
+        frames, error = self._transport.feed_parts_until_error(data)
+        for header, payload in frames:
             # A share (the core extension, bytes 0-1 of the header beside the
             # channel_msg bit) goes to its channel straight from the payload; anything
             # else, a malformed share included, is decoded as a message.
@@ -255,6 +265,10 @@ class Sv2Downstream:
                         self._on_submit(*standard, None, events)
                         continue
             self._dispatch(decode_frame(header, payload), events)
+        if error is not None:
+            # The frames before the corrupted one count (their shares get rows); the
+            # shell hands the events over, then closes with this error.
+            raise Sv2FrameError(str(error), events)
         return events
 
     def _on_submit(

@@ -128,18 +128,29 @@ class NoiseTransport:
 
     def feed_parts(self, data: bytes | bytearray | memoryview) -> list[tuple[bytes, bytes]]:
         """``feed``, each frame as (its 6-byte header, its payload)."""
+        frames, error = self.feed_parts_until_error(data)
+        if error is not None:
+            raise error
+        return frames
+
+    def feed_parts_until_error(
+        self, data: bytes | bytearray | memoryview
+    ) -> tuple[list[tuple[bytes, bytes]], Sv2ProtocolError | None]:
+        """``feed_parts``, with the frames that came before a corrupted one: they were
+        sent whole and authenticated (a miner's share in them still gets its row), and
+        the error, which the caller raises once it has handled them."""
         if self._failed is not None:
-            raise Sv2ProtocolError(f"SV2 stream already failed: {self._failed}")
+            return [], Sv2ProtocolError(f"SV2 stream already failed: {self._failed}")
         buffer = self._buffer
         if buffer:
             buffer += data
             if len(buffer) < self._need:
-                return []
+                return [], None
             data = bytes(buffer)
             buffer.clear()
         elif len(data) < self._need:
             buffer += data
-            return []
+            return [], None
         elif type(data) is not bytes:
             data = bytes(data)  # a view of a caller's bytearray must not outlive this call
         frames: list[tuple[bytes, bytes]] = []
@@ -147,10 +158,10 @@ class NoiseTransport:
             used = self._decrypt_frames(memoryview(data), frames)
         except Sv2ProtocolError as exc:
             self._failed = str(exc)
-            raise
+            return frames, exc
         if used < len(data):
             buffer += memoryview(data)[used:]
-        return frames
+        return frames, None
 
     def _decrypt_frames(self, view: memoryview, frames: list[tuple[bytes, bytes]]) -> int:
         """Append every complete frame in ``view``; returns the bytes used."""

@@ -331,8 +331,9 @@ async def test_a_corrupted_frame_closes_that_miner_only(proxy_factory: Any, tmp_
     finally:
         await proxy.shutdown()
         await pool.close()
-    assert broken.errors and "closed the connection" in broken.errors[0]
-    assert broken.submits[0].verdict == ACCEPTED
+    # Closed: an EOF or a reset, as the close meets the miner's next write; the first
+    # share's verdict may or may not have reached it before.
+    assert broken.errors and broken.submits[0].verdict in (ACCEPTED, None)
     assert all(s.verdict is None for s in broken.submits[1:])
     assert sound.errors == [] and [s.verdict for s in sound.submits] == [ACCEPTED] * 3
     rows = proxy.rows()

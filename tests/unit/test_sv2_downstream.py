@@ -422,3 +422,23 @@ def test_a_share_with_extensions_takes_the_generic_path_to_the_same_submit() -> 
     (error,) = firmware.received()
     assert isinstance(error, SubmitSharesError) and error.error_code == "invalid-channel-id"
     assert error.sequence_number == 3
+
+
+def test_a_share_read_with_a_corrupted_frame_behind_it_still_reaches_the_core() -> None:
+    """One read: a whole share, then a frame that fails its MAC.  The connection closes
+    (the error), and the share comes with it, for the core (its row)."""
+    from stratum_proxy.sv2.downstream import Sv2FrameError
+
+    firmware = Firmware()
+    success, job, prev = _open(firmware, STANDARD)
+    share = SubmitSharesStandard(channel_id=success.channel_id, sequence_number=4,
+                                 job_id=job.job_id, nonce=9, ntime=prev.min_ntime,
+                                 version=job.version)  # fmt: skip
+    wire = firmware.transport.encrypt_frame(encode_message(share))
+    bad = bytearray(firmware.transport.encrypt_frame(encode_message(share)))
+    bad[-1] ^= 0x01
+    with pytest.raises(Sv2FrameError, match="failed authentication") as info:
+        firmware.connection.receive_data(wire + bytes(bad))
+    (event,) = info.value.events
+    assert isinstance(event, ChannelEvent) and event.channel is firmware.session
+    assert event.event.submit.id == 4 and event.event.submit.nonce == "00000009"

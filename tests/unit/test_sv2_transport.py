@@ -137,3 +137,17 @@ def test_reserved_nonce_is_never_used() -> None:
     # Receive side: a peer that kept sending past the limit is cut off.
     with pytest.raises(Sv2ProtocolError, match="nonce exhausted"):
         receiver.feed(b"\x00" * 22)
+
+
+def test_frames_before_a_corrupted_one_in_the_same_read_are_returned_with_the_error() -> None:
+    client, server = _pair()
+    good = [client.encrypt_frame(_frame(_payload(n), msg_type=0x1B)) for n in (10, 40)]
+    bad = bytearray(client.encrypt_frame(_frame(_payload(20))))
+    bad[-1] ^= 0x01
+    frames, error = server.feed_parts_until_error(b"".join(good) + bytes(bad))
+    assert [(h[2], p) for h, p in frames] == [(0x1B, _payload(10)), (0x1B, _payload(40))]
+    assert isinstance(error, Sv2ProtocolError) and "failed authentication" in str(error)
+    # The stream is dead from there on, for either call.
+    assert server.feed_parts_until_error(good[0])[0] == []
+    with pytest.raises(Sv2ProtocolError, match="already failed"):
+        server.feed_parts(good[0])

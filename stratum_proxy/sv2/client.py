@@ -65,7 +65,7 @@ from stratum_proxy.sv2.messages.mining import (
     encode_submit_shares_extended,
 )
 from stratum_proxy.sv2.noise import NoiseInitiator
-from stratum_proxy.sv2.transport import NoiseTransport
+from stratum_proxy.sv2.transport import NoiseTransport, take_chunks
 from stratum_proxy.sv2.types import truncate_utf8
 
 # The frame header of a SubmitSharesExtended up to its U24 length (channel_msg set).
@@ -141,12 +141,7 @@ class Sv2Client:
     # --- output -----------------------------------------------------------------
 
     def data_to_send(self) -> bytes:
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
+        return take_chunks(self._out)
 
     def _send(self, msg: Message) -> None:
         if self.state == "closed":

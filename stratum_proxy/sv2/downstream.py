@@ -91,7 +91,7 @@ from stratum_proxy.sv2.messages.mining import (
 )
 from stratum_proxy.sv2.noise import NoiseResponder
 from stratum_proxy.sv2.serving import answer_unserved, check_order
-from stratum_proxy.sv2.transport import NoiseTransport
+from stratum_proxy.sv2.transport import NoiseTransport, take_chunks
 
 REQUIRES_WORK_SELECTION = 1 << 1
 GROUP_ID = 1  # the connection's group of standard channels; channel ids start at 2
@@ -206,12 +206,7 @@ class Sv2Downstream:
                     channel.answer_open()
         if self.batched:
             self.flush_batches()
-        out = self._out
-        if not out:
-            return b""
-        data = out[0] if len(out) == 1 else b"".join(out)
-        out.clear()
-        return data
+        return take_chunks(self._out)
 
     def send(self, msg: Message) -> None:
         """Encrypt ``msg`` after the acceptances still batched: the order they were given."""

@@ -42,6 +42,16 @@ __all__ = [
 ]
 
 
+def take_chunks(out: list[bytes]) -> bytes:
+    """The wire bytes queued in ``out``, emptied: the usual single chunk as it is,
+    without joining or copying it."""
+    if not out:
+        return b""
+    data = out[0] if len(out) == 1 else b"".join(out)
+    out.clear()
+    return data
+
+
 def encrypted_payload_size(length: int) -> int:
     """Bytes on the wire for a payload of ``length`` plaintext bytes (SRI encrypted_len)."""
     full, rest = divmod(length, CHUNK_PLAINTEXT_SIZE)

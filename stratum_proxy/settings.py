@@ -73,7 +73,8 @@ class AggregateSettings(BaseModel):
     pool_password: SecretStr = Field(default=SecretStr("x"), description="its password")
     identity_passthrough: bool = Field(
         default=True,
-        description="authorize each miner's worker name on the pool and submit under it",
+        description="authorize each miner's worker name on the pool and submit under it "
+        "(an SV2 pool: a channel of its own per worker name)",
     )
     miners_per_upstream: int = Field(default=200, ge=1, le=65_536)
     prefix_bytes: int = Field(

@@ -41,6 +41,7 @@ Rules (README, aggregate mode):
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -629,8 +630,8 @@ class Aggregator:
         # The best pool only (others are for when it is down), the miner's identity there.
         key = (order[0], self._identity_for(miner, order[0], now))
         fallback = None
-        for upstream in self._keyed.get(key, {}).values():
-            if not upstream.ready or upstream.retiring or len(upstream.miners) >= cap:
+        for upstream in self._live(*key):
+            if len(upstream.miners) >= cap:
                 continue
             if not size or fits(upstream.extranonce2_size, miner.prefix, size) is not None:
                 return upstream
@@ -723,8 +724,7 @@ class Aggregator:
             self._set_wants(miner, None)
             return
         self._set_wants(miner, wanted)
-        own = self._keyed.get((upstream.pool, wanted), {}).values()
-        ready = [u for u in own if u.ready and not u.retiring and u.current is not None]
+        ready = [u for u in self._live(upstream.pool, wanted) if u.current is not None]
         if ready:
             self._adopt(ready[0], now, events)
         elif not self._has_upstream(upstream.pool, wanted):
@@ -836,8 +836,13 @@ class Aggregator:
         """A connection of ``pool`` for ``identity`` that is ready (not retiring) or opening."""
         if (pool, identity) in self._opening_keys:
             return True
-        live = self._keyed.get((pool, identity), {}).values()
-        return any(u.ready and not u.retiring for u in live)
+        return any(self._live(pool, identity))
+
+    def _live(self, pool: int, identity: str) -> Iterator[_Upstream]:
+        """The ready upstreams of ``pool`` for ``identity`` that take miners (not retiring)."""
+        for upstream in self._keyed.get((pool, identity), {}).values():
+            if upstream.ready and not upstream.retiring:
+                yield upstream
 
     def _forget_opening(self, upstream_id: int) -> tuple[int, str] | None:
         key = self._opening.pop(upstream_id, None)
@@ -860,10 +865,10 @@ class Aggregator:
         last (kept for newcomers).  Idle pool connections do not pile up after a burst."""
         if upstream.miners or upstream.retiring or not upstream.ready:
             return
-        if not upstream.identity:
-            shared = self._keyed.get((upstream.pool, ""), {}).values()
-            if not any(u is not upstream and u.ready and not u.retiring for u in shared):
-                return
+        if not upstream.identity and not any(
+            u is not upstream for u in self._live(upstream.pool, "")
+        ):
+            return  # the pool's last shared one
         self._retire(upstream, "no miners left", events)
 
     def _retire(self, upstream: _Upstream, reason: str, events: list[ev.AggregateEvent]) -> None:
@@ -1323,10 +1328,7 @@ class Aggregator:
         events += self.upstream_lost(upstream.upstream_id, reason, now)
         # Its miners still on a worse pool (a fail-back waiting for this channel)
         # come back on the shared connection instead.
-        shared = [
-            u for u in self.upstreams.values()
-            if u.pool == pool and not u.identity and u.ready and not u.retiring and u.current
-        ]  # fmt: skip
+        shared = [u for u in self._live(pool, "") if u.current is not None]
         if shared:
             self._move_to_better(shared[0], now, events)
         elif any(

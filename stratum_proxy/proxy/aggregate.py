@@ -212,8 +212,7 @@ class AggregateHub:
         if opened and conn.closed:  # lost between connecting and this task resuming
             opened, conn.failure = False, "pool closed the connection at once"
         if not opened:
-            if self.sv2_conns.get(conn.pool.name) is conn:
-                del self.sv2_conns[conn.pool.name]
+            conn.unlist()
             waiting, conn.waiting = [uid for uid, _ in conn.waiting], []
             if conn.failure and waiting:
                 self.act(self.core.upstreams_failed(waiting, conn.failure, time.monotonic()))
@@ -446,14 +445,17 @@ class Sv2PoolConn(UpstreamConn):
             self.session.leave(channel, time.monotonic(), reason)
             self._send_queued()
         if not self.channels and not self.waiting:
-            if self.hub.sv2_conns.get(self.pool.name) is self:
-                del self.hub.sv2_conns[self.pool.name]
+            self.unlist()
             self.close(reason)
+
+    def unlist(self) -> None:
+        """No new channel joins this connection (it failed, is closing or is gone)."""
+        if self.hub.sv2_conns.get(self.pool.name) is self:
+            del self.hub.sv2_conns[self.pool.name]
 
     def lost(self, reason: str) -> None:
         """The connection is gone: every channel on it at once."""
-        if self.hub.sv2_conns.get(self.pool.name) is self:
-            del self.hub.sv2_conns[self.pool.name]
+        self.unlist()
         now = time.monotonic()
         if self.session is None:
             return  # still connecting: _open_sv2 reports its waiting channels failed
